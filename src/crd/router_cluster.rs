@@ -1,0 +1,246 @@
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{Affinity, ResourceRequirements, Toleration};
+use k8s_openapi::apimachinery::pkg::{api::resource::Quantity, apis::meta::v1::Condition};
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::common::conditions_schema;
+
+/// A Raft cluster of Conveyor ETL router nodes, run as a StatefulSet.
+#[derive(CustomResource, Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[kube(
+    group = "conveyor.etl",
+    version = "v1",
+    kind = "EtlRouterCluster",
+    namespaced,
+    doc = "A Raft cluster of Conveyor ETL router nodes.",
+    status = "EtlRouterClusterStatus",
+    shortname = "etlrc",
+    category = "conveyor",
+    printcolumn = r#"{"name":"Replicas","type":"integer","jsonPath":".spec.replicas"}"#,
+    printcolumn = r#"{"name":"Ready","type":"integer","jsonPath":".status.readyReplicas"}"#,
+    printcolumn = r#"{"name":"Leader","type":"string","jsonPath":".status.leader"}"#,
+    printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct EtlRouterClusterSpec {
+    /// Number of router nodes (Raft members). Use an odd number: n nodes tolerate the loss of (n-1)/2.
+    #[schemars(range(min = 1, max = 99))]
+    pub replicas: i32,
+    /// Container image of the router node.
+    #[schemars(length(min = 1))]
+    pub image: String,
+    /// When the kubelet pulls the image. Defaults to Kubernetes' rule (Always for `:latest`, else IfNotPresent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_pull_policy: Option<ImagePullPolicy>,
+    /// Raft timing.
+    #[serde(default)]
+    pub raft: RaftSpec,
+    /// CPU and memory requests and limits of each router container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+    /// Persistent storage for each node's Raft log. When omitted, nodes keep their log in an emptyDir and lose it with the pod.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage: Option<StorageSpec>,
+    /// Ports the router listens on.
+    #[serde(default)]
+    pub ports: PortsSpec,
+    /// PodDisruptionBudget that keeps voluntary evictions from breaking quorum.
+    #[serde(default)]
+    pub pod_disruption_budget: PdbSpec,
+    /// Where the router pods may run.
+    #[serde(default)]
+    pub placement: PlacementSpec,
+}
+
+/// Image pull policy of the router container.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, JsonSchema, PartialEq, Eq, Hash)]
+pub enum ImagePullPolicy {
+    Always,
+    IfNotPresent,
+    Never,
+}
+
+/// Raft timing of the router nodes.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq, Eq, Hash)]
+#[serde(rename_all = "camelCase")]
+pub struct RaftSpec {
+    /// Election timeout in milliseconds: how long a follower waits for the leader before starting an election. Must exceed heartbeatIntervalMs.
+    #[serde(default = "default_election_timeout_ms")]
+    #[schemars(range(min = 1))]
+    pub election_timeout_ms: u32,
+    /// Heartbeat interval of the leader in milliseconds. Must be below electionTimeoutMs.
+    #[serde(default = "default_heartbeat_interval_ms")]
+    #[schemars(range(min = 1))]
+    pub heartbeat_interval_ms: u32,
+}
+
+fn default_election_timeout_ms() -> u32 {
+    300
+}
+
+fn default_heartbeat_interval_ms() -> u32 {
+    100
+}
+
+impl Default for RaftSpec {
+    fn default() -> Self {
+        Self {
+            election_timeout_ms: default_election_timeout_ms(),
+            heartbeat_interval_ms: default_heartbeat_interval_ms(),
+        }
+    }
+}
+
+/// Persistent volume of each router node.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct StorageSpec {
+    /// Size of each node's volume, e.g. `10Gi`.
+    pub size: Quantity,
+    /// StorageClass of the volumes. When omitted, the cluster's default StorageClass.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_class_name: Option<String>,
+    /// What happens to the volumes when the EtlRouterCluster is deleted: Retain (default) keeps them, Delete removes them.
+    #[serde(default)]
+    pub retention_policy: StorageRetention,
+}
+
+/// Fate of the data volumes when the cluster is deleted.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq, Hash)]
+pub enum StorageRetention {
+    #[default]
+    Retain,
+    Delete,
+}
+
+/// Ports of the router container.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq, Eq, Hash)]
+#[serde(rename_all = "camelCase")]
+pub struct PortsSpec {
+    /// gRPC port clients, services and the operator use.
+    #[serde(default = "default_grpc_port")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub grpc: i32,
+    /// Port the nodes use among themselves for Raft.
+    #[serde(default = "default_raft_port")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub raft: i32,
+}
+
+fn default_grpc_port() -> i32 {
+    50051
+}
+
+fn default_raft_port() -> i32 {
+    50052
+}
+
+impl Default for PortsSpec {
+    fn default() -> Self {
+        Self { grpc: default_grpc_port(), raft: default_raft_port() }
+    }
+}
+
+/// PodDisruptionBudget settings.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq, Eq, Hash)]
+#[serde(rename_all = "camelCase")]
+pub struct PdbSpec {
+    /// Create a PodDisruptionBudget allowing at most (replicas-1)/2 nodes to be evicted at once.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+impl Default for PdbSpec {
+    fn default() -> Self {
+        Self { enabled: true }
+    }
+}
+
+/// Scheduling constraints of the router pods.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PlacementSpec {
+    /// Node labels a router pod's node must have.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub node_selector: BTreeMap<String, String>,
+    /// Taints the router pods tolerate.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tolerations: Vec<Toleration>,
+    /// Affinity of the router pods. When omitted, the operator spreads pods across nodes with a soft anti-affinity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub affinity: Option<Affinity>,
+}
+
+/// Phase of a router cluster's state machine (see states.md).
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq, Hash)]
+pub enum ClusterPhase {
+    /// Accepted; the spec is being validated, nothing is deployed while it is invalid.
+    #[default]
+    Pending,
+    /// Objects applied; waiting for the router pods to be ready.
+    Provisioning,
+    /// Pods ready; waiting for a leader and for every member to join.
+    RaftForming,
+    /// Leader elected, every member healthy, spec fully rolled out.
+    Ready,
+    /// Serving with quorum, but a member is unhealthy or missing, or a change is rolling out.
+    Degraded,
+    /// Not serving: quorum lost, or the router cannot be reached.
+    Unavailable,
+}
+
+/// Observed state of an EtlRouterCluster.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct EtlRouterClusterStatus {
+    /// Where the cluster's state machine stands.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<ClusterPhase>,
+    /// The `metadata.generation` this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Router pods that are ready.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready_replicas: Option<i32>,
+    /// Pod name of the Raft leader, when one is known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leader: Option<String>,
+    /// Raft node id of the leader, when one is known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leader_id: Option<u64>,
+    /// Current Raft term.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub term: Option<u64>,
+    /// Raft commit index reported by the leader.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit_index: Option<u64>,
+    /// Each member as the router reports it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub members: Vec<MemberStatus>,
+    /// Conditions: Ready, Progressing, Degraded, ...
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "conditions_schema")]
+    pub conditions: Vec<Condition>,
+}
+
+/// One Raft member as the router reports it.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq, Hash)]
+#[serde(rename_all = "camelCase")]
+pub struct MemberStatus {
+    /// Raft node id (pod ordinal + 1).
+    pub node_id: u64,
+    /// Pod running the member.
+    pub pod: String,
+    /// Raft role: Leader, Follower, Candidate, Learner or Unknown.
+    pub role: String,
+    /// Whether the router reports the member healthy.
+    pub healthy: bool,
+}

@@ -1,0 +1,12 @@
+//! conveyor-etl-operator: runs Conveyor ETL router clusters, pipelines and
+//! services on Kubernetes.
+//!
+//! Layout: `crd` holds the resource types; each kind has its own module with
+//! its state machine, its reconciler and their tests (`router_cluster`,
+//! later `pipeline` and `service`); `router` is the gRPC client of the router
+//! and `sim` a simulator of a router cluster; `controller` wires the kinds to
+//! the API server.
+
+pub mod controller;
+pub mod crd;
+pub mod telemetry;

@@ -1,0 +1,49 @@
+use clap::{Parser, Subcommand};
+
+use conveyor_etl_operator::{controller, crd, telemetry};
+
+/// Kubernetes operator for Conveyor ETL router clusters, pipelines and services.
+#[derive(Parser)]
+#[command(version, about, args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// Settings of `run` when no subcommand is given.
+    #[command(flatten)]
+    run: controller::Settings,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the operator against the cluster in KUBECONFIG (or in-cluster config). The default.
+    Run(controller::Settings),
+    /// Print the CustomResourceDefinitions as multi-document YAML.
+    Crds,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::Crds) => print_crds(),
+        Some(Command::Run(settings)) => run(settings).await,
+        None => run(cli.run).await,
+    }
+}
+
+async fn run(settings: controller::Settings) -> anyhow::Result<()> {
+    let _telemetry = telemetry::init()?;
+    let result = controller::run(settings).await;
+    if let Err(error) = &result {
+        tracing::error!(%error, "operator stopped");
+    }
+    result.map_err(Into::into)
+}
+
+fn print_crds() -> anyhow::Result<()> {
+    use std::io::Write;
+    match std::io::stdout().lock().write_all(crd::to_yaml().as_bytes()) {
+        Err(error) if error.kind() != std::io::ErrorKind::BrokenPipe => Err(error.into()),
+        _ => Ok(()),
+    }
+}
