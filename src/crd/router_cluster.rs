@@ -33,8 +33,9 @@ pub struct EtlRouterClusterSpec {
     /// Container image of the router node.
     #[schemars(length(min = 1))]
     pub image: String,
-    /// When the kubelet pulls the image. Defaults to Kubernetes' rule (Always for `:latest`, else IfNotPresent).
+    /// When the kubelet pulls the image: Always, IfNotPresent or Never. Defaults to Kubernetes' rule (Always for `:latest`, else IfNotPresent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "image_pull_policy_schema")]
     pub image_pull_policy: Option<ImagePullPolicy>,
     /// Raft timing.
     #[serde(default)]
@@ -54,6 +55,15 @@ pub struct EtlRouterClusterSpec {
     /// Where the router pods may run.
     #[serde(default)]
     pub placement: PlacementSpec,
+}
+
+fn image_pull_policy_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    // Option<enum> would list `null` among the enum values; keep the field a plain string enum.
+    schemars::json_schema!({
+        "type": "string",
+        "enum": ["Always", "IfNotPresent", "Never"],
+        "description": "When the kubelet pulls the image: Always, IfNotPresent or Never. Defaults to Kubernetes' rule (Always for `:latest`, else IfNotPresent)."
+    })
 }
 
 /// Image pull policy of the router container.

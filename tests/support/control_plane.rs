@@ -1,0 +1,372 @@
+//! A real Kubernetes control plane on loopback for the integration tests.
+//!
+//! Binaries come from `KUBEBUILDER_ASSETS` (a folder with `etcd`,
+//! `kube-apiserver`, `kube-controller-manager`) or from the cache that
+//! `tests/harness/build-control-plane.sh` fills. Every instance picks free
+//! ports, lives in its own temporary directory, authenticates with bearer
+//! tokens and kills what it started when dropped. Children also get
+//! `PR_SET_PDEATHSIG`, so a test binary that dies never leaks them.
+
+use std::fs;
+use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::ServiceAccount;
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Api, Client, Config};
+
+use super::certs;
+
+/// Token users the apiserver knows. `admin` is in `system:masters`; `operator`
+/// has no groups, so tests can grant it exactly the RBAC the operator needs.
+pub const ADMIN_USER: &str = "admin";
+pub const OPERATOR_USER: &str = "operator";
+const CONTROLLER_MANAGER_USER: &str = "system:kube-controller-manager";
+
+const START_DEADLINE: Duration = Duration::from_secs(90);
+
+pub struct ControlPlane {
+    dir: tempfile::TempDir,
+    processes: Vec<(&'static str, Child)>,
+    pub server: String,
+    pub ports: Vec<u16>,
+    /// Kubeconfig of the admin user.
+    pub kubeconfig: PathBuf,
+    ca_cert_pem: String,
+    tokens: Vec<(String, String)>,
+}
+
+impl ControlPlane {
+    /// Starts etcd, kube-apiserver and kube-controller-manager and waits until
+    /// the apiserver is ready and the controller manager has created the
+    /// `default` service account. Retries with fresh ports if one was taken
+    /// between choosing and binding it.
+    pub fn start() -> ControlPlane {
+        let mut last_error = String::new();
+        for _ in 0..3 {
+            match Self::try_start() {
+                Ok(plane) => return plane,
+                Err(error) => last_error = error,
+            }
+        }
+        panic!("cannot start the test control plane: {last_error}");
+    }
+
+    /// One control plane per test binary, started on first use and torn down
+    /// when the test process exits (its children die with it).
+    pub fn shared() -> &'static ControlPlane {
+        static SHARED: OnceLock<ControlPlane> = OnceLock::new();
+        SHARED.get_or_init(ControlPlane::start)
+    }
+
+    fn try_start() -> Result<ControlPlane, String> {
+        let bin = binaries_dir()?;
+        let dir = temp_dir();
+        let root = dir.path().to_path_buf();
+        let path = |name: &str| root.join(name);
+        let pki = certs::generate();
+        write(&path("ca.crt"), &pki.ca_cert_pem)?;
+        write(&path("apiserver.crt"), &pki.serving_cert_pem)?;
+        write(&path("apiserver.key"), &pki.serving_key_pem)?;
+        write(&path("sa.key"), &pki.service_account_key_pem)?;
+        write(&path("sa.pub"), &pki.service_account_public_pem)?;
+
+        let tokens: Vec<(String, String)> = [ADMIN_USER, OPERATOR_USER, CONTROLLER_MANAGER_USER]
+            .iter()
+            .map(|user| (user.to_string(), random_token()))
+            .collect();
+        let token_file: String = tokens
+            .iter()
+            .map(|(user, token)| {
+                let groups = if user == ADMIN_USER { "system:masters" } else { "" };
+                format!("{token},{user},{user},\"{groups}\"\n")
+            })
+            .collect();
+        write(&path("tokens.csv"), &token_file)?;
+
+        let [etcd_client, etcd_peer, apiserver] = free_ports::<3>();
+        let server = format!("https://127.0.0.1:{apiserver}");
+        let mut plane = ControlPlane {
+            kubeconfig: path("admin.kubeconfig"),
+            dir,
+            processes: Vec::new(),
+            server: server.clone(),
+            ports: vec![etcd_client, etcd_peer, apiserver],
+            ca_cert_pem: pki.ca_cert_pem.clone(),
+            tokens,
+        };
+        write(&plane.kubeconfig, &plane.kubeconfig_yaml(ADMIN_USER))?;
+        write(&path("kcm.kubeconfig"), &plane.kubeconfig_yaml(CONTROLLER_MANAGER_USER))?;
+
+        let etcd_url = format!("http://127.0.0.1:{etcd_client}");
+        plane.spawn(
+            "etcd",
+            &bin,
+            &[
+                "--data-dir".into(),
+                path("etcd").display().to_string(),
+                "--listen-client-urls".into(),
+                etcd_url.clone(),
+                "--advertise-client-urls".into(),
+                etcd_url.clone(),
+                "--listen-peer-urls".into(),
+                format!("http://127.0.0.1:{etcd_peer}"),
+                "--initial-advertise-peer-urls".into(),
+                format!("http://127.0.0.1:{etcd_peer}"),
+                "--initial-cluster".into(),
+                format!("default=http://127.0.0.1:{etcd_peer}"),
+                "--log-level".into(),
+                "error".into(),
+            ],
+        )?;
+        let file = |name: &str| path(name).display().to_string();
+        plane.spawn(
+            "kube-apiserver",
+            &bin,
+            &[
+                format!("--etcd-servers={etcd_url}"),
+                format!("--secure-port={apiserver}"),
+                "--bind-address=127.0.0.1".into(),
+                "--advertise-address=127.0.0.1".into(),
+                format!("--tls-cert-file={}", file("apiserver.crt")),
+                format!("--tls-private-key-file={}", file("apiserver.key")),
+                format!("--client-ca-file={}", file("ca.crt")),
+                format!("--token-auth-file={}", file("tokens.csv")),
+                "--authorization-mode=RBAC".into(),
+                format!("--service-account-key-file={}", file("sa.pub")),
+                format!("--service-account-signing-key-file={}", file("sa.key")),
+                "--service-account-issuer=https://kubernetes.default.svc".into(),
+                "--service-cluster-ip-range=10.0.0.0/24".into(),
+                "--allow-privileged=true".into(),
+                format!("--cert-dir={}", file("apiserver-certs")),
+                "--v=0".into(),
+            ],
+        )?;
+        plane.wait_until(|client| async move {
+            let request = http::Request::get("/readyz").body(Vec::new()).map_err(|e| e.to_string())?;
+            client.request_text(request).await.map(|_| ()).map_err(|e| e.to_string())
+        })?;
+        plane.spawn(
+            "kube-controller-manager",
+            &bin,
+            &[
+                format!("--kubeconfig={}", file("kcm.kubeconfig")),
+                "--controllers=garbagecollector,statefulset,serviceaccount,serviceaccount-token,namespace"
+                    .into(),
+                format!("--service-account-private-key-file={}", file("sa.key")),
+                format!("--root-ca-file={}", file("ca.crt")),
+                "--leader-elect=false".into(),
+                "--port=0".into(),
+                "--secure-port=0".into(),
+                "--concurrent-gc-syncs=5".into(),
+                "--v=0".into(),
+            ],
+        )?;
+        plane.wait_until(|client| async move {
+            let accounts: Api<ServiceAccount> = Api::namespaced(client, "default");
+            match accounts.get_opt("default").await {
+                Ok(Some(_)) => Ok(()),
+                Ok(None) => Err("no default service account yet".to_string()),
+                Err(error) => Err(error.to_string()),
+            }
+        })?;
+        Ok(plane)
+    }
+
+    fn spawn(&mut self, name: &'static str, bin: &Path, args: &[String]) -> Result<(), String> {
+        let log = fs::File::create(self.dir.path().join(format!("{name}.log"))).map_err(|e| e.to_string())?;
+        let mut command = Command::new(bin.join(name));
+        command
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().map_err(|e| e.to_string())?)
+            .stderr(log)
+            .current_dir(self.dir.path());
+        // SAFETY: prctl is async-signal-safe; it only sets a flag of the child.
+        unsafe {
+            command.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        let child = spawn_from_keeper(command)
+            .map_err(|e| format!("cannot start {}: {e}", bin.join(name).display()))?;
+        self.processes.push((name, child));
+        Ok(())
+    }
+
+    /// Polls `check` with a fresh admin client until it succeeds, a child
+    /// exits, or the start deadline passes.
+    fn wait_until<F, Fut>(&mut self, check: F) -> Result<(), String>
+    where
+        F: Fn(Client) -> Fut,
+        Fut: std::future::Future<Output = Result<(), String>>,
+    {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
+        let deadline = Instant::now() + START_DEADLINE;
+        let mut last = String::new();
+        while Instant::now() < deadline {
+            let exited = self
+                .processes
+                .iter_mut()
+                .find_map(|(name, child)| child.try_wait().ok().flatten().map(|status| (*name, status)));
+            if let Some((name, status)) = exited {
+                return Err(format!("{name} exited with {status}; log:\n{}", self.log_tail(name)));
+            }
+            let attempt = async {
+                install_crypto_provider();
+                let client = Client::try_from(self.config(ADMIN_USER).await).map_err(|e| e.to_string())?;
+                check(client).await
+            };
+            match runtime.block_on(attempt) {
+                Ok(()) => return Ok(()),
+                Err(error) => last = error,
+            }
+            std::thread::sleep(Duration::from_millis(100)); // poll interval, not synchronisation
+        }
+        Err(format!("control plane not ready after {START_DEADLINE:?}: {last}"))
+    }
+
+    fn log_tail(&self, name: &str) -> String {
+        let text = fs::read_to_string(self.dir.path().join(format!("{name}.log"))).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(30)..].join("\n")
+    }
+
+    pub fn token(&self, user: &str) -> &str {
+        &self.tokens.iter().find(|(name, _)| name == user).expect("known user").1
+    }
+
+    pub fn kubeconfig_yaml(&self, user: &str) -> String {
+        use base64::Engine;
+        let encode = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: test\n  cluster:\n    server: {server}\n    certificate-authority-data: {ca}\nusers:\n- name: {user}\n  user:\n    token: {token}\ncontexts:\n- name: test\n  context:\n    cluster: test\n    user: {user}\n    namespace: default\ncurrent-context: test\n",
+            server = self.server,
+            ca = encode(self.ca_cert_pem.as_bytes()),
+            token = self.token(user),
+        )
+    }
+
+    /// A kube client config for one of the token users.
+    pub async fn config(&self, user: &str) -> Config {
+        let kubeconfig = Kubeconfig::from_yaml(&self.kubeconfig_yaml(user)).expect("valid kubeconfig");
+        Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await.expect("config")
+    }
+
+    /// An admin client, bound to the calling test's runtime.
+    pub async fn client(&self) -> Client {
+        install_crypto_provider();
+        Client::try_from(self.config(ADMIN_USER).await).expect("client")
+    }
+
+    /// `kubectl` bound to this control plane as admin.
+    pub fn kubectl(&self) -> Command {
+        let mut command = Command::new("kubectl");
+        command.arg("--kubeconfig").arg(&self.kubeconfig);
+        command
+    }
+
+    /// Process ids of etcd, kube-apiserver and kube-controller-manager.
+    pub fn pids(&self) -> Vec<u32> {
+        self.processes.iter().map(|(_, child)| child.id()).collect()
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn stop(&mut self) {
+        // The controller manager and apiserver first, etcd last.
+        while let Some((_, mut child)) = self.processes.pop() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for ControlPlane {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Spawns `command` from one thread that lives as long as the test process.
+/// `PR_SET_PDEATHSIG` fires when the *thread* that forked a child exits, and
+/// tests run on short-lived threads.
+fn spawn_from_keeper(command: Command) -> std::io::Result<Child> {
+    type Request = (Command, std::sync::mpsc::Sender<std::io::Result<Child>>);
+    static KEEPER: OnceLock<std::sync::Mutex<std::sync::mpsc::Sender<Request>>> = OnceLock::new();
+    let keeper = KEEPER.get_or_init(|| {
+        let (sender, receiver) = std::sync::mpsc::channel::<Request>();
+        std::thread::spawn(move || {
+            for (mut command, reply) in receiver {
+                let _ = reply.send(command.spawn());
+            }
+        });
+        std::sync::Mutex::new(sender)
+    });
+    let (reply, result) = std::sync::mpsc::channel();
+    keeper.lock().expect("keeper lock").send((command, reply)).expect("keeper thread alive");
+    result.recv().expect("keeper thread replies")
+}
+
+fn binaries_dir() -> Result<PathBuf, String> {
+    let dir = match std::env::var_os("KUBEBUILDER_ASSETS") {
+        Some(dir) => PathBuf::from(dir),
+        None => {
+            let cache = std::env::var_os("CONVEYOR_CONTROL_PLANE_DIR").map(PathBuf::from).unwrap_or_else(|| {
+                let home = std::env::var_os("XDG_CACHE_HOME")
+                    .map(PathBuf::from)
+                    .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache"));
+                home.join("conveyor-etl-operator/control-plane")
+            });
+            cache.join("bin")
+        }
+    };
+    for name in ["etcd", "kube-apiserver", "kube-controller-manager"] {
+        if !dir.join(name).is_file() {
+            return Err(format!(
+                "{} is missing: run tests/harness/build-control-plane.sh or set KUBEBUILDER_ASSETS",
+                dir.join(name).display()
+            ));
+        }
+    }
+    Ok(dir)
+}
+
+fn temp_dir() -> tempfile::TempDir {
+    // etcd fsyncs on every write; tmpfs keeps that cheap.
+    let shm = Path::new("/dev/shm");
+    let builder = tempfile::Builder::new().prefix("conveyor-cp-").tempdir_in(if shm.is_dir() {
+        shm.to_path_buf()
+    } else {
+        std::env::temp_dir()
+    });
+    builder.expect("create temporary directory")
+}
+
+fn write(path: &Path, text: &str) -> Result<(), String> {
+    fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+fn free_ports<const N: usize>() -> [u16; N] {
+    let listeners: Vec<TcpListener> =
+        (0..N).map(|_| TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port")).collect();
+    std::array::from_fn(|i| listeners[i].local_addr().expect("local address").port())
+}
+
+fn random_token() -> String {
+    use rand::distr::{Alphanumeric, SampleString};
+    Alphanumeric.sample_string(&mut rand::rng(), 40)
+}
+
+/// The operator installs ring as rustls' provider at start-up; tests that
+/// build clients in-process do the same.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}

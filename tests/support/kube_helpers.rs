@@ -1,0 +1,82 @@
+//! Small helpers over a running control plane: kubectl, CRDs, namespaces, polling.
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{ObjectMeta, PostParams};
+use kube::{Api, Client};
+
+use super::ControlPlane;
+
+pub fn repo_path(relative: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(relative)
+}
+
+/// Runs `kubectl` against the control plane and returns its output, whatever the exit status.
+pub fn kubectl(plane: &ControlPlane, args: &[&str]) -> Output {
+    plane.kubectl().args(args).output().expect("kubectl runs")
+}
+
+/// Runs `kubectl` and panics with its stderr unless it succeeds; returns stdout.
+pub fn kubectl_ok(plane: &ControlPlane, args: &[&str]) -> String {
+    let output = kubectl(plane, args);
+    assert!(
+        output.status.success(),
+        "kubectl {} failed: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).expect("utf-8 output")
+}
+
+/// Applies `deploy/crds/crds.yaml` with kubectl and waits until every CRD is Established.
+pub fn install_crds(plane: &ControlPlane) {
+    let crds = repo_path("deploy/crds/crds.yaml");
+    kubectl_ok(plane, &["apply", "-f", crds.to_str().expect("utf-8 path")]);
+    kubectl_ok(
+        plane,
+        &["wait", "--for=condition=Established", "--timeout=60s", "-f", crds.to_str().expect("utf-8 path")],
+    );
+}
+
+/// The test binary's shared control plane with the CRDs installed.
+pub fn shared_with_crds() -> &'static ControlPlane {
+    static INSTALLED: OnceLock<()> = OnceLock::new();
+    let plane = ControlPlane::shared();
+    INSTALLED.get_or_init(|| install_crds(plane));
+    plane
+}
+
+/// Creates a fresh namespace named after the test, so tests sharing a control plane never collide.
+pub async fn test_namespace(client: &Client, prefix: &str) -> String {
+    use rand::distr::{Alphanumeric, SampleString};
+    let suffix = Alphanumeric.sample_string(&mut rand::rng(), 5).to_lowercase();
+    let name = format!("{prefix}-{suffix}");
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let namespace = Namespace {
+        metadata: ObjectMeta { name: Some(name.clone()), ..Default::default() },
+        ..Default::default()
+    };
+    namespaces.create(&PostParams::default(), &namespace).await.expect("create namespace");
+    name
+}
+
+/// Polls `check` until it returns `Some`, panicking with `what` after `timeout`.
+pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await; // poll interval
+    }
+}

@@ -1,0 +1,12 @@
+//! Test support shared by the integration tests: a real control plane on
+//! loopback (etcd + kube-apiserver + kube-controller-manager) and helpers to
+//! use it. Each test binary compiles this module on its own (`mod support;`),
+//! so not every binary uses every helper.
+#![allow(dead_code)]
+
+pub mod certs;
+pub mod control_plane;
+pub mod kube_helpers;
+
+pub use control_plane::ControlPlane;
+pub use kube_helpers::*;
