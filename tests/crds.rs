@@ -103,10 +103,15 @@ async fn seed_examples_apply_unchanged_and_list_with_columns() {
     }
 
     // Defaults the schema fills in are visible on the stored object.
-    let dlq = kubectl_ok(plane, &["get", "etlp", "user-analytics", "-n", &namespace, "-o", "jsonpath={.spec.enabled}"]);
+    let dlq = kubectl_ok(
+        plane,
+        &["get", "etlp", "user-analytics", "-n", &namespace, "-o", "jsonpath={.spec.enabled}"],
+    );
     assert_eq!(dlq, "true");
-    let grpc_port =
-        kubectl_ok(plane, &["get", "etlrc", "my-cluster", "-n", &namespace, "-o", "jsonpath={.spec.ports.grpc}"]);
+    let grpc_port = kubectl_ok(
+        plane,
+        &["get", "etlrc", "my-cluster", "-n", &namespace, "-o", "jsonpath={.spec.ports.grpc}"],
+    );
     assert_eq!(grpc_port, "50051");
 }
 

@@ -11,7 +11,7 @@ use support::{ControlPlane, kubectl_ok};
 fn alive(pid: u32) -> bool {
     // A reaped child's /proc entry is gone; a zombie would show state Z.
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|stat| !stat.split_whitespace().nth(2).is_some_and(|state| state == "Z"))
+        .map(|stat| stat.split_whitespace().nth(2).is_none_or(|state| state != "Z"))
         .unwrap_or(false)
 }
 

@@ -41,18 +41,26 @@ pub async fn run(settings: Settings) -> Result<(), Error> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let client = Client::try_default().await.map_err(Error::Connect)?;
     ensure_crds_installed(&client).await?;
+    let shutdown = shutdown_signal();
     tracing::info!(namespace = settings.namespace.as_deref().unwrap_or("<all>"), "operator started");
-    shutdown_signal().await;
+    shutdown.await;
     tracing::info!("operator stopping");
     Ok(())
 }
 
-async fn shutdown_signal() {
+/// Resolves on SIGINT or SIGTERM. The handlers are installed when this is
+/// called, not when the future is first polled, so no signal is lost.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{SignalKind, signal};
-    let mut terminate = signal(SignalKind::terminate()).expect("installing a SIGTERM handler cannot fail on unix");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = terminate.recv() => {}
+    let mut terminate =
+        signal(SignalKind::terminate()).expect("installing a SIGTERM handler cannot fail on unix");
+    let mut interrupt =
+        signal(SignalKind::interrupt()).expect("installing a SIGINT handler cannot fail on unix");
+    async move {
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
+        }
     }
 }
 

@@ -26,8 +26,7 @@ pub fn generate() -> Pki {
     let ca_cert = ca_params.self_signed(&ca_key).expect("self-sign CA");
 
     let serving_key = KeyPair::generate().expect("generate serving key");
-    let mut serving_params =
-        CertificateParams::new(vec!["localhost".to_string()]).expect("serving params");
+    let mut serving_params = CertificateParams::new(vec!["localhost".to_string()]).expect("serving params");
     serving_params.distinguished_name.push(DnType::CommonName, "kube-apiserver");
     serving_params.subject_alt_names.push(SanType::IpAddress(IpAddr::V4(Ipv4Addr::LOCALHOST)));
     let issuer = rcgen::Issuer::from_params(&ca_params, &ca_key);

@@ -206,7 +206,8 @@ impl ControlPlane {
         F: Fn(Client) -> Fut,
         Fut: std::future::Future<Output = Result<(), String>>,
     {
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
+        let runtime =
+            tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
         let deadline = Instant::now() + START_DEADLINE;
         let mut last = String::new();
         while Instant::now() < deadline {
@@ -319,12 +320,13 @@ fn binaries_dir() -> Result<PathBuf, String> {
     let dir = match std::env::var_os("KUBEBUILDER_ASSETS") {
         Some(dir) => PathBuf::from(dir),
         None => {
-            let cache = std::env::var_os("CONVEYOR_CONTROL_PLANE_DIR").map(PathBuf::from).unwrap_or_else(|| {
-                let home = std::env::var_os("XDG_CACHE_HOME")
-                    .map(PathBuf::from)
-                    .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache"));
-                home.join("conveyor-etl-operator/control-plane")
-            });
+            let cache =
+                std::env::var_os("CONVEYOR_CONTROL_PLANE_DIR").map(PathBuf::from).unwrap_or_else(|| {
+                    let home = std::env::var_os("XDG_CACHE_HOME").map(PathBuf::from).unwrap_or_else(|| {
+                        PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache")
+                    });
+                    home.join("conveyor-etl-operator/control-plane")
+                });
             cache.join("bin")
         }
     };
