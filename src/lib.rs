@@ -7,6 +7,8 @@
 //! and `sim` a simulator of a router cluster; `controller` wires the kinds to
 //! the API server.
 
+pub mod conditions;
 pub mod controller;
 pub mod crd;
+pub mod router_cluster;
 pub mod telemetry;

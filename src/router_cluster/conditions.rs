@@ -1,0 +1,84 @@
+//! The conditions and Kubernetes Event of an EtlRouterCluster, as a pure
+//! function of its phase and the event that led there.
+
+use crate::conditions::{Status, Wanted};
+use crate::crd::ClusterPhase;
+
+use super::machine::Event;
+
+pub const READY: &str = "Ready";
+pub const PROGRESSING: &str = "Progressing";
+pub const DEGRADED: &str = "Degraded";
+pub const PAUSED: &str = "ReconciliationPaused";
+pub const SPEC_WARNING: &str = "SpecWarning";
+
+fn forming(phase: ClusterPhase) -> bool {
+    matches!(phase, ClusterPhase::Pending | ClusterPhase::Provisioning | ClusterPhase::RaftForming)
+}
+
+/// PascalCase reason shared by the three main conditions and the Event.
+pub fn reason(phase: ClusterPhase, event: Event) -> &'static str {
+    match event {
+        Event::SpecInvalid => "InvalidSpec",
+        Event::NotDeployed => "Deploying",
+        Event::PodsStarting if forming(phase) => "PodsStarting",
+        Event::PodsStarting => "PodsNotReady",
+        Event::RouterUnreachable => "RouterUnreachable",
+        Event::NoQuorum if forming(phase) => "ElectingLeader",
+        Event::NoQuorum => "QuorumLost",
+        Event::MembersUnhealthy if forming(phase) => "WaitingForMembers",
+        Event::MembersUnhealthy => "MemberUnhealthy",
+        Event::Scaling => "Scaling",
+        Event::RollingUpdate => "RollingUpdate",
+        Event::Healthy => "ClusterHealthy",
+    }
+}
+
+/// Ready, Progressing and Degraded for a cluster in `phase` after `event`.
+/// They share one reason and message, so `kubectl describe` tells one story.
+pub fn main_conditions(phase: ClusterPhase, event: Event, message: &str) -> [Wanted; 3] {
+    let reason = reason(phase, event);
+    let ready = match (phase, event) {
+        (ClusterPhase::Ready, _) => Status::True,
+        // Health that cannot be read is never shown as known.
+        (_, Event::RouterUnreachable) => Status::Unknown,
+        _ => Status::False,
+    };
+    let progressing = matches!(phase, ClusterPhase::Provisioning | ClusterPhase::RaftForming)
+        || matches!(event, Event::Scaling | Event::RollingUpdate);
+    let degraded = matches!(phase, ClusterPhase::Degraded | ClusterPhase::Unavailable);
+    [
+        Wanted::new(READY, ready, reason, message),
+        Wanted::new(PROGRESSING, progressing, reason, message),
+        Wanted::new(DEGRADED, degraded, reason, message),
+    ]
+}
+
+/// Kubernetes Event type for arriving in `phase` after `event`: a planned
+/// scale or roll is Normal even though the cluster is Degraded meanwhile.
+pub fn event_type(phase: ClusterPhase, event: Event) -> &'static str {
+    let planned = matches!(event, Event::Scaling | Event::RollingUpdate);
+    let degraded = matches!(phase, ClusterPhase::Degraded | ClusterPhase::Unavailable);
+    if event == Event::SpecInvalid || (degraded && !planned) { "Warning" } else { "Normal" }
+}
+
+pub fn paused(on: bool) -> Wanted {
+    if on {
+        Wanted::new(
+            PAUSED,
+            true,
+            "PausedByAnnotation",
+            "annotation conveyor.etl/paused=true: the operator changes nothing; remove it to resume",
+        )
+    } else {
+        Wanted::new(PAUSED, false, "Resumed", "changes are applied again")
+    }
+}
+
+pub fn spec_warnings(warnings: &[String]) -> Wanted {
+    if warnings.is_empty() {
+        Wanted::new(SPEC_WARNING, false, "NoWarnings", "")
+    } else {
+        Wanted::new(SPEC_WARNING, true, "SpecWarning", warnings.join("; "))
+    }
+}

@@ -1,0 +1,206 @@
+//! `assess` on hand-built observations: which event, which step, which message.
+
+use crate::router_cluster::assess::assess;
+use crate::router_cluster::machine::Event;
+use crate::router_cluster::observation::{
+    MemberView, Observation, PodState, Probe, Role, RouterView, StatefulSetState,
+};
+
+const REVISION: &str = "rev-1";
+
+fn pods(count: u32, ready: u32) -> Vec<PodState> {
+    (0..count)
+        .map(|ordinal| PodState {
+            name: format!("c-{ordinal}"),
+            ordinal,
+            ready: ordinal < ready,
+            ip: Some(format!("127.0.0.{}", ordinal + 2)),
+            revision: Some(REVISION.to_string()),
+            terminating: false,
+        })
+        .collect()
+}
+
+fn view(node_id: u64, leader_id: u64, healthy: &[bool]) -> RouterView {
+    RouterView {
+        node_id,
+        leader_id,
+        term: 4,
+        commit_index: 17,
+        members: healthy
+            .iter()
+            .enumerate()
+            .map(|(i, healthy)| MemberView {
+                node_id: i as u64 + 1,
+                role: if i as u64 + 1 == leader_id { Role::Leader } else { Role::Follower },
+                healthy: *healthy,
+            })
+            .collect(),
+    }
+}
+
+fn observation(target: i32, replicas: i32, pods: Vec<PodState>, probes: Vec<Probe>) -> Observation {
+    Observation {
+        cluster_name: "c".to_string(),
+        target_replicas: target,
+        spec_errors: Vec::new(),
+        stateful_set: Some(StatefulSetState {
+            replicas,
+            update_revision: Some(REVISION.to_string()),
+            up_to_date: true,
+        }),
+        pods,
+        probes,
+    }
+}
+
+fn healthy_probes(count: u64, leader: u64) -> Vec<Probe> {
+    let all = vec![true; count as usize];
+    (1..=count)
+        .map(|id| Probe { pod: format!("c-{}", id - 1), outcome: Ok(view(id, leader, &all)) })
+        .collect()
+}
+
+#[test]
+fn nothing_deployed_and_invalid_spec_deploys_nothing() {
+    let mut observed = observation(3, 0, vec![], vec![]);
+    observed.stateful_set = None;
+    assert_eq!(assess(&observed).event, Event::NotDeployed);
+    observed.spec_errors = vec!["spec.raft.heartbeatIntervalMs (300) must be below ...".into()];
+    let assessment = assess(&observed);
+    assert_eq!(assessment.event, Event::SpecInvalid);
+    assert!(assessment.message.contains("heartbeatIntervalMs"), "{}", assessment.message);
+    assert!(assessment.message.contains("nothing is deployed"));
+}
+
+#[test]
+fn pods_starting_until_one_answers() {
+    let assessment = assess(&observation(3, 3, pods(3, 1), vec![]));
+    assert_eq!(assessment.event, Event::PodsStarting);
+    assert_eq!(assessment.ready_replicas, 1);
+    assert!(assessment.message.contains("1/3"));
+}
+
+#[test]
+fn ready_pods_that_do_not_answer_are_unreachable() {
+    let probes =
+        (0..3).map(|i| Probe { pod: format!("c-{i}"), outcome: Err("deadline exceeded".into()) }).collect();
+    let assessment = assess(&observation(3, 3, pods(3, 3), probes));
+    assert_eq!(assessment.event, Event::RouterUnreachable);
+    assert!(assessment.message.contains("c-2: deadline exceeded"), "{}", assessment.message);
+}
+
+#[test]
+fn no_leader_is_no_quorum() {
+    let probes = vec![Probe { pod: "c-0".into(), outcome: Ok(view(1, 0, &[true, false, false])) }];
+    let assessment = assess(&observation(3, 3, pods(3, 3), probes));
+    assert_eq!(assessment.event, Event::NoQuorum);
+    assert_eq!(assessment.leader_id, None);
+    assert!(assessment.message.contains("majority of 2"), "{}", assessment.message);
+}
+
+#[test]
+fn healthy_cluster_reports_leader_and_members() {
+    let assessment = assess(&observation(3, 3, pods(3, 3), healthy_probes(3, 2)));
+    assert_eq!(assessment.event, Event::Healthy);
+    assert_eq!(assessment.leader_pod.as_deref(), Some("c-1"));
+    assert_eq!(assessment.leader_id, Some(2));
+    assert_eq!(assessment.term, Some(4));
+    assert_eq!(assessment.commit_index, Some(17));
+    let roles: Vec<&str> = assessment.members.iter().map(|m| m.role.as_str()).collect();
+    assert_eq!(roles, ["Follower", "Leader", "Follower"]);
+    assert!(assessment.members.iter().all(|m| m.healthy));
+    assert_eq!(assessment.replicas_step, 3);
+    assert_eq!(assessment.roll_next, None);
+}
+
+#[test]
+fn an_unhealthy_follower_is_named() {
+    let probes = vec![Probe { pod: "c-0".into(), outcome: Ok(view(1, 1, &[true, true, false])) }];
+    let assessment = assess(&observation(3, 3, pods(3, 3), probes));
+    assert_eq!(assessment.event, Event::MembersUnhealthy);
+    assert!(assessment.message.contains("c-2 (node 3)"), "{}", assessment.message);
+}
+
+#[test]
+fn a_pod_that_is_not_ready_is_an_unhealthy_member_even_if_the_router_says_otherwise() {
+    let assessment = assess(&observation(3, 3, pods(3, 2), healthy_probes(2, 1)));
+    assert_eq!(assessment.event, Event::MembersUnhealthy);
+    assert!(!assessment.members[2].healthy);
+}
+
+#[test]
+fn scaling_up_adds_one_member_at_a_time_and_waits_for_it() {
+    let step = assess(&observation(5, 3, pods(3, 3), healthy_probes(3, 1)));
+    assert_eq!((step.event, step.replicas_step), (Event::Scaling, 4));
+    assert!(step.message.contains("3 → 5"), "{}", step.message);
+
+    // The fourth member is not ready yet: hold at 4.
+    let waiting = assess(&observation(5, 4, pods(4, 3), healthy_probes(3, 1)));
+    assert_eq!((waiting.event, waiting.replicas_step), (Event::MembersUnhealthy, 4));
+    assert!(waiting.message.contains("scaling 4 → 5"), "{}", waiting.message);
+    assert!(waiting.message.contains("c-3 (node 4)"), "{}", waiting.message);
+}
+
+#[test]
+fn scaling_down_removes_one_member_while_quorum_holds() {
+    let step = assess(&observation(3, 5, pods(5, 5), healthy_probes(5, 1)));
+    assert_eq!((step.event, step.replicas_step), (Event::Scaling, 4));
+
+    // Member 5 is down; the 4 below it are healthy: removing it is safe.
+    let probes = vec![Probe { pod: "c-0".into(), outcome: Ok(view(1, 1, &[true, true, true, true, false])) }];
+    let step = assess(&observation(3, 5, pods(5, 5), probes));
+    assert_eq!((step.event, step.replicas_step), (Event::MembersUnhealthy, 4));
+
+    // Two of the four that would remain are down: shrinking would leave 2/4, no quorum.
+    let probes =
+        vec![Probe { pod: "c-0".into(), outcome: Ok(view(1, 1, &[true, true, false, false, true])) }];
+    let held = assess(&observation(3, 5, pods(5, 5), probes));
+    assert_eq!((held.event, held.replicas_step), (Event::MembersUnhealthy, 5));
+}
+
+#[test]
+fn rolling_update_takes_followers_first_and_the_leader_last() {
+    let mut all_old = pods(3, 3);
+    for pod in &mut all_old {
+        pod.revision = Some("rev-0".into());
+    }
+    let first = assess(&observation(3, 3, all_old.clone(), healthy_probes(3, 3)));
+    assert_eq!(first.event, Event::RollingUpdate);
+    assert_eq!(first.roll_next.as_deref(), Some("c-1"), "highest non-leader ordinal first");
+
+    let mut only_leader_old = pods(3, 3);
+    only_leader_old[2].revision = Some("rev-0".into());
+    let last = assess(&observation(3, 3, only_leader_old, healthy_probes(3, 3)));
+    assert_eq!(last.roll_next.as_deref(), Some("c-2"), "the leader goes last");
+}
+
+#[test]
+fn no_roll_step_while_a_member_is_unhealthy() {
+    let mut old = pods(3, 2);
+    for pod in &mut old {
+        pod.revision = Some("rev-0".into());
+    }
+    let assessment = assess(&observation(3, 3, old, healthy_probes(2, 1)));
+    assert_eq!(assessment.event, Event::MembersUnhealthy);
+    assert_eq!(assessment.roll_next, None);
+}
+
+#[test]
+fn invalid_spec_on_a_running_cluster_keeps_it_running() {
+    let mut observed = observation(3, 3, pods(3, 3), healthy_probes(3, 1));
+    observed.spec_errors = vec!["spec.ports.grpc and spec.ports.raft must differ (both are 50051)".into()];
+    let assessment = assess(&observed);
+    assert_eq!(assessment.event, Event::SpecInvalid);
+    assert!(assessment.message.contains("keeps running its last valid spec"));
+}
+
+#[test]
+fn the_leaders_own_view_wins_over_a_stale_follower() {
+    let probes = vec![
+        Probe { pod: "c-0".into(), outcome: Ok(RouterView { term: 3, ..view(1, 0, &[true, true, true]) }) },
+        Probe { pod: "c-2".into(), outcome: Ok(view(3, 3, &[true, true, true])) },
+    ];
+    let assessment = assess(&observation(3, 3, pods(3, 3), probes));
+    assert_eq!(assessment.leader_id, Some(3));
+}

@@ -1,0 +1,154 @@
+//! Rules the CRD schema cannot express. Pure; the reconciler reports the
+//! result as conditions and deploys nothing while an error stands.
+
+use crate::crd::EtlRouterClusterSpec;
+
+/// What is wrong with a spec, each naming the field a person has to change.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Validation {
+    /// The cluster is not deployed (or not changed) while any of these stands.
+    pub errors: Vec<String>,
+    /// Allowed, but worth a condition.
+    pub warnings: Vec<String>,
+}
+
+impl Validation {
+    pub fn is_valid(&self) -> bool {
+        self.errors.is_empty()
+    }
+}
+
+pub fn validate(spec: &EtlRouterClusterSpec) -> Validation {
+    let mut result = Validation::default();
+    let raft = &spec.raft;
+    if raft.heartbeat_interval_ms >= raft.election_timeout_ms {
+        result.errors.push(format!(
+            "spec.raft.heartbeatIntervalMs ({}) must be below spec.raft.electionTimeoutMs ({})",
+            raft.heartbeat_interval_ms, raft.election_timeout_ms
+        ));
+    } else if raft.election_timeout_ms < 2 * raft.heartbeat_interval_ms {
+        result.warnings.push(format!(
+            "spec.raft.electionTimeoutMs ({}) is less than twice spec.raft.heartbeatIntervalMs ({}): \
+             one late heartbeat starts an election",
+            raft.election_timeout_ms, raft.heartbeat_interval_ms
+        ));
+    }
+    if spec.ports.grpc == spec.ports.raft {
+        result
+            .errors
+            .push(format!("spec.ports.grpc and spec.ports.raft must differ (both are {})", spec.ports.grpc));
+    }
+    if let Some(storage) = &spec.storage {
+        match parse_bytes(&storage.size.0) {
+            Some(bytes) if bytes > 0 => {}
+            _ => result.errors.push(format!(
+                "spec.storage.size ({:?}) must be a positive quantity such as 10Gi",
+                storage.size.0
+            )),
+        }
+    }
+    if spec.replicas % 2 == 0 {
+        result.warnings.push(format!(
+            "spec.replicas is {}: an even-sized Raft cluster tolerates no more failures than {} members",
+            spec.replicas,
+            spec.replicas - 1
+        ));
+    }
+    result
+}
+
+/// Parses the binary and decimal suffixes Kubernetes accepts for sizes.
+fn parse_bytes(quantity: &str) -> Option<u128> {
+    let split = quantity.find(|c: char| !c.is_ascii_digit()).unwrap_or(quantity.len());
+    let (number, suffix) = quantity.split_at(split);
+    let number: u128 = number.parse().ok()?;
+    let multiplier: u128 = match suffix {
+        "" => 1,
+        "k" => 1_000,
+        "M" => 1_000_000,
+        "G" => 1_000_000_000,
+        "T" => 1_000_000_000_000,
+        "Ki" => 1 << 10,
+        "Mi" => 1 << 20,
+        "Gi" => 1 << 30,
+        "Ti" => 1 << 40,
+        _ => return None,
+    };
+    number.checked_mul(multiplier)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::{EtlRouterCluster, StorageSpec};
+    use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+
+    fn seed_spec() -> EtlRouterClusterSpec {
+        let yaml = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/examples/seed.yaml"))
+            .unwrap();
+        let first = yaml.split("\n---\n").next().unwrap();
+        serde_norway::from_str::<EtlRouterCluster>(first).unwrap().spec
+    }
+
+    #[test]
+    fn the_seed_cluster_is_valid_without_warnings() {
+        assert_eq!(validate(&seed_spec()), Validation::default());
+    }
+
+    #[test]
+    fn heartbeat_must_be_below_election_timeout() {
+        let mut spec = seed_spec();
+        spec.raft.heartbeat_interval_ms = 300;
+        let result = validate(&spec);
+        assert!(!result.is_valid());
+        assert_eq!(
+            result.errors,
+            ["spec.raft.heartbeatIntervalMs (300) must be below spec.raft.electionTimeoutMs (300)"]
+        );
+    }
+
+    #[test]
+    fn a_tight_election_timeout_is_a_warning() {
+        let mut spec = seed_spec();
+        spec.raft.heartbeat_interval_ms = 200;
+        let result = validate(&spec);
+        assert!(result.is_valid());
+        assert_eq!(result.warnings.len(), 1);
+        assert!(result.warnings[0].contains("less than twice"));
+    }
+
+    #[test]
+    fn ports_must_differ() {
+        let mut spec = seed_spec();
+        spec.ports.raft = spec.ports.grpc;
+        assert_eq!(
+            validate(&spec).errors,
+            ["spec.ports.grpc and spec.ports.raft must differ (both are 50051)"]
+        );
+    }
+
+    #[test]
+    fn storage_size_must_be_a_positive_size() {
+        let mut spec = seed_spec();
+        for (size, valid) in [("10Gi", true), ("500M", true), ("0", false), ("ten", false), ("10Zi", false)] {
+            spec.storage = Some(StorageSpec {
+                size: Quantity(size.to_string()),
+                storage_class_name: None,
+                retention_policy: Default::default(),
+            });
+            assert_eq!(validate(&spec).is_valid(), valid, "size {size}");
+        }
+    }
+
+    #[test]
+    fn even_replicas_are_allowed_with_a_warning() {
+        let mut spec = seed_spec();
+        spec.replicas = 4;
+        let result = validate(&spec);
+        assert!(result.is_valid());
+        assert_eq!(
+            result.warnings,
+            ["spec.replicas is 4: an even-sized Raft cluster tolerates no more failures than 3 members"]
+        );
+    }
+}
