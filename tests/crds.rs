@@ -4,8 +4,11 @@
 mod support;
 
 use std::process::Command;
+use std::time::Duration;
 
-use support::{ControlPlane, kubectl, kubectl_ok, repo_path, shared_with_crds, test_namespace};
+use support::{
+    ControlPlane, kubectl, kubectl_eventually, kubectl_ok, repo_path, shared_with_crds, test_namespace,
+};
 
 const KINDS: [&str; 5] = ["etlrouterclusters", "etlpipelines", "etlsources", "etltransforms", "etlsinks"];
 
@@ -118,10 +121,14 @@ async fn seed_examples_apply_unchanged_and_list_with_columns() {
 #[test]
 fn kubectl_explain_reads_field_descriptions() {
     let plane = shared_with_crds();
-    let explained = kubectl_ok(plane, &["explain", "etlpipeline.spec.dlq"]);
+    let explained = kubectl_eventually(plane, &["explain", "etlpipeline.spec.dlq"], Duration::from_secs(60));
     assert!(explained.contains("maxRetries"), "{explained}");
     assert!(explained.contains("dead-letter queue"), "{explained}");
-    let explained = kubectl_ok(plane, &["explain", "etlroutercluster.spec.raft.heartbeatIntervalMs"]);
+    let explained = kubectl_eventually(
+        plane,
+        &["explain", "etlroutercluster.spec.raft.heartbeatIntervalMs"],
+        Duration::from_secs(60),
+    );
     let words = explained.split_whitespace().collect::<Vec<_>>().join(" ");
     assert!(words.contains("Must be below electionTimeoutMs"), "{explained}");
 }

@@ -33,6 +33,25 @@ pub fn kubectl_ok(plane: &ControlPlane, args: &[&str]) -> String {
     String::from_utf8(output.stdout).expect("utf-8 output")
 }
 
+/// Runs `kubectl` until it succeeds (e.g. `explain`, which works only once the
+/// apiserver has published the CRD's OpenAPI schema, a while after Established).
+pub fn kubectl_eventually(plane: &ControlPlane, args: &[&str], timeout: Duration) -> String {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let output = kubectl(plane, args);
+        if output.status.success() {
+            return String::from_utf8(output.stdout).expect("utf-8 output");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "kubectl {} kept failing for {timeout:?}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        std::thread::sleep(Duration::from_millis(200)); // poll interval
+    }
+}
+
 /// Applies `deploy/crds/crds.yaml` with kubectl and waits until every CRD is Established.
 pub fn install_crds(plane: &ControlPlane) {
     let crds = repo_path("deploy/crds/crds.yaml");
