@@ -9,4 +9,5 @@
 
 pub mod controller;
 pub mod crd;
+pub mod router_cluster;
 pub mod telemetry;
