@@ -66,7 +66,9 @@ pub enum BuildError {
     MissingName,
     #[error("the EtlRouterCluster {name} has no metadata.namespace")]
     MissingNamespace { name: String },
-    #[error("the EtlRouterCluster {namespace}/{name} has no metadata.uid (it must be read from the API server)")]
+    #[error(
+        "the EtlRouterCluster {namespace}/{name} has no metadata.uid (it must be read from the API server)"
+    )]
     MissingUid { namespace: String, name: String },
 }
 
@@ -246,7 +248,8 @@ impl<'a> Ctx<'a> {
             .namespace
             .as_deref()
             .ok_or_else(|| BuildError::MissingNamespace { name: name.to_owned() })?;
-        let missing_uid = || BuildError::MissingUid { namespace: namespace.to_owned(), name: name.to_owned() };
+        let missing_uid =
+            || BuildError::MissingUid { namespace: namespace.to_owned(), name: name.to_owned() };
         if cluster.metadata.uid.as_deref().is_none_or(str::is_empty) {
             return Err(missing_uid());
         }

@@ -163,7 +163,10 @@ fn container(ctx: &Ctx<'_>) -> Container {
     let field_env = |name: &str, path: &str| EnvVar {
         name: name.to_owned(),
         value_from: Some(EnvVarSource {
-            field_ref: Some(ObjectFieldSelector { field_path: path.to_owned(), ..ObjectFieldSelector::default() }),
+            field_ref: Some(ObjectFieldSelector {
+                field_path: path.to_owned(),
+                ..ObjectFieldSelector::default()
+            }),
             ..EnvVarSource::default()
         }),
         ..EnvVar::default()
@@ -196,7 +199,11 @@ fn container(ctx: &Ctx<'_>) -> Container {
         env: Some(vec![
             field_env("CONVEYOR_POD_NAME", "metadata.name"),
             field_env("CONVEYOR_NAMESPACE", "metadata.namespace"),
-            EnvVar { name: "CONVEYOR_CONFIG".to_owned(), value: Some(CONFIG_PATH.to_owned()), ..EnvVar::default() },
+            EnvVar {
+                name: "CONVEYOR_CONFIG".to_owned(),
+                value: Some(CONFIG_PATH.to_owned()),
+                ..EnvVar::default()
+            },
         ]),
         ports: Some(vec![
             container_port(GRPC_PORT_NAME, spec.ports.grpc),
@@ -212,7 +219,10 @@ fn container(ctx: &Ctx<'_>) -> Container {
         ]),
         security_context: Some(SecurityContext {
             allow_privilege_escalation: Some(false),
-            capabilities: Some(Capabilities { drop: Some(vec!["ALL".to_owned()]), ..Capabilities::default() }),
+            capabilities: Some(Capabilities {
+                drop: Some(vec!["ALL".to_owned()]),
+                ..Capabilities::default()
+            }),
             read_only_root_filesystem: Some(true),
             ..SecurityContext::default()
         }),
