@@ -38,6 +38,7 @@ use crate::crd::EtlRouterCluster;
 
 pub use config::{CONFIG_DIR, CONFIG_FILE, CONFIG_PATH, Peer, RouterConfig, config_hash, router_config};
 pub use pdb::{PdbApi, pdb_api_resource};
+pub use services::{GRPC_PORT_NAME, RAFT_PORT_NAME};
 pub use statefulset::{DATA_DIR, DATA_VOLUME, NODE_COMMAND, ROUTER_CONTAINER};
 
 /// Field manager of every server-side apply the operator makes.
