@@ -7,6 +7,7 @@
 //! `states.md` at the repository root is the machine's specification.
 
 pub mod assess;
+pub mod build;
 pub mod conditions;
 pub mod machine;
 pub mod observation;
