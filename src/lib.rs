@@ -9,4 +9,6 @@
 
 pub mod controller;
 pub mod crd;
+pub mod router;
+pub mod sim;
 pub mod telemetry;

@@ -49,7 +49,8 @@ pub async fn run(settings: Settings) -> Result<(), Error> {
 
 async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
-    let mut terminate = signal(SignalKind::terminate()).expect("installing a SIGTERM handler cannot fail on unix");
+    let mut terminate =
+        signal(SignalKind::terminate()).expect("installing a SIGTERM handler cannot fail on unix");
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = terminate.recv() => {}

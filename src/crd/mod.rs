@@ -15,8 +15,7 @@ pub use router_cluster::{
     MemberStatus, PdbSpec, PlacementSpec, PortsSpec, RaftSpec, StorageRetention, StorageSpec,
 };
 pub use service::{
-    EtlSink, EtlSinkSpec, EtlSource, EtlSourceSpec, EtlTransform, EtlTransformSpec, GrpcSpec,
-    ServiceStatus,
+    EtlSink, EtlSinkSpec, EtlSource, EtlSourceSpec, EtlTransform, EtlTransformSpec, GrpcSpec, ServiceStatus,
 };
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -27,13 +26,7 @@ pub const GROUP: &str = "conveyor.etl";
 
 /// Every CRD the operator serves, in the order `crds` prints them.
 pub fn all() -> Vec<CustomResourceDefinition> {
-    vec![
-        EtlRouterCluster::crd(),
-        EtlPipeline::crd(),
-        EtlSource::crd(),
-        EtlTransform::crd(),
-        EtlSink::crd(),
-    ]
+    vec![EtlRouterCluster::crd(), EtlPipeline::crd(), EtlSource::crd(), EtlTransform::crd(), EtlSink::crd()]
 }
 
 /// The CRDs as multi-document YAML, exactly as `deploy/crds/crds.yaml` holds them.

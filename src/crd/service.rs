@@ -67,6 +67,16 @@ macro_rules! service_kind {
     };
 }
 
-service_kind!(EtlSourceSpec, "EtlSource", "etlsrc", "A source service: where a pipeline's records come from.");
-service_kind!(EtlTransformSpec, "EtlTransform", "etltf", "A transform service: one step a pipeline's records pass through.");
+service_kind!(
+    EtlSourceSpec,
+    "EtlSource",
+    "etlsrc",
+    "A source service: where a pipeline's records come from."
+);
+service_kind!(
+    EtlTransformSpec,
+    "EtlTransform",
+    "etltf",
+    "A transform service: one step a pipeline's records pass through."
+);
 service_kind!(EtlSinkSpec, "EtlSink", "etlsink", "A sink service: where a pipeline's records are written.");

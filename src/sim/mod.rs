@@ -1,0 +1,1 @@
+//! Router cluster simulator.
