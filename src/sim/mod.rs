@@ -11,6 +11,7 @@
 //! partition, slow, restart, membership changes, a crash after a committed write,
 //! a RouterAdmin that answers UNIMPLEMENTED) and exposes the [`Mutation`] log.
 
+mod addresses;
 mod admin;
 mod cluster;
 mod conn;
@@ -22,6 +23,7 @@ mod state;
 
 use std::time::Duration;
 
+pub use addresses::consecutive_nodes;
 pub use cluster::SimCluster;
 pub use log::Mutation;
 
