@@ -10,5 +10,7 @@
 pub mod conditions;
 pub mod controller;
 pub mod crd;
+pub mod router;
 pub mod router_cluster;
+pub mod sim;
 pub mod telemetry;

@@ -1,0 +1,341 @@
+//! [`SimCluster`]: the handle tests and the demo binary use to run a simulated
+//! router cluster and to inject failures; [`Shared`]: the state its nodes share.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::router::proto::registry::RegisteredService;
+use crate::router::proto::router::{PipelineConfig, PipelineStatus, StageStatus};
+
+use super::SimOptions;
+use super::log::Mutation;
+use super::node::NodeServer;
+use super::raft::Member;
+use super::state::SimState;
+
+/// What a call to a node meets before it is served.
+enum Gate {
+    /// Served, after the node's extra delay if it is slowed.
+    Pass(Option<Duration>),
+    /// The node is partitioned: wait until healed (the caller's deadline ends it first).
+    Hang,
+    /// The node is stopped or no longer a member.
+    Gone,
+}
+
+/// State shared by the nodes, the handle and the election task.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    state: Mutex<SimState>,
+    /// Bumped on every change of membership or node health; wakes the election
+    /// task and calls hanging on a partitioned node.
+    changes: watch::Sender<u64>,
+    servers: Mutex<HashMap<u64, NodeServer>>,
+    options: SimOptions,
+}
+
+impl Shared {
+    pub fn state(&self) -> MutexGuard<'_, SimState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn servers(&self) -> MutexGuard<'_, HashMap<u64, NodeServer>> {
+        self.servers.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Applies a change to the Raft view, steps a leader down if it lost its
+    /// standing, and tells the election task and hanging calls.
+    fn change<T>(&self, apply: impl FnOnce(&mut SimState) -> T) -> T {
+        let result = {
+            let mut state = self.state();
+            let result = apply(&mut state);
+            if state.raft.check_leader() {
+                tracing::info!(term = state.raft.term, "simulated leader stepped down");
+            }
+            result
+        };
+        self.changes.send_modify(|version| *version += 1);
+        result
+    }
+
+    /// Counts the call, then holds it while the node is partitioned and delays it
+    /// while the node is slowed. A stopped or removed node fails it as UNAVAILABLE.
+    pub async fn gate(&self, node: u64, method: &'static str) -> Result<(), tonic::Status> {
+        let mut changes = self.changes.subscribe();
+        *self.state().calls.entry(method).or_default() += 1;
+        loop {
+            let gate = match self.state().raft.members.get(&node) {
+                Some(member) if !member.up => Gate::Gone,
+                Some(member) if member.partitioned => Gate::Hang,
+                Some(member) => Gate::Pass(member.slow),
+                None => Gate::Gone,
+            };
+            match gate {
+                Gate::Pass(delay) => {
+                    if let Some(delay) = delay {
+                        tokio::time::sleep(delay).await;
+                    }
+                    return Ok(());
+                }
+                Gate::Gone => return Err(tonic::Status::unavailable(format!("node {node} is not serving"))),
+                Gate::Hang => {
+                    if changes.changed().await.is_err() {
+                        return Err(tonic::Status::unavailable(format!("node {node} is shutting down")));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Runs a write on the shared state. If the write was accepted and a crash was
+    /// requested, the node goes down before answering: the write is committed but
+    /// the caller never hears so (the lost-response case a client must survive).
+    pub async fn write<T>(
+        &self,
+        node: u64,
+        write: impl FnOnce(&mut SimState) -> Result<T, String>,
+    ) -> Result<Result<T, String>, tonic::Status> {
+        let (result, crash) = {
+            let mut state = self.state();
+            let result = write(&mut state);
+            let crash = result.is_ok() && std::mem::take(&mut state.crash_after_next_write);
+            (result, crash)
+        };
+        if crash {
+            tracing::info!(node, "simulated node crashes after committing a write, before answering");
+            self.stop(node).await;
+            return Err(tonic::Status::unavailable(format!("node {node} crashed")));
+        }
+        Ok(result)
+    }
+
+    async fn stop(&self, node: u64) {
+        self.change(|state| {
+            if let Some(member) = state.raft.members.get_mut(&node) {
+                member.up = false;
+            }
+        });
+        let server = self.servers().remove(&node);
+        if let Some(server) = server {
+            server.stop().await;
+        }
+    }
+}
+
+/// A simulated router cluster: each node serves `RouterAdmin` and `ServiceRegistry`
+/// on its own address, over a shared simulated Raft view (see [`super::raft`]).
+/// Dropping the handle stops every node.
+#[derive(Debug)]
+pub struct SimCluster {
+    shared: Arc<Shared>,
+    elections: JoinHandle<()>,
+}
+
+impl SimCluster {
+    /// Starts one node per `(raft id, address)` (port 0 binds any free port; see
+    /// [`SimCluster::addr`]) and elects the lowest id leader of term 1.
+    pub async fn start(nodes: Vec<(u64, SocketAddr)>, options: SimOptions) -> io::Result<SimCluster> {
+        let (changes, _) = watch::channel(0);
+        let shared = Arc::new(Shared {
+            state: Mutex::default(),
+            changes,
+            servers: Mutex::default(),
+            options: options.clone(),
+        });
+        for (id, addr) in nodes {
+            start_member(&shared, id, addr)?;
+        }
+        if let Some(leader) = shared.change(|state| state.raft.elect()) {
+            tracing::info!(leader, term = 1, "simulated cluster elected its first leader");
+        }
+        let elections = tokio::spawn(run_elections(shared.clone()));
+        Ok(SimCluster { shared, elections })
+    }
+
+    /// A new member joins the membership (and counts for quorum from now on).
+    pub async fn add_node(&self, id: u64, addr: SocketAddr) -> io::Result<()> {
+        start_member(&self.shared, id, addr)?;
+        self.shared.change(|_| ());
+        Ok(())
+    }
+
+    /// A member leaves the membership; its server stops.
+    pub async fn remove_node(&self, id: u64) {
+        self.shared.change(|state| state.raft.members.remove(&id));
+        let server = self.shared.servers().remove(&id);
+        if let Some(server) = server {
+            server.stop().await;
+        }
+    }
+
+    /// Stops a node: its listener closes (connection refused) and its open
+    /// connections are cut; it counts as down for quorum.
+    pub async fn stop_node(&self, id: u64) {
+        self.shared.stop(id).await;
+    }
+
+    /// Restarts a stopped node on the same address.
+    pub async fn restart_node(&self, id: u64) -> io::Result<()> {
+        let addr =
+            self.addr(id).ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("no node {id}")))?;
+        if self.shared.servers().contains_key(&id) {
+            return Ok(());
+        }
+        let (server, _) = NodeServer::start(id, addr, self.shared.clone())?;
+        self.shared.servers().insert(id, server);
+        self.shared.change(|state| {
+            if let Some(member) = state.raft.members.get_mut(&id) {
+                member.up = true;
+            }
+        });
+        Ok(())
+    }
+
+    /// Partitions a node: calls to it hang until the caller's deadline, and it is
+    /// out of quorum.
+    pub fn partition_node(&self, id: u64) {
+        self.shared.change(|state| {
+            if let Some(member) = state.raft.members.get_mut(&id) {
+                member.partitioned = true;
+            }
+        });
+    }
+
+    /// Ends a node's partition; calls still hanging on it are then served.
+    pub fn heal_node(&self, id: u64) {
+        self.shared.change(|state| {
+            if let Some(member) = state.raft.members.get_mut(&id) {
+                member.partitioned = false;
+            }
+        });
+    }
+
+    /// Delays every call to a node by `delay` (zero: no delay).
+    pub fn slow_node(&self, id: u64, delay: Duration) {
+        self.shared.change(|state| {
+            if let Some(member) = state.raft.members.get_mut(&id) {
+                member.slow = (!delay.is_zero()).then_some(delay);
+            }
+        });
+    }
+
+    /// Makes every `RouterAdmin` method answer UNIMPLEMENTED (`ServiceRegistry` keeps working).
+    pub fn set_router_admin_unimplemented(&self, on: bool) {
+        self.shared.state().admin_unimplemented = on;
+    }
+
+    /// The node that accepts the next write commits it and then crashes before
+    /// answering (stopped, as by [`SimCluster::stop_node`]).
+    pub fn crash_after_next_write(&self) {
+        self.shared.state().crash_after_next_write = true;
+    }
+
+    /// Hands leadership to a reachable member for a new term. False if it cannot lead.
+    pub fn transfer_leadership(&self, id: u64) -> bool {
+        self.shared.change(|state| state.raft.transfer_leadership(id))
+    }
+
+    /// The current leader, if any.
+    pub fn leader(&self) -> Option<u64> {
+        self.shared.state().raft.leader
+    }
+
+    /// The current term.
+    pub fn term(&self) -> u64 {
+        self.shared.state().raft.term
+    }
+
+    /// The commit index (advances on every accepted write).
+    pub fn commit_index(&self) -> u64 {
+        self.shared.state().raft.commit_index
+    }
+
+    /// The address a node listens on.
+    pub fn addr(&self, id: u64) -> Option<SocketAddr> {
+        self.shared.state().raft.members.get(&id).map(|member| member.addr)
+    }
+
+    /// Every member's gRPC endpoint (`host:port`), in id order.
+    pub fn endpoints(&self) -> Vec<String> {
+        self.shared.state().raft.members.values().map(|member| member.addr.to_string()).collect()
+    }
+
+    /// Every mutating call accepted so far, in commit order.
+    pub fn mutation_log(&self) -> Vec<Mutation> {
+        self.shared.state().log.clone()
+    }
+
+    /// How many calls of `method` the nodes received (served or not).
+    pub fn call_count(&self, method: &str) -> u64 {
+        self.shared.state().calls.get(method).copied().unwrap_or(0)
+    }
+
+    /// A stored pipeline's config and status.
+    pub fn pipeline(&self, id: &str) -> Option<(PipelineConfig, PipelineStatus)> {
+        self.shared.state().pipelines.get(id).map(|stored| (stored.config.clone(), stored.status.clone()))
+    }
+
+    /// Every registered service.
+    pub fn services(&self) -> Vec<RegisteredService> {
+        self.shared.state().services.values().map(|(service, _)| service.clone()).collect()
+    }
+
+    /// Sets the statistics `GetPipeline` reports for one stage. False if the pipeline is unknown.
+    pub fn set_stage_status(&self, pipeline_id: &str, stage_id: &str, status: StageStatus) -> bool {
+        self.shared.state().set_stage_status(pipeline_id, stage_id, status)
+    }
+
+    /// Stops every node and the election task.
+    pub async fn shutdown(self) {
+        self.elections.abort();
+        let servers: Vec<NodeServer> = self.shared.servers().drain().map(|(_, server)| server).collect();
+        for server in servers {
+            server.stop().await;
+        }
+    }
+}
+
+impl Drop for SimCluster {
+    fn drop(&mut self) {
+        self.elections.abort();
+        // Without an await the listeners close when their tasks are next polled.
+        for (_, server) in self.shared.servers().drain() {
+            server.abort();
+        }
+    }
+}
+
+fn start_member(shared: &Arc<Shared>, id: u64, addr: SocketAddr) -> io::Result<()> {
+    if shared.state().raft.members.contains_key(&id) {
+        return Err(io::Error::new(io::ErrorKind::AlreadyExists, format!("node {id} is already a member")));
+    }
+    let (server, local) = NodeServer::start(id, addr, shared.clone())?;
+    shared.servers().insert(id, server);
+    shared.state().raft.members.insert(id, Member::new(local));
+    Ok(())
+}
+
+/// Elects a new leader `election_delay` after the cluster finds itself without
+/// one while holding quorum. Woken by every change, never polling.
+async fn run_elections(shared: Arc<Shared>) {
+    let mut changes = shared.changes.subscribe();
+    loop {
+        if shared.state().raft.needs_election() {
+            tokio::time::sleep(shared.options.election_delay).await;
+            let elected = shared.change(|state| state.raft.elect().map(|leader| (leader, state.raft.term)));
+            if let Some((leader, term)) = elected {
+                tracing::info!(leader, term, "simulated cluster elected a leader");
+            }
+            continue;
+        }
+        if changes.changed().await.is_err() {
+            return;
+        }
+    }
+}

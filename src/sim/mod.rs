@@ -1,0 +1,41 @@
+//! A simulator of a Conveyor ETL router cluster, for tests, benchmarks and local
+//! demos (`conveyor-router-sim`).
+//!
+//! Every simulated node serves the contract's `RouterAdmin` and `ServiceRegistry`
+//! (Register, Deregister, ListServices) over real gRPC on its own address, so the
+//! operator reaches nodes exactly as it reaches pods. The nodes share one
+//! simulated Raft view ([`raft`]): one leader per term, elections after
+//! [`SimOptions::election_delay`], commit/applied indices advancing on every
+//! accepted write, followers refusing writes with the leader's address, and no
+//! leader and no writes without quorum. [`SimCluster`] drives failures (stop,
+//! partition, slow, restart, membership changes, a crash after a committed write,
+//! a RouterAdmin that answers UNIMPLEMENTED) and exposes the [`Mutation`] log.
+
+mod addresses;
+mod admin;
+mod cluster;
+mod conn;
+mod log;
+mod node;
+pub(crate) mod raft;
+mod registry;
+mod state;
+
+use std::time::Duration;
+
+pub use addresses::consecutive_nodes;
+pub use cluster::SimCluster;
+pub use log::Mutation;
+
+/// Timing of a simulated cluster.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SimOptions {
+    /// How long after losing its leader the cluster elects a new one (default 150 ms).
+    pub election_delay: Duration,
+}
+
+impl Default for SimOptions {
+    fn default() -> Self {
+        Self { election_delay: Duration::from_millis(150) }
+    }
+}
