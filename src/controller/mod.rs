@@ -1,12 +1,20 @@
 //! Wires the kinds' reconcilers to the API server and runs them until shutdown.
 
+mod context;
+mod error;
 mod startup;
 
+use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use kube::Client;
 
-pub use startup::{Error, ensure_crds_installed};
+pub use context::{Context, Timing};
+pub use error::Error;
+pub use startup::{StartupError, ensure_crds_installed};
+
+use crate::router::{ClientOptions, Router, RouterClient};
 
 /// Settings of the `run` subcommand.
 #[derive(Clone, Debug, clap::Args)]
@@ -17,6 +25,9 @@ pub struct Settings {
     /// Deadline of every gRPC call to a router, e.g. 3s or 500ms.
     #[arg(long, env = "CONVEYOR_ROUTER_TIMEOUT", default_value = "3s", value_parser = parse_duration)]
     pub router_timeout: Duration,
+    /// How often a settled router cluster's health is polled.
+    #[arg(long, env = "CONVEYOR_HEALTH_INTERVAL", default_value = "10s", value_parser = parse_duration)]
+    pub health_interval: Duration,
 }
 
 /// Parses `500ms`, `3s` or `2m`.
@@ -35,17 +46,48 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 
 /// Connects with the kubeconfig (or in-cluster config), checks the CRDs and
 /// runs every controller until SIGINT or SIGTERM.
-pub async fn run(settings: Settings) -> Result<(), Error> {
+pub async fn run(settings: Settings) -> Result<(), StartupError> {
     // Both rustls providers can end up compiled in through dependencies; pick
     // ring explicitly so building a client never panics at run time.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let client = Client::try_default().await.map_err(Error::Connect)?;
+    let client = Client::try_default().await.map_err(StartupError::Connect)?;
     ensure_crds_installed(&client).await?;
+    let router =
+        RouterClient::new(ClientOptions { call_timeout: settings.router_timeout, ..Default::default() });
+    let timing = Timing { health_interval: settings.health_interval, ..Default::default() };
+    let operator = Operator::new(client, Arc::new(router), timing, settings.namespace.clone());
     let shutdown = shutdown_signal();
     tracing::info!(namespace = settings.namespace.as_deref().unwrap_or("<all>"), "operator started");
-    shutdown.await;
-    tracing::info!("operator stopping");
+    operator.run(shutdown).await;
+    tracing::info!("operator stopped");
     Ok(())
+}
+
+/// Every controller of the operator, sharing one context.
+pub struct Operator {
+    ctx: Arc<Context>,
+    namespace: Option<String>,
+}
+
+impl Operator {
+    pub fn new(
+        client: Client,
+        router: Arc<dyn Router>,
+        timing: Timing,
+        namespace: Option<String>,
+    ) -> Operator {
+        Operator { ctx: Arc::new(Context::new(client, router, timing)), namespace }
+    }
+
+    /// Runs until `shutdown` resolves, then lets in-flight reconciles finish.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
+        crate::router_cluster::controller::run_controller(
+            self.ctx.clone(),
+            self.namespace.as_deref(),
+            shutdown,
+        )
+        .await;
+    }
 }
 
 /// Resolves on SIGINT or SIGTERM. The handlers are installed when this is

@@ -5,7 +5,7 @@ use crate::crd;
 
 /// Why the operator could not start.
 #[derive(Debug, thiserror::Error)]
-pub enum Error {
+pub enum StartupError {
     #[error("cannot connect to the Kubernetes API (check KUBECONFIG or the in-cluster service account): {0}")]
     Connect(#[source] kube::Error),
     #[error("cannot read CustomResourceDefinitions: {0}")]
@@ -18,17 +18,17 @@ pub enum Error {
 }
 
 /// Fails with a hint naming every CRD of this operator that is missing or not yet Established.
-pub async fn ensure_crds_installed(client: &Client) -> Result<(), Error> {
+pub async fn ensure_crds_installed(client: &Client) -> Result<(), StartupError> {
     let api: Api<CustomResourceDefinition> = Api::all(client.clone());
     let mut missing = Vec::new();
     for wanted in crd::all() {
         let name = wanted.metadata.name.clone().unwrap_or_default();
-        let installed = api.get_opt(&name).await.map_err(Error::ReadCrds)?;
+        let installed = api.get_opt(&name).await.map_err(StartupError::ReadCrds)?;
         if !installed.as_ref().is_some_and(is_established) {
             missing.push(name);
         }
     }
-    if missing.is_empty() { Ok(()) } else { Err(Error::CrdsMissing { missing }) }
+    if missing.is_empty() { Ok(()) } else { Err(StartupError::CrdsMissing { missing }) }
 }
 
 fn is_established(crd: &CustomResourceDefinition) -> bool {

@@ -9,8 +9,11 @@
 pub mod assess;
 pub mod build;
 pub mod conditions;
+pub mod controller;
 pub mod machine;
 pub mod observation;
+pub mod observe;
+pub mod reconcile;
 pub mod validate;
 
 #[cfg(test)]

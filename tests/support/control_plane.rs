@@ -29,6 +29,33 @@ const CONTROLLER_MANAGER_USER: &str = "system:kube-controller-manager";
 
 const START_DEADLINE: Duration = Duration::from_secs(90);
 
+/// Logs every write (not reads or watches) with who made it, so tests can
+/// count the API writes of one identity.
+const AUDIT_POLICY: &str = r#"apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: ["RequestReceived"]
+rules:
+- level: None
+  verbs: ["get", "list", "watch"]
+- level: Metadata
+"#;
+
+/// One write the API server handled, from its audit log.
+#[derive(Clone, Debug, serde::Deserialize)]
+pub struct AuditedWrite {
+    pub verb: String,
+    #[serde(rename = "requestURI")]
+    pub request_uri: String,
+    pub user: AuditUser,
+    #[serde(rename = "responseStatus", default)]
+    pub response_status: Option<serde_json::Value>,
+}
+
+#[derive(Clone, Debug, serde::Deserialize)]
+pub struct AuditUser {
+    pub username: String,
+}
+
 pub struct ControlPlane {
     dir: tempfile::TempDir,
     processes: Vec<(&'static str, Child)>,
@@ -48,7 +75,10 @@ impl ControlPlane {
     pub fn start() -> ControlPlane {
         let mut last_error = String::new();
         for _ in 0..3 {
-            match Self::try_start() {
+            // On its own thread: callers may be inside an async runtime, and
+            // waiting for readiness blocks on a runtime of its own.
+            let attempt = std::thread::spawn(Self::try_start).join().expect("control-plane start thread");
+            match attempt {
                 Ok(plane) => return plane,
                 Err(error) => last_error = error,
             }
@@ -87,6 +117,7 @@ impl ControlPlane {
             })
             .collect();
         write(&path("tokens.csv"), &token_file)?;
+        write(&path("audit-policy.yaml"), AUDIT_POLICY)?;
 
         let [etcd_client, etcd_peer, apiserver] = free_ports::<3>();
         let server = format!("https://127.0.0.1:{apiserver}");
@@ -143,6 +174,10 @@ impl ControlPlane {
                 "--service-cluster-ip-range=10.0.0.0/24".into(),
                 "--allow-privileged=true".into(),
                 format!("--cert-dir={}", file("apiserver-certs")),
+                format!("--audit-policy-file={}", file("audit-policy.yaml")),
+                format!("--audit-log-path={}", file("audit.log")),
+                "--audit-log-format=json".into(),
+                "--audit-log-mode=blocking".into(),
                 "--v=0".into(),
             ],
         )?;
@@ -160,6 +195,8 @@ impl ControlPlane {
                 format!("--service-account-private-key-file={}", file("sa.key")),
                 format!("--root-ca-file={}", file("ca.crt")),
                 "--leader-elect=false".into(),
+                // Each controller acts as its own service account with the bootstrap RBAC roles.
+                "--use-service-account-credentials=true".into(),
                 "--port=0".into(),
                 "--secure-port=0".into(),
                 "--concurrent-gc-syncs=5".into(),
@@ -236,6 +273,15 @@ impl ControlPlane {
         let text = fs::read_to_string(self.dir.path().join(format!("{name}.log"))).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
         lines[lines.len().saturating_sub(30)..].join("\n")
+    }
+
+    /// Every write `user` made so far, in order.
+    pub fn writes_by(&self, user: &str) -> Vec<AuditedWrite> {
+        let log = fs::read_to_string(self.dir.path().join("audit.log")).unwrap_or_default();
+        log.lines()
+            .filter_map(|line| serde_json::from_str::<AuditedWrite>(line).ok())
+            .filter(|entry| entry.user.username == user)
+            .collect()
     }
 
     pub fn token(&self, user: &str) -> &str {

@@ -7,6 +7,8 @@
 pub mod certs;
 pub mod control_plane;
 pub mod kube_helpers;
+pub mod kubelet;
+pub mod operator;
 
 pub use control_plane::ControlPlane;
 pub use kube_helpers::*;

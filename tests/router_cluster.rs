@@ -1,0 +1,313 @@
+//! EtlRouterCluster end to end: the operator (in-process, under its own
+//! RBAC) against the real control plane, with the test playing the kubelet
+//! and a simulated router node listening on each pod's IP.
+
+mod support;
+
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::api::events::v1::Event as KubeEvent;
+use kube::Client;
+use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
+use kube::core::{ApiResource, GroupVersionKind};
+
+use conveyor_etl_operator::crd::{ClusterPhase, EtlRouterCluster};
+use support::kubelet::FakeKubelet;
+use support::operator::{RunningOperator, shared_with_rbac};
+use support::{ControlPlane, test_namespace};
+
+const FORM_TIMEOUT: Duration = Duration::from_secs(60);
+
+fn seed_cluster(name: &str) -> EtlRouterCluster {
+    let yaml = std::fs::read_to_string(support::repo_path("deploy/examples/seed.yaml")).unwrap();
+    let mut cluster: EtlRouterCluster =
+        serde_norway::from_str(yaml.split("\n---\n").next().unwrap()).unwrap();
+    cluster.metadata.name = Some(name.to_string());
+    cluster
+}
+
+struct Scenario {
+    plane: &'static ControlPlane,
+    client: Client,
+    namespace: String,
+    clusters: Api<EtlRouterCluster>,
+    kubelet: FakeKubelet,
+    operator: Option<RunningOperator>,
+}
+
+impl Scenario {
+    async fn new(prefix: &str) -> Scenario {
+        let plane = shared_with_rbac();
+        let client = plane.client().await;
+        let namespace = test_namespace(&client, prefix).await;
+        let kubelet = FakeKubelet::start(client.clone(), &namespace, "my-cluster", 50051).await;
+        let operator = Some(RunningOperator::start(plane, &namespace).await);
+        let clusters = Api::namespaced(client.clone(), &namespace);
+        Scenario { plane, client, namespace, clusters, kubelet, operator }
+    }
+
+    async fn create(&self, cluster: &EtlRouterCluster) {
+        self.clusters.create(&Default::default(), cluster).await.expect("create cluster");
+    }
+
+    async fn get(&self) -> EtlRouterCluster {
+        self.clusters.get("my-cluster").await.expect("get cluster")
+    }
+
+    async fn wait_for(&self, what: &str, check: impl Fn(&EtlRouterCluster) -> bool) -> EtlRouterCluster {
+        let deadline = std::time::Instant::now() + FORM_TIMEOUT;
+        loop {
+            let cluster = self.clusters.get("my-cluster").await.expect("get cluster");
+            if check(&cluster) {
+                return cluster;
+            }
+            if std::time::Instant::now() >= deadline {
+                let events = support::kubectl(self.plane, &["get", "events", "-n", &self.namespace]);
+                let pods = support::kubectl(
+                    self.plane,
+                    &["get", "pods,statefulsets,pvc", "-n", &self.namespace, "-o", "wide"],
+                );
+                panic!(
+                    "timed out waiting for {what}; status: {:#?}\nevents:\n{}\nobjects:\n{}{}",
+                    cluster.status,
+                    String::from_utf8_lossy(&events.stdout),
+                    String::from_utf8_lossy(&pods.stdout),
+                    String::from_utf8_lossy(&pods.stderr),
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await; // poll interval
+        }
+    }
+
+    async fn wait_phase(&self, phase: ClusterPhase) -> EtlRouterCluster {
+        self.wait_for(&format!("phase {phase:?}"), |c| phase_of(c) == Some(phase)).await
+    }
+
+    /// (type, reason, note) of the Events about the cluster, oldest first.
+    async fn events(&self) -> Vec<(String, String, String)> {
+        let api: Api<KubeEvent> = Api::namespaced(self.client.clone(), &self.namespace);
+        let mut events: Vec<KubeEvent> = api
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .filter(|e| {
+                e.regarding.as_ref().is_some_and(|r| {
+                    r.kind.as_deref() == Some("EtlRouterCluster") && r.name.as_deref() == Some("my-cluster")
+                })
+            })
+            .collect();
+        events.sort_by_key(|e| e.event_time.as_ref().map(|t| t.0));
+        events
+            .into_iter()
+            .map(|e| (e.type_.unwrap_or_default(), e.reason.unwrap_or_default(), e.note.unwrap_or_default()))
+            .collect()
+    }
+}
+
+fn phase_of(cluster: &EtlRouterCluster) -> Option<ClusterPhase> {
+    cluster.status.as_ref().and_then(|s| s.phase)
+}
+
+fn condition<'a>(cluster: &'a EtlRouterCluster, type_: &str) -> (&'a str, &'a str, &'a str) {
+    let c = cluster
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.iter().find(|c| c.type_ == type_))
+        .unwrap_or_else(|| panic!("no {type_} condition"));
+    (c.status.as_str(), c.reason.as_str(), c.message.as_str())
+}
+
+#[tokio::test]
+async fn seed_cluster_forms_through_every_phase_and_deploys_what_the_spec_says() {
+    let s = Scenario::new("form").await;
+    s.kubelet.start_pods_below(1);
+    s.create(&seed_cluster("my-cluster")).await;
+
+    let forming = s.wait_phase(ClusterPhase::RaftForming).await;
+    let reason = condition(&forming, "Ready").1;
+    assert!(["ElectingLeader", "WaitingForMembers"].contains(&reason), "{reason}");
+    assert_eq!(condition(&forming, "Progressing").0, "True");
+    s.kubelet.release_all().await;
+    let ready = s.wait_phase(ClusterPhase::Ready).await;
+
+    let status = ready.status.as_ref().unwrap();
+    assert_eq!(status.ready_replicas, Some(3));
+    assert_eq!(status.leader.as_deref(), Some("my-cluster-0"));
+    assert_eq!(status.leader_id, Some(1));
+    assert!(status.term.unwrap() >= 1);
+    assert_eq!(status.members.len(), 3);
+    assert!(status.members.iter().all(|m| m.healthy));
+    assert_eq!(status.observed_generation, ready.metadata.generation);
+    assert_eq!(condition(&ready, "Ready"), ("True", "ClusterHealthy", condition(&ready, "Ready").2));
+    assert_eq!(condition(&ready, "Degraded").0, "False");
+
+    let notes: Vec<String> = s.events().await.into_iter().map(|(_, _, note)| note).collect();
+    let transitions: Vec<&str> =
+        notes.iter().map(|n| n.split(':').next().unwrap()).filter(|n| n.contains('→')).collect();
+    assert_eq!(
+        transitions,
+        ["new → Provisioning", "Provisioning → RaftForming", "RaftForming → Ready"],
+        "{notes:?}"
+    );
+
+    // What was deployed matches the spec.
+    let set: StatefulSet = Api::namespaced(s.client.clone(), &s.namespace).get("my-cluster").await.unwrap();
+    let spec = set.spec.unwrap();
+    assert_eq!(spec.replicas, Some(3));
+    assert_eq!(spec.service_name.as_deref(), Some("my-cluster-raft"));
+    let container = &spec.template.spec.as_ref().unwrap().containers[0];
+    assert_eq!(container.image.as_deref(), Some("conveyor-etl-router:latest"));
+    let limits = container.resources.as_ref().unwrap().limits.as_ref().unwrap();
+    assert_eq!(limits["memory"].0, "512Mi");
+    let claim = &spec.volume_claim_templates.as_ref().unwrap()[0];
+    let claim_spec = claim.spec.as_ref().unwrap();
+    assert_eq!(claim_spec.storage_class_name.as_deref(), Some("standard"));
+    assert_eq!(claim_spec.resources.as_ref().unwrap().requests.as_ref().unwrap()["storage"].0, "10Gi");
+    assert_eq!(set.metadata.owner_references.as_ref().unwrap()[0].name, "my-cluster");
+
+    let services: Api<Service> = Api::namespaced(s.client.clone(), &s.namespace);
+    let raft = services.get("my-cluster-raft").await.unwrap().spec.unwrap();
+    assert_eq!(raft.cluster_ip.as_deref(), Some("None"));
+    assert_eq!(raft.publish_not_ready_addresses, Some(true));
+    let grpc = services.get("my-cluster").await.unwrap().spec.unwrap();
+    assert_eq!(grpc.ports.unwrap()[0].port, 50051);
+
+    let config: ConfigMap =
+        Api::namespaced(s.client.clone(), &s.namespace).get("my-cluster-config").await.unwrap();
+    let raft_yaml = config.data.unwrap().into_values().collect::<Vec<_>>().join("\n");
+    assert!(raft_yaml.contains("300") && raft_yaml.contains("100"), "{raft_yaml}");
+    assert!(raft_yaml.contains(&format!("my-cluster-2.my-cluster-raft.{}.svc", s.namespace)), "{raft_yaml}");
+
+    // Kubernetes 1.20 serves PodDisruptionBudget only as policy/v1beta1.
+    let pdb_resource = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("policy", "v1beta1", "PodDisruptionBudget"),
+        "poddisruptionbudgets",
+    );
+    let pdb = Api::<DynamicObject>::namespaced_with(s.client.clone(), &s.namespace, &pdb_resource)
+        .get("my-cluster")
+        .await
+        .unwrap();
+    assert_eq!(pdb.data["spec"]["maxUnavailable"], 1);
+}
+
+#[tokio::test]
+async fn invalid_spec_stays_pending_names_the_rule_and_deploys_nothing() {
+    let s = Scenario::new("invalid").await;
+    let mut cluster = seed_cluster("my-cluster");
+    cluster.spec.raft.heartbeat_interval_ms = 300;
+    s.create(&cluster).await;
+    let pending = s
+        .wait_for("InvalidSpec", |c| {
+            c.status.as_ref().is_some_and(|s| s.conditions.iter().any(|c| c.reason == "InvalidSpec"))
+        })
+        .await;
+    assert_eq!(phase_of(&pending), Some(ClusterPhase::Pending));
+    let (status, _, message) = condition(&pending, "Ready");
+    assert_eq!(status, "False");
+    assert!(
+        message
+            .contains("spec.raft.heartbeatIntervalMs (300) must be below spec.raft.electionTimeoutMs (300)")
+    );
+    let sets: Api<StatefulSet> = Api::namespaced(s.client.clone(), &s.namespace);
+    assert!(sets.get_opt("my-cluster").await.unwrap().is_none(), "deployed an invalid spec");
+    let events = s.events().await;
+    assert!(
+        events.iter().any(|(type_, reason, _)| type_ == "Warning" && reason == "InvalidSpec"),
+        "{events:?}"
+    );
+
+    // Fixing the spec deploys it.
+    let fix = serde_json::json!({"spec": {"raft": {"heartbeatIntervalMs": 100}}});
+    s.clusters.patch("my-cluster", &PatchParams::default(), &Patch::Merge(fix)).await.unwrap();
+    s.wait_phase(ClusterPhase::Ready).await;
+}
+
+#[tokio::test]
+async fn members_failing_and_returning_move_the_phase_and_never_leave_it_ready_blind() {
+    let s = Scenario::new("health").await;
+    s.create(&seed_cluster("my-cluster")).await;
+    s.wait_phase(ClusterPhase::Ready).await;
+    let sim = &s.kubelet.sim;
+
+    // A follower dies: Degraded, naming it; it returns: Ready.
+    sim.stop_node(3).await;
+    let degraded = s.wait_phase(ClusterPhase::Degraded).await;
+    let (_, reason, message) = condition(&degraded, "Ready");
+    assert_eq!(reason, "MemberUnhealthy");
+    assert!(message.contains("my-cluster-2 (node 3)"), "{message}");
+    sim.restart_node(3).await.unwrap();
+    s.wait_phase(ClusterPhase::Ready).await;
+
+    // The leader dies: a new one is elected, the old one returns: Ready under the new leader.
+    sim.stop_node(1).await;
+    let failed_over = s
+        .wait_for("a new leader", |c| {
+            c.status.as_ref().is_some_and(|s| s.leader_id.is_some_and(|id| id != 1))
+        })
+        .await;
+    assert_eq!(phase_of(&failed_over), Some(ClusterPhase::Degraded));
+    sim.restart_node(1).await.unwrap();
+    let ready = s.wait_phase(ClusterPhase::Ready).await;
+    assert_ne!(ready.status.as_ref().unwrap().leader_id, Some(1));
+
+    // Two of three die: quorum lost.
+    let leader = sim.leader().unwrap();
+    let others: Vec<u64> = (1..=3).filter(|id| *id != leader).collect();
+    sim.stop_node(others[0]).await;
+    sim.stop_node(leader).await;
+    let lost = s.wait_phase(ClusterPhase::Unavailable).await;
+    assert_eq!(condition(&lost, "Ready").0, "False");
+    assert_eq!(condition(&lost, "Ready").1, "QuorumLost");
+    assert_eq!(condition(&lost, "Degraded").0, "True");
+    sim.restart_node(others[0]).await.unwrap();
+    sim.restart_node(leader).await.unwrap();
+    s.wait_phase(ClusterPhase::Ready).await;
+
+    // Every member partitioned: health unknown, never Ready.
+    for id in 1..=3 {
+        sim.partition_node(id);
+    }
+    let blind = s.wait_phase(ClusterPhase::Unavailable).await;
+    assert_eq!(condition(&blind, "Ready").0, "Unknown");
+    assert_eq!(condition(&blind, "Ready").1, "RouterUnreachable");
+    for id in 1..=3 {
+        sim.heal_node(id);
+    }
+    s.wait_phase(ClusterPhase::Ready).await;
+
+    let reasons: Vec<String> = s.events().await.into_iter().map(|(_, reason, _)| reason).collect();
+    for expected in ["MemberUnhealthy", "QuorumLost", "RouterUnreachable", "ClusterHealthy"] {
+        assert!(reasons.iter().any(|r| r == expected), "no {expected} event in {reasons:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_thousand_reconciles_of_an_unchanged_ready_cluster_write_nothing() {
+    let mut s = Scenario::new("quiet").await;
+    s.create(&seed_cluster("my-cluster")).await;
+    s.wait_phase(ClusterPhase::Ready).await;
+    // From here on only the direct reconciles below run.
+    s.operator.take().unwrap().stop().await;
+    let in_namespace = format!("/namespaces/{}/", s.namespace);
+    let writes = || {
+        let all = s.plane.writes_by(support::control_plane::OPERATOR_USER);
+        all.into_iter().filter(|w| w.request_uri.contains(&in_namespace)).collect::<Vec<_>>()
+    };
+    let before = writes().len();
+    let router_writes_before = s.kubelet.sim.mutation_log().len();
+    let ctx = support::operator::direct_context(s.plane).await;
+    let cluster = std::sync::Arc::new(s.get().await);
+    for _ in 0..1000 {
+        conveyor_etl_operator::router_cluster::reconcile::run(cluster.clone(), ctx.clone()).await.unwrap();
+    }
+    let new_writes: Vec<String> =
+        writes()[before..].iter().map(|w| format!("{} {}", w.verb, w.request_uri)).collect();
+    assert!(new_writes.is_empty(), "writes for an unchanged cluster: {new_writes:?}");
+    assert_eq!(s.kubelet.sim.mutation_log().len(), router_writes_before, "router writes");
+    // The audit log does see this identity's writes: the cluster's creation made some.
+    assert!(before > 0, "the audit log recorded no operator writes at all");
+}

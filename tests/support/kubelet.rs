@@ -1,0 +1,165 @@
+//! Plays the kubelet for one router cluster: there is no scheduler or
+//! kubelet in the test control plane, so this marks the cluster's pods
+//! Running and Ready with a loopback IP and runs a simulated router node on
+//! that IP, exactly where the operator will look for it.
+
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Patch, PatchParams};
+use kube::runtime::watcher;
+use kube::{Api, Client, ResourceExt};
+use tokio::task::JoinHandle;
+
+use conveyor_etl_operator::router_cluster::build::ordinal_of;
+use conveyor_etl_operator::sim::{SimCluster, SimOptions};
+
+pub struct FakeKubelet {
+    pub sim: Arc<SimCluster>,
+    /// Pods with an ordinal below this are started; the rest wait (lets a
+    /// test hold a cluster in RaftForming).
+    ready_below: Arc<AtomicU32>,
+    task: JoinHandle<()>,
+    subnet: [u8; 2],
+    client: Client,
+    namespace: String,
+}
+
+/// A /24 of loopback addresses no other test in this process uses.
+pub fn unique_subnet() -> [u8; 2] {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed) + (std::process::id() % 200) * 256;
+    [10 + (n / 256 % 240) as u8, (n % 256) as u8]
+}
+
+pub fn pod_ip(subnet: [u8; 2], ordinal: u32) -> Ipv4Addr {
+    Ipv4Addr::new(127, subnet[0], subnet[1], 10 + ordinal as u8)
+}
+
+impl FakeKubelet {
+    pub async fn start(client: Client, namespace: &str, cluster: &str, grpc_port: u16) -> FakeKubelet {
+        let sim =
+            Arc::new(SimCluster::start(Vec::new(), SimOptions::default()).await.expect("start simulator"));
+        let ready_below = Arc::new(AtomicU32::new(u32::MAX));
+        let subnet = unique_subnet();
+        let task = tokio::spawn(run(
+            client.clone(),
+            namespace.to_string(),
+            cluster.to_string(),
+            grpc_port,
+            subnet,
+            sim.clone(),
+            ready_below.clone(),
+        ));
+        FakeKubelet { sim, ready_below, task, subnet, client, namespace: namespace.to_string() }
+    }
+
+    /// Starts only pods with an ordinal below `limit` from now on.
+    pub fn start_pods_below(&self, limit: u32) {
+        self.ready_below.store(limit, Ordering::SeqCst);
+    }
+
+    /// Restarts the kubelet's watch so pods held back are looked at again.
+    pub async fn release_all(&self) {
+        self.start_pods_below(u32::MAX);
+        // Touch every pod so the watch delivers it again.
+        let pods: Api<Pod> = Api::namespaced(self.client.clone(), &self.namespace);
+        for pod in pods.list(&Default::default()).await.expect("list pods") {
+            let patch = serde_json::json!({"metadata": {"annotations": {"test/kubelet-release": "1"}}});
+            let _ = pods.patch(&pod.name_any(), &PatchParams::default(), &Patch::Merge(patch)).await;
+        }
+    }
+
+    pub fn ip(&self, ordinal: u32) -> Ipv4Addr {
+        pod_ip(self.subnet, ordinal)
+    }
+}
+
+impl Drop for FakeKubelet {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn run(
+    client: Client,
+    namespace: String,
+    cluster: String,
+    grpc_port: u16,
+    subnet: [u8; 2],
+    sim: Arc<SimCluster>,
+    ready_below: Arc<AtomicU32>,
+) {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
+    let sets: Api<StatefulSet> = Api::namespaced(client, &namespace);
+    let config = watcher::Config::default().labels(&format!("conveyor.etl/cluster={cluster}"));
+    let mut events = watcher(pods.clone(), config).boxed();
+    while let Some(event) = events.next().await {
+        match event {
+            Ok(watcher::Event::Apply(pod) | watcher::Event::InitApply(pod)) => {
+                start_pod(&pods, &pod, grpc_port, subnet, &sim, &ready_below).await;
+            }
+            Ok(watcher::Event::Delete(pod)) => {
+                let Some(ordinal) = ordinal_of(&pod.name_any()) else { continue };
+                let replicas = sets
+                    .get_opt(&cluster)
+                    .await
+                    .ok()
+                    .flatten()
+                    .and_then(|set| set.spec.and_then(|spec| spec.replicas))
+                    .unwrap_or(0);
+                if ordinal as i32 >= replicas {
+                    sim.remove_node(u64::from(ordinal) + 1).await;
+                } else {
+                    sim.stop_node(u64::from(ordinal) + 1).await;
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+async fn start_pod(
+    pods: &Api<Pod>,
+    pod: &Pod,
+    grpc_port: u16,
+    subnet: [u8; 2],
+    sim: &SimCluster,
+    ready_below: &AtomicU32,
+) {
+    let Some(ordinal) = ordinal_of(&pod.name_any()) else { return };
+    let already_running = pod.status.as_ref().and_then(|s| s.pod_ip.as_ref()).is_some();
+    if already_running
+        || pod.metadata.deletion_timestamp.is_some()
+        || ordinal >= ready_below.load(Ordering::SeqCst)
+    {
+        return;
+    }
+    let ip = pod_ip(subnet, ordinal);
+    let id = u64::from(ordinal) + 1;
+    let result = match sim.addr(id) {
+        None => sim.add_node(id, SocketAddr::V4(SocketAddrV4::new(ip, grpc_port))).await,
+        Some(_) => sim.restart_node(id).await,
+    };
+    result.expect("start simulated router node");
+    let now = k8s_openapi::jiff::Timestamp::now().to_string();
+    let status = serde_json::json!({
+        "status": {
+            "phase": "Running",
+            "podIP": ip.to_string(),
+            "podIPs": [{"ip": ip.to_string()}],
+            "conditions": [
+                {"type": "Initialized", "status": "True", "lastTransitionTime": now},
+                {"type": "ContainersReady", "status": "True", "lastTransitionTime": now},
+                {"type": "Ready", "status": "True", "lastTransitionTime": now},
+            ],
+        }
+    });
+    pods.patch_status(&pod.name_any(), &PatchParams::default(), &Patch::Merge(status))
+        .await
+        .expect("mark pod ready");
+}

@@ -1,0 +1,102 @@
+//! Runs the operator in-process, as the token user `operator` bound to the
+//! ClusterRole in deploy/rbac, against one namespace.
+
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use kube::Client;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use conveyor_etl_operator::controller::{Context, Operator, Timing};
+use conveyor_etl_operator::router::{ClientOptions, RouterClient};
+
+use super::control_plane::{OPERATOR_USER, install_crypto_provider};
+use super::{ControlPlane, kubectl_ok, repo_path, shared_with_crds};
+
+/// Router deadlines short enough for tests to see partitions quickly.
+pub fn router_options() -> ClientOptions {
+    ClientOptions {
+        call_timeout: Duration::from_millis(500),
+        connect_timeout: Duration::from_millis(300),
+        max_attempts: 3,
+        max_retry_time: Duration::from_secs(2),
+        ..ClientOptions::default()
+    }
+}
+
+pub fn timing() -> Timing {
+    Timing {
+        health_interval: Duration::from_secs(1),
+        progress_interval: Duration::from_millis(300),
+        min_retry_delay: Duration::from_millis(200),
+        max_retry_delay: Duration::from_secs(5),
+    }
+}
+
+/// The shared control plane with the CRDs and the operator's RBAC bound to the `operator` user.
+pub fn shared_with_rbac() -> &'static ControlPlane {
+    static BOUND: OnceLock<()> = OnceLock::new();
+    let plane = shared_with_crds();
+    BOUND.get_or_init(|| {
+        kubectl_ok(plane, &["apply", "-f", repo_path("deploy/rbac/cluster-role.yaml").to_str().unwrap()]);
+        kubectl_ok(
+            plane,
+            &[
+                "create",
+                "clusterrolebinding",
+                "conveyor-etl-operator-test",
+                "--clusterrole=conveyor-etl-operator",
+                &format!("--user={OPERATOR_USER}"),
+            ],
+        );
+    });
+    plane
+}
+
+/// A client authenticated as the `operator` user.
+pub async fn operator_client(plane: &ControlPlane) -> Client {
+    install_crypto_provider();
+    Client::try_from(plane.config(OPERATOR_USER).await).expect("operator client")
+}
+
+pub struct RunningOperator {
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<()>,
+}
+
+impl RunningOperator {
+    pub async fn start(plane: &ControlPlane, namespace: &str) -> RunningOperator {
+        let _ = tracing_subscriber::fmt()
+            .with_test_writer()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .try_init();
+        let client = operator_client(plane).await;
+        let router = Arc::new(RouterClient::new(router_options()));
+        let operator = Operator::new(client, router, timing(), Some(namespace.to_string()));
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(operator.run(async move {
+            let _ = stopped.await;
+        }));
+        RunningOperator { stop: Some(stop), task }
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let _ = (&mut self.task).await;
+    }
+}
+
+impl Drop for RunningOperator {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A context for calling a reconciler directly, as the `operator` user.
+pub async fn direct_context(plane: &ControlPlane) -> Arc<Context> {
+    let client = operator_client(plane).await;
+    Arc::new(Context::new(client, Arc::new(RouterClient::new(router_options())), timing()))
+}
