@@ -449,3 +449,88 @@ async fn membership_grows_from_three_to_five() {
         .await;
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn slowed_member_answers_late_or_times_out() {
+    let (sim, members) = cluster(51, 3).await;
+    let options = ClientOptions { call_timeout: Duration::from_millis(300), ..fast_options() };
+    let client = RouterClient::new(options);
+
+    sim.slow_node(2, Duration::from_millis(100));
+    let started = Instant::now();
+    client.member_status(&members[1]).await.unwrap();
+    assert!(started.elapsed() >= Duration::from_millis(100), "{:?}", started.elapsed());
+
+    sim.slow_node(2, Duration::from_millis(1000));
+    let started = Instant::now();
+    let error = client.member_status(&members[1]).await.unwrap_err();
+    assert!(matches!(error, RouterError::DeadlineExceeded { .. }), "{error:?}");
+    assert!(started.elapsed() < Duration::from_millis(550), "{:?}", started.elapsed());
+
+    sim.slow_node(2, Duration::ZERO);
+    client.member_status(&members[1]).await.unwrap();
+    sim.shutdown().await;
+}
+
+/// The simulator's answers as any gRPC client sees them, without the operator's client.
+#[tokio::test]
+async fn simulator_speaks_the_contract_to_a_plain_grpc_client() {
+    use conveyor_etl_operator::router::proto::router::router_admin_client::RouterAdminClient;
+    use conveyor_etl_operator::router::proto::router::{
+        CreatePipelineRequest, DisablePipelineRequest, GetMetricsRequest, ListPipelinesRequest,
+    };
+
+    let (sim, members) = cluster(52, 3).await;
+    let mut leader = RouterAdminClient::connect(format!("http://{}", members[0])).await.unwrap();
+    let mut follower = RouterAdminClient::connect(format!("http://{}", members[2])).await.unwrap();
+
+    let refused = follower
+        .create_pipeline(CreatePipelineRequest { config: Some(config("users", 1)) })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!refused.success);
+    assert_eq!(refused.error, format!("not leader; leader is 1 at {}", members[0]));
+
+    let created = leader
+        .create_pipeline(CreatePipelineRequest { config: Some(config("users", 1)) })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(created.success, "{}", created.error);
+    assert_eq!(created.pipeline_id, "team-a/users");
+    let again = leader
+        .create_pipeline(CreatePipelineRequest { config: Some(config("users", 1)) })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!again.success);
+    assert_eq!(again.error, "pipeline team-a/users already exists");
+
+    let disabled = leader
+        .disable_pipeline(DisablePipelineRequest { pipeline_id: "team-a/users".into(), drain: true })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(disabled.success);
+    let enabled_only =
+        follower.list_pipelines(ListPipelinesRequest { include_disabled: false }).await.unwrap().into_inner();
+    assert!(enabled_only.pipelines.is_empty());
+    let all =
+        follower.list_pipelines(ListPipelinesRequest { include_disabled: true }).await.unwrap().into_inner();
+    assert_eq!(all.pipelines.len(), 1);
+
+    let metrics = follower
+        .get_metrics(GetMetricsRequest { metric_names: vec!["pipelines".into(), "commit_index".into()] })
+        .await
+        .unwrap()
+        .into_inner()
+        .metrics;
+    assert_eq!(metrics.len(), 2);
+    assert_eq!((metrics["pipelines"], metrics["commit_index"]), (1.0, 2.0));
+
+    sim.set_router_admin_unimplemented(true);
+    let status = follower.list_pipelines(ListPipelinesRequest { include_disabled: true }).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::Unimplemented);
+    sim.shutdown().await;
+}

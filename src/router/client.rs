@@ -139,6 +139,10 @@ impl Default for ClientOptions {
     }
 }
 
+/// Most entries either cache keeps; beyond it the cache starts afresh, so member
+/// sets and endpoints of long-gone pods cannot accumulate.
+const MAX_CACHED: usize = 1024;
+
 /// The [`Router`] implementation over gRPC (see the module docs for guarantees).
 pub struct RouterClient {
     options: ClientOptions,
@@ -176,6 +180,9 @@ impl RouterClient {
             .timeout(self.options.call_timeout)
             .tcp_nodelay(true);
         let channel = endpoint.connect_lazy();
+        if channels.len() >= MAX_CACHED {
+            channels.clear();
+        }
         channels.insert(member.to_string(), channel.clone());
         Ok(channel)
     }
@@ -185,7 +192,11 @@ impl RouterClient {
     }
 
     fn remember_leader(&self, key: &str, leader: &str) {
-        lock(&self.leaders).insert(key.to_string(), leader.to_string());
+        let mut leaders = lock(&self.leaders);
+        if leaders.len() >= MAX_CACHED && !leaders.contains_key(key) {
+            leaders.clear();
+        }
+        leaders.insert(key.to_string(), leader.to_string());
     }
 
     fn forget_leader(&self, key: &str) {
