@@ -4,19 +4,23 @@
 
 mod support;
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures::StreamExt;
+
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Service};
 use k8s_openapi::api::events::v1::Event as KubeEvent;
-use kube::Client;
 use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
 use kube::core::{ApiResource, GroupVersionKind};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, ResourceExt};
 
-use conveyor_etl_operator::crd::{ClusterPhase, EtlRouterCluster};
+use conveyor_etl_operator::crd::{ClusterPhase, EtlRouterCluster, StorageRetention};
 use support::kubelet::FakeKubelet;
 use support::operator::{RunningOperator, shared_with_rbac};
-use support::{ControlPlane, test_namespace};
+use support::{ControlPlane, eventually, test_namespace};
 
 const FORM_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -310,4 +314,209 @@ async fn a_thousand_reconciles_of_an_unchanged_ready_cluster_write_nothing() {
     assert_eq!(s.kubelet.sim.mutation_log().len(), router_writes_before, "router writes");
     // The audit log does see this identity's writes: the cluster's creation made some.
     assert!(before > 0, "the audit log recorded no operator writes at all");
+}
+
+/// Records every value a StatefulSet's `spec.replicas` takes, as the watch delivers them.
+fn record_replicas(client: Client, namespace: &str) -> (tokio::task::JoinHandle<()>, Arc<Mutex<Vec<i32>>>) {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let sets: Api<StatefulSet> = Api::namespaced(client, namespace);
+    let config = watcher::Config::default().fields("metadata.name=my-cluster");
+    let record = seen.clone();
+    let task = tokio::spawn(async move {
+        let mut events = watcher(sets, config).applied_objects().boxed();
+        while let Some(Ok(set)) = events.next().await {
+            let replicas = set.spec.and_then(|spec| spec.replicas).unwrap_or_default();
+            let mut seen = record.lock().unwrap();
+            if seen.last() != Some(&replicas) {
+                seen.push(replicas);
+            }
+        }
+    });
+    (task, seen)
+}
+
+async fn pdb_max_unavailable(s: &Scenario) -> serde_json::Value {
+    let resource = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("policy", "v1beta1", "PodDisruptionBudget"),
+        "poddisruptionbudgets",
+    );
+    let pdb = Api::<DynamicObject>::namespaced_with(s.client.clone(), &s.namespace, &resource);
+    pdb.get("my-cluster").await.unwrap().data["spec"]["maxUnavailable"].clone()
+}
+
+async fn set_replicas(s: &Scenario, replicas: i32) {
+    let patch = serde_json::json!({"spec": {"replicas": replicas}});
+    s.clusters.patch("my-cluster", &PatchParams::default(), &Patch::Merge(patch)).await.unwrap();
+}
+
+fn ready_with_members(count: usize) -> impl Fn(&EtlRouterCluster) -> bool {
+    move |c| {
+        phase_of(c) == Some(ClusterPhase::Ready)
+            && c.status
+                .as_ref()
+                .is_some_and(|s| s.members.len() == count && s.members.iter().all(|m| m.healthy))
+    }
+}
+
+#[tokio::test]
+async fn scaling_3_to_5_to_3_moves_one_member_at_a_time_and_keeps_the_pdb_right() {
+    let s = Scenario::new("scale").await;
+    s.create(&seed_cluster("my-cluster")).await;
+    s.wait_phase(ClusterPhase::Ready).await;
+    let (recorder, seen) = record_replicas(s.client.clone(), &s.namespace);
+
+    set_replicas(&s, 5).await;
+    let scaling = s.wait_for("scaling under way", |c| phase_of(c) == Some(ClusterPhase::Degraded)).await;
+    assert!(condition(&scaling, "Ready").2.contains("3 → 5"), "{:?}", condition(&scaling, "Ready"));
+    assert_eq!(condition(&scaling, "Progressing").0, "True");
+    s.wait_for("5 healthy members", ready_with_members(5)).await;
+    assert_eq!(pdb_max_unavailable(&s).await, 2);
+
+    set_replicas(&s, 3).await;
+    s.wait_for("3 healthy members", ready_with_members(3)).await;
+    assert_eq!(pdb_max_unavailable(&s).await, 1);
+
+    recorder.abort();
+    let steps = seen.lock().unwrap().clone();
+    assert_eq!(steps, [3, 4, 5, 4, 3], "the StatefulSet skipped a step");
+    let reasons: Vec<String> = s.events().await.into_iter().map(|(_, reason, _)| reason).collect();
+    assert!(reasons.iter().any(|r| r == "Scaling"), "{reasons:?}");
+}
+
+#[tokio::test]
+async fn an_image_change_rolls_one_pod_at_a_time_with_the_leader_last() {
+    let s = Scenario::new("roll").await;
+    s.create(&seed_cluster("my-cluster")).await;
+    let ready = s.wait_phase(ClusterPhase::Ready).await;
+    let leader = ready.status.unwrap().leader.unwrap();
+
+    let pods: Api<Pod> = Api::namespaced(s.client.clone(), &s.namespace);
+    let deleted = Arc::new(Mutex::new(Vec::<String>::new()));
+    let record = deleted.clone();
+    let watch = watcher(pods.clone(), watcher::Config::default().labels("conveyor.etl/cluster=my-cluster"));
+    let recorder = tokio::spawn(async move {
+        let mut events = watch.boxed();
+        while let Some(Ok(event)) = events.next().await {
+            if let watcher::Event::Delete(pod) = event {
+                record.lock().unwrap().push(pod.name_any());
+            }
+        }
+    });
+
+    let patch = serde_json::json!({"spec": {"image": "conveyor-etl-router:v2"}});
+    s.clusters.patch("my-cluster", &PatchParams::default(), &Patch::Merge(patch)).await.unwrap();
+    s.wait_for("a rolling update", |c| {
+        c.status.as_ref().is_some_and(|s| s.conditions.iter().any(|c| c.reason == "RollingUpdate"))
+    })
+    .await;
+    let sets: Api<StatefulSet> = Api::namespaced(s.client.clone(), &s.namespace);
+    let rolled = s
+        .wait_for("every pod on the new template", |c| {
+            phase_of(c) == Some(ClusterPhase::Ready) && deleted.lock().unwrap().len() >= 3
+        })
+        .await;
+    recorder.abort();
+
+    let order = deleted.lock().unwrap().clone();
+    assert_eq!(order.len(), 3, "each pod rolled exactly once: {order:?}");
+    assert_eq!(order.last(), Some(&leader), "the leader's pod must go last: {order:?}");
+    let update_revision = sets.get("my-cluster").await.unwrap().status.unwrap().update_revision.unwrap();
+    for pod in pods.list(&ListParams::default()).await.unwrap() {
+        assert_eq!(
+            pod.labels().get("controller-revision-hash"),
+            Some(&update_revision),
+            "{}",
+            pod.name_any()
+        );
+        assert_eq!(pod.spec.unwrap().containers[0].image.as_deref(), Some("conveyor-etl-router:v2"));
+    }
+    assert!(rolled.status.unwrap().members.iter().all(|m| m.healthy));
+}
+
+#[tokio::test]
+async fn a_paused_cluster_changes_nothing_until_resumed() {
+    let s = Scenario::new("pause").await;
+    s.create(&seed_cluster("my-cluster")).await;
+    s.wait_phase(ClusterPhase::Ready).await;
+    let sets: Api<StatefulSet> = Api::namespaced(s.client.clone(), &s.namespace);
+    let image =
+        |set: StatefulSet| set.spec.unwrap().template.spec.unwrap().containers[0].image.clone().unwrap();
+
+    let pause = serde_json::json!({"metadata": {"annotations": {"conveyor.etl/paused": "true"}}});
+    s.clusters.patch("my-cluster", &PatchParams::default(), &Patch::Merge(pause)).await.unwrap();
+    s.wait_for("ReconciliationPaused", |c| {
+        c.status.as_ref().is_some_and(|s| {
+            s.conditions.iter().any(|c| c.type_ == "ReconciliationPaused" && c.status == "True")
+        })
+    })
+    .await;
+    let change = serde_json::json!({"spec": {"image": "conveyor-etl-router:v2", "replicas": 5}});
+    s.clusters.patch("my-cluster", &PatchParams::default(), &Patch::Merge(change)).await.unwrap();
+    // The operator observes the new generation (status says so) yet applies nothing.
+    let generation = s.get().await.metadata.generation;
+    s.wait_for("the new generation observed", |c| {
+        c.status.as_ref().and_then(|s| s.observed_generation) == generation
+    })
+    .await;
+    let set = sets.get("my-cluster").await.unwrap();
+    assert_eq!(set.spec.as_ref().unwrap().replicas, Some(3));
+    assert_eq!(image(set), "conveyor-etl-router:latest");
+
+    let resume = serde_json::json!({"metadata": {"annotations": {"conveyor.etl/paused": null}}});
+    s.clusters.patch("my-cluster", &PatchParams::default(), &Patch::Merge(resume)).await.unwrap();
+    let resumed = s
+        .wait_for("resumed", |c| {
+            c.status.as_ref().is_some_and(|s| {
+                s.conditions.iter().any(|c| c.type_ == "ReconciliationPaused" && c.status == "False")
+            })
+        })
+        .await;
+    assert_eq!(condition(&resumed, "ReconciliationPaused").1, "Resumed");
+    eventually(FORM_TIMEOUT, "the new image applied", || async {
+        let set = sets.get("my-cluster").await.ok()?;
+        (image(set) == "conveyor-etl-router:v2").then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn deleting_a_cluster_garbage_collects_its_objects_and_keeps_volumes_unless_told() {
+    let s = Scenario::new("delete").await;
+    s.create(&seed_cluster("my-cluster")).await;
+    s.wait_phase(ClusterPhase::Ready).await;
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(s.client.clone(), &s.namespace);
+    let claim_names = || async {
+        let mut names: Vec<String> =
+            claims.list(&ListParams::default()).await.unwrap().iter().map(|c| c.name_any()).collect();
+        names.sort();
+        names
+    };
+    assert_eq!(claim_names().await, ["data-my-cluster-0", "data-my-cluster-1", "data-my-cluster-2"]);
+
+    s.clusters.delete("my-cluster", &Default::default()).await.unwrap();
+    eventually(FORM_TIMEOUT, "the owned objects garbage-collected", || async {
+        let sets: Api<StatefulSet> = Api::namespaced(s.client.clone(), &s.namespace);
+        let services: Api<Service> = Api::namespaced(s.client.clone(), &s.namespace);
+        let maps: Api<ConfigMap> = Api::namespaced(s.client.clone(), &s.namespace);
+        let gone = sets.get_opt("my-cluster").await.ok()?.is_none()
+            && services.get_opt("my-cluster").await.ok()?.is_none()
+            && services.get_opt("my-cluster-raft").await.ok()?.is_none()
+            && maps.get_opt("my-cluster-config").await.ok()?.is_none()
+            && s.clusters.get_opt("my-cluster").await.ok()?.is_none();
+        gone.then_some(())
+    })
+    .await;
+    assert_eq!(claim_names().await.len(), 3, "volumes must be retained by default");
+
+    // With retentionPolicy: Delete the finalizer removes the volumes too.
+    let mut cluster = seed_cluster("my-cluster");
+    cluster.spec.storage.as_mut().unwrap().retention_policy = StorageRetention::Delete;
+    s.create(&cluster).await;
+    s.wait_phase(ClusterPhase::Ready).await;
+    s.clusters.delete("my-cluster", &Default::default()).await.unwrap();
+    eventually(FORM_TIMEOUT, "the volumes deleted", || async {
+        let live = claims.list(&ListParams::default()).await.ok()?;
+        live.iter().all(|claim| claim.metadata.deletion_timestamp.is_some()).then_some(())
+    })
+    .await;
 }

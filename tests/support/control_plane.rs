@@ -190,7 +190,7 @@ impl ControlPlane {
             &bin,
             &[
                 format!("--kubeconfig={}", file("kcm.kubeconfig")),
-                "--controllers=garbagecollector,statefulset,serviceaccount,serviceaccount-token,namespace"
+                "--controllers=garbagecollector,statefulset,serviceaccount,serviceaccount-token,namespace,pvc-protection"
                     .into(),
                 format!("--service-account-private-key-file={}", file("sa.key")),
                 format!("--root-ca-file={}", file("ca.crt")),
