@@ -20,6 +20,16 @@ fn operator(plane: &ControlPlane) -> Command {
     command
 }
 
+/// Kills the operator if the test fails before it stopped it.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 #[test]
 fn refuses_to_start_without_crds_then_starts_and_stops_with_them() {
     let plane = ControlPlane::start();
@@ -31,7 +41,8 @@ fn refuses_to_start_without_crds_then_starts_and_stops_with_them() {
     assert!(stderr.contains("kubectl apply -f deploy/crds/crds.yaml"), "no install hint: {stderr}");
 
     install_crds(&plane);
-    let mut child = operator(&plane).stderr(Stdio::piped()).spawn().unwrap();
+    let mut guard = KillOnDrop(operator(&plane).stderr(Stdio::piped()).spawn().unwrap());
+    let child = &mut guard.0;
     let (lines, received) = mpsc::channel();
     let stderr = child.stderr.take().unwrap();
     std::thread::spawn(move || {

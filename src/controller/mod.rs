@@ -63,6 +63,9 @@ pub async fn run(settings: Settings) -> Result<(), StartupError> {
     Ok(())
 }
 
+/// How long in-flight reconciles may run on after a shutdown signal.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
 /// Every controller of the operator, sharing one context.
 pub struct Operator {
     ctx: Arc<Context>,
@@ -79,14 +82,23 @@ impl Operator {
         Operator { ctx: Arc::new(Context::new(client, router, timing)), namespace }
     }
 
-    /// Runs until `shutdown` resolves, then lets in-flight reconciles finish.
+    /// Runs until `shutdown` resolves, then lets in-flight reconciles finish
+    /// for at most `SHUTDOWN_GRACE`. (kube-runtime's graceful shutdown waits
+    /// forever if it comes before the first watch list completed.)
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
-        crate::router_cluster::controller::run_controller(
-            self.ctx.clone(),
-            self.namespace.as_deref(),
-            shutdown,
-        )
-        .await;
+        use futures::FutureExt;
+        let shutdown = shutdown.shared();
+        let namespace = self.namespace.as_deref();
+        let controllers =
+            crate::router_cluster::controller::run_controller(self.ctx.clone(), namespace, shutdown.clone());
+        let deadline = async {
+            shutdown.await;
+            tokio::time::sleep(SHUTDOWN_GRACE).await;
+        };
+        tokio::select! {
+            _ = controllers => {}
+            _ = deadline => tracing::warn!(grace = ?SHUTDOWN_GRACE, "reconciles still running at shutdown; stopping anyway"),
+        }
     }
 }
 

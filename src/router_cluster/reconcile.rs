@@ -187,15 +187,7 @@ impl EtlRouterCluster {
         if previous == status {
             return Ok(());
         }
-        let namespace = self.namespace().ok_or(Error::MissingField("metadata.namespace"))?;
-        let api: Api<EtlRouterCluster> = Api::namespaced(ctx.client.clone(), &namespace);
-        let body = serde_json::json!({
-            "apiVersion": "conveyor.etl/v1",
-            "kind": "EtlRouterCluster",
-            "status": status,
-        });
-        api.patch_status(&self.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(body))
-            .await?;
+        self.patch_status(ctx, &status).await?;
 
         let reason_of =
             |s: &EtlRouterClusterStatus| conditions::find(&s.conditions, READY).map(|c| c.reason.clone());
@@ -212,6 +204,16 @@ impl EtlRouterCluster {
             let warning = cluster_conditions::event_type(phase, event) == "Warning";
             self.publish(ctx, warning, reason, note).await?;
         }
+        Ok(())
+    }
+
+    /// Server-side apply of the whole status, as the operator's one field manager.
+    async fn patch_status(&self, ctx: &Context, status: &EtlRouterClusterStatus) -> Result<(), Error> {
+        let namespace = self.namespace().ok_or(Error::MissingField("metadata.namespace"))?;
+        let api: Api<EtlRouterCluster> = Api::namespaced(ctx.client.clone(), &namespace);
+        let body = serde_json::json!({ "apiVersion": "conveyor.etl/v1", "kind": "EtlRouterCluster", "status": status });
+        api.patch_status(&self.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(body))
+            .await?;
         Ok(())
     }
 
@@ -239,11 +241,7 @@ impl EtlRouterCluster {
         let mut status = self.status.clone().unwrap_or_default();
         let wanted = [Wanted::new(SYNCED, false, error.reason(), message.clone())];
         status.conditions = conditions::merge(existing, &wanted, self.metadata.generation, &now());
-        let namespace = self.namespace().ok_or(Error::MissingField("metadata.namespace"))?;
-        let api: Api<EtlRouterCluster> = Api::namespaced(ctx.client.clone(), &namespace);
-        let body = serde_json::json!({ "apiVersion": "conveyor.etl/v1", "kind": "EtlRouterCluster", "status": status });
-        api.patch_status(&self.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(body))
-            .await?;
+        self.patch_status(ctx, &status).await?;
         self.publish(ctx, true, error.reason().to_string(), message).await
     }
 
