@@ -79,12 +79,23 @@ impl EtlRouterCluster {
         self.status.as_ref().map(|status| status.conditions.as_slice()).unwrap_or_default()
     }
 
+    #[tracing::instrument(
+        name = "reconcile_router_cluster",
+        skip_all,
+        fields(namespace = self.namespace().unwrap_or_default(), name = %self.name_any(), event, phase)
+    )]
     pub async fn reconcile(&self, ctx: &Context) -> Result<Action, Error> {
         let validation = validate(&self.spec);
         let observed = observe(self, &validation, ctx).await?;
         let assessment = assess(&observed.observation);
         let current = self.current_phase();
         let phase = next_phase(current, assessment.event);
+        let span = tracing::Span::current();
+        span.record("event", tracing::field::debug(assessment.event));
+        span.record("phase", tracing::field::debug(phase));
+        if phase != current {
+            tracing::info!(from = ?current, to = ?phase, event = ?assessment.event, "phase transition");
+        }
         let paused = self.paused();
 
         if !paused && validation.is_valid() {
