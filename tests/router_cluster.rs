@@ -186,16 +186,7 @@ async fn seed_cluster_forms_through_every_phase_and_deploys_what_the_spec_says()
     assert!(raft_yaml.contains("300") && raft_yaml.contains("100"), "{raft_yaml}");
     assert!(raft_yaml.contains(&format!("my-cluster-2.my-cluster-raft.{}.svc", s.namespace)), "{raft_yaml}");
 
-    // Kubernetes 1.20 serves PodDisruptionBudget only as policy/v1beta1.
-    let pdb_resource = ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk("policy", "v1beta1", "PodDisruptionBudget"),
-        "poddisruptionbudgets",
-    );
-    let pdb = Api::<DynamicObject>::namespaced_with(s.client.clone(), &s.namespace, &pdb_resource)
-        .get("my-cluster")
-        .await
-        .unwrap();
-    assert_eq!(pdb.data["spec"]["maxUnavailable"], 1);
+    assert_eq!(pdb_max_unavailable(&s).await, 1);
 }
 
 #[tokio::test]
@@ -335,12 +326,16 @@ fn record_replicas(client: Client, namespace: &str) -> (tokio::task::JoinHandle<
     (task, seen)
 }
 
-async fn pdb_max_unavailable(s: &Scenario) -> serde_json::Value {
-    let resource = ApiResource::from_gvk_with_plural(
+/// Kubernetes 1.20 serves PodDisruptionBudget only as policy/v1beta1.
+fn pdb_resource() -> ApiResource {
+    ApiResource::from_gvk_with_plural(
         &GroupVersionKind::gvk("policy", "v1beta1", "PodDisruptionBudget"),
         "poddisruptionbudgets",
-    );
-    let pdb = Api::<DynamicObject>::namespaced_with(s.client.clone(), &s.namespace, &resource);
+    )
+}
+
+async fn pdb_max_unavailable(s: &Scenario) -> serde_json::Value {
+    let pdb = Api::<DynamicObject>::namespaced_with(s.client.clone(), &s.namespace, &pdb_resource());
     pdb.get("my-cluster").await.unwrap().data["spec"]["maxUnavailable"].clone()
 }
 
@@ -381,6 +376,15 @@ async fn scaling_3_to_5_to_3_moves_one_member_at_a_time_and_keeps_the_pdb_right(
     assert_eq!(steps, [3, 4, 5, 4, 3], "the StatefulSet skipped a step");
     let reasons: Vec<String> = s.events().await.into_iter().map(|(_, reason, _)| reason).collect();
     assert!(reasons.iter().any(|r| r == "Scaling"), "{reasons:?}");
+
+    // Switching the budget off removes it.
+    let off = serde_json::json!({"spec": {"podDisruptionBudget": {"enabled": false}}});
+    s.clusters.patch("my-cluster", &PatchParams::default(), &Patch::Merge(off)).await.unwrap();
+    let budgets = Api::<DynamicObject>::namespaced_with(s.client.clone(), &s.namespace, &pdb_resource());
+    eventually(FORM_TIMEOUT, "the PodDisruptionBudget removed", || async {
+        budgets.get_opt("my-cluster").await.ok()?.is_none().then_some(())
+    })
+    .await;
 }
 
 #[tokio::test]

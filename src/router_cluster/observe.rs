@@ -44,14 +44,11 @@ pub async fn observe(
     let services = Api::<Service>::namespaced(client.clone(), &namespace);
     let raft_service = services.get_opt(&names.raft_service).await?;
     let client_service = services.get_opt(&names.client_service).await?;
-    let pdb = if cluster.spec.pod_disruption_budget.enabled {
-        let resource = build::pdb_api_resource(ctx.pdb_api().await?);
-        Api::<DynamicObject>::namespaced_with(client.clone(), &namespace, &resource)
-            .get_opt(&names.pdb)
-            .await?
-    } else {
-        None
-    };
+    // Read even when disabled: a budget left from before must be removed.
+    let resource = build::pdb_api_resource(ctx.pdb_api().await?);
+    let pdb = Api::<DynamicObject>::namespaced_with(client.clone(), &namespace, &resource)
+        .get_opt(&names.pdb)
+        .await?;
 
     let mut applied = AppliedHashes::new();
     let mut record = |kind: &'static str, annotations: Option<&BTreeMap<String, String>>| {

@@ -15,7 +15,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::assess::{Assessment, assess};
-use super::build::{self, Desired, FIELD_MANAGER, HASH_ANNOTATION};
+use super::build::{self, Desired, FIELD_MANAGER, HASH_ANNOTATION, Names};
 use super::conditions::{self as cluster_conditions, READY};
 use super::machine::{Event, next_phase};
 use super::observe::{AppliedHashes, observe};
@@ -143,13 +143,17 @@ impl EtlRouterCluster {
         if changed("StatefulSet", &desired.stateful_set.metadata) {
             apply(&Api::<StatefulSet>::namespaced(client.clone(), &namespace), &desired.stateful_set).await?;
         }
-        if let Some(pdb) = &desired.pdb
-            && changed("PodDisruptionBudget", &pdb.metadata)
-        {
-            let resource = build::pdb_api_resource(ctx.pdb_api().await?);
-            let api = Api::<DynamicObject>::namespaced_with(client.clone(), &namespace, &resource);
-            let name = pdb.metadata.name.clone().unwrap_or_default();
-            api.patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(pdb)).await?;
+        let resource = build::pdb_api_resource(ctx.pdb_api().await?);
+        let budgets = Api::<DynamicObject>::namespaced_with(client.clone(), &namespace, &resource);
+        match &desired.pdb {
+            Some(pdb) if changed("PodDisruptionBudget", &pdb.metadata) => {
+                let name = pdb.metadata.name.clone().unwrap_or_default();
+                budgets.patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(pdb)).await?;
+            }
+            None if applied.contains_key("PodDisruptionBudget") => {
+                budgets.delete(&Names::of(&self.name_any()).pdb, &DeleteParams::default()).await?;
+            }
+            _ => {}
         }
         Ok(())
     }
