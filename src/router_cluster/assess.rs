@@ -78,7 +78,10 @@ pub fn assess(observation: &Observation) -> Assessment {
         (assessment.event, assessment.message) = if ready_replicas < current {
             (
                 Event::PodsStarting,
-                format!("{ready_replicas}/{current} router pods ready; waiting for the pods to start"),
+                format!(
+                    "{ready_replicas}/{current} router pods ready; waiting for the pods to start \
+                     (kubectl get pods -l conveyor.etl/cluster={cluster})"
+                ),
             )
         } else {
             let errors: Vec<String> = observation
@@ -91,7 +94,8 @@ pub fn assess(observation: &Observation) -> Assessment {
             (
                 Event::RouterUnreachable,
                 format!(
-                    "no router member answered the health poll ({}); cluster health is unknown",
+                    "no router member answered the health poll ({}); cluster health is unknown: \
+                     check the router pods' logs and that the operator can reach their gRPC port",
                     errors.join("; ")
                 ),
             )
@@ -150,7 +154,8 @@ pub fn assess(observation: &Observation) -> Assessment {
     if !unhealthy.is_empty() {
         assessment.event = Event::MembersUnhealthy;
         assessment.message = format!(
-            "{scaling}{} unhealthy or not joined; leader {leader} serves with {healthy}/{current} members",
+            "{scaling}{} unhealthy or not joined; leader {leader} serves with {healthy}/{current} members \
+             (kubectl logs {cluster}-<ordinal> for the member's side)",
             unhealthy.join(", ")
         );
         // Shrinking away an unhealthy top member is still safe if quorum holds without it.

@@ -85,7 +85,7 @@ impl EtlRouterCluster {
         fields(namespace = self.namespace().unwrap_or_default(), name = %self.name_any(), event, phase)
     )]
     pub async fn reconcile(&self, ctx: &Context) -> Result<Action, Error> {
-        let validation = validate(&self.spec);
+        let validation = validate(&self.name_any(), &self.spec);
         let observed = observe(self, &validation, ctx).await?;
         let assessment = assess(&observed.observation);
         let current = self.current_phase();

@@ -18,8 +18,20 @@ impl Validation {
     }
 }
 
-pub fn validate(spec: &EtlRouterClusterSpec) -> Validation {
+/// The longest cluster name whose derived names all fit Kubernetes' limits:
+/// the StatefulSet's `controller-revision-hash` label value is
+/// `<name>-<10 characters>` and label values stop at 63.
+pub const MAX_NAME_LENGTH: usize = 52;
+
+pub fn validate(name: &str, spec: &EtlRouterClusterSpec) -> Validation {
     let mut result = Validation::default();
+    if name.len() > MAX_NAME_LENGTH {
+        result.errors.push(format!(
+            "metadata.name is {} characters; a router cluster's name may have at most {MAX_NAME_LENGTH} \
+             so the names derived from it fit Kubernetes' limits",
+            name.len()
+        ));
+    }
     let raft = &spec.raft;
     if raft.heartbeat_interval_ms >= raft.election_timeout_ms {
         result.errors.push(format!(
@@ -92,14 +104,14 @@ mod tests {
 
     #[test]
     fn the_seed_cluster_is_valid_without_warnings() {
-        assert_eq!(validate(&seed_spec()), Validation::default());
+        assert_eq!(validate("my-cluster", &seed_spec()), Validation::default());
     }
 
     #[test]
     fn heartbeat_must_be_below_election_timeout() {
         let mut spec = seed_spec();
         spec.raft.heartbeat_interval_ms = 300;
-        let result = validate(&spec);
+        let result = validate("my-cluster", &spec);
         assert!(!result.is_valid());
         assert_eq!(
             result.errors,
@@ -111,7 +123,7 @@ mod tests {
     fn a_tight_election_timeout_is_a_warning() {
         let mut spec = seed_spec();
         spec.raft.heartbeat_interval_ms = 200;
-        let result = validate(&spec);
+        let result = validate("my-cluster", &spec);
         assert!(result.is_valid());
         assert_eq!(result.warnings.len(), 1);
         assert!(result.warnings[0].contains("less than twice"));
@@ -122,7 +134,7 @@ mod tests {
         let mut spec = seed_spec();
         spec.ports.raft = spec.ports.grpc;
         assert_eq!(
-            validate(&spec).errors,
+            validate("my-cluster", &spec).errors,
             ["spec.ports.grpc and spec.ports.raft must differ (both are 50051)"]
         );
     }
@@ -136,15 +148,24 @@ mod tests {
                 storage_class_name: None,
                 retention_policy: Default::default(),
             });
-            assert_eq!(validate(&spec).is_valid(), valid, "size {size}");
+            assert_eq!(validate("my-cluster", &spec).is_valid(), valid, "size {size}");
         }
+    }
+
+    #[test]
+    fn long_names_are_refused() {
+        let spec = seed_spec();
+        assert!(validate(&"a".repeat(MAX_NAME_LENGTH), &spec).is_valid());
+        let result = validate(&"a".repeat(MAX_NAME_LENGTH + 1), &spec);
+        assert_eq!(result.errors.len(), 1);
+        assert!(result.errors[0].starts_with("metadata.name is 53 characters"), "{:?}", result.errors);
     }
 
     #[test]
     fn even_replicas_are_allowed_with_a_warning() {
         let mut spec = seed_spec();
         spec.replicas = 4;
-        let result = validate(&spec);
+        let result = validate("my-cluster", &spec);
         assert!(result.is_valid());
         assert_eq!(
             result.warnings,
