@@ -524,3 +524,69 @@ async fn deleting_a_cluster_garbage_collects_its_objects_and_keeps_volumes_unles
     })
     .await;
 }
+
+#[tokio::test]
+async fn even_replicas_form_with_a_spec_warning() {
+    let s = Scenario::new("even").await;
+    let mut cluster = seed_cluster("my-cluster");
+    cluster.spec.replicas = 2;
+    s.create(&cluster).await;
+    let ready = s.wait_for("2 healthy members", ready_with_members(2)).await;
+    let (status, reason, message) = condition(&ready, "SpecWarning");
+    assert_eq!((status, reason), ("True", "SpecWarning"));
+    assert!(message.contains("spec.replicas is 2"), "{message}");
+}
+
+#[tokio::test]
+async fn a_failing_reconcile_is_visible_as_synced_false_and_a_warning_event() {
+    use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
+    use support::control_plane::RESTRICTED_USER;
+
+    let plane = shared_with_rbac();
+    let client = plane.client().await;
+    // The operator's own role, less PodDisruptionBudgets.
+    let yaml = std::fs::read_to_string(support::repo_path("deploy/rbac/cluster-role.yaml")).unwrap();
+    let mut role: ClusterRole = serde_norway::from_str(&yaml).unwrap();
+    role.metadata.name = Some("conveyor-etl-operator-without-pdb".into());
+    role.rules
+        .as_mut()
+        .unwrap()
+        .retain(|rule| !rule.api_groups.as_ref().unwrap().contains(&"policy".to_string()));
+    let params = PatchParams::apply("test").force();
+    Api::<ClusterRole>::all(client.clone())
+        .patch("conveyor-etl-operator-without-pdb", &params, &Patch::Apply(&role))
+        .await
+        .unwrap();
+    let binding = serde_json::json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRoleBinding",
+        "metadata": {"name": "conveyor-etl-operator-without-pdb"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "conveyor-etl-operator-without-pdb"},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": RESTRICTED_USER}],
+    });
+    Api::<ClusterRoleBinding>::all(client.clone())
+        .patch("conveyor-etl-operator-without-pdb", &params, &Patch::Apply(&binding))
+        .await
+        .unwrap();
+
+    let namespace = test_namespace(&client, "forbidden").await;
+    let operator = RunningOperator::start_as(plane, &namespace, RESTRICTED_USER).await;
+    let clusters: Api<EtlRouterCluster> = Api::namespaced(client.clone(), &namespace);
+    clusters.create(&Default::default(), &seed_cluster("my-cluster")).await.unwrap();
+    let failed = eventually(FORM_TIMEOUT, "Synced=False", || async {
+        let cluster = clusters.get("my-cluster").await.ok()?;
+        let synced = cluster.status.as_ref()?.conditions.iter().find(|c| c.type_ == "Synced")?.clone();
+        (synced.status == "False").then_some(synced)
+    })
+    .await;
+    assert_eq!(failed.reason, "Forbidden");
+    assert!(failed.message.contains("poddisruptionbudgets"), "{}", failed.message);
+    let events: Api<KubeEvent> = Api::namespaced(client.clone(), &namespace);
+    let warned = events.list(&ListParams::default()).await.unwrap().items.into_iter().any(|e| {
+        e.type_.as_deref() == Some("Warning")
+            && e.reason.as_deref() == Some("Forbidden")
+            && e.regarding.as_ref().and_then(|r| r.kind.as_deref()) == Some("EtlRouterCluster")
+    });
+    assert!(warned, "no Warning event for the failed reconcile");
+    operator.stop().await;
+}

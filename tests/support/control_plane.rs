@@ -25,6 +25,8 @@ use super::certs;
 /// has no groups, so tests can grant it exactly the RBAC the operator needs.
 pub const ADMIN_USER: &str = "admin";
 pub const OPERATOR_USER: &str = "operator";
+/// No groups either; tests bind it to less than the operator needs.
+pub const RESTRICTED_USER: &str = "restricted";
 const CONTROLLER_MANAGER_USER: &str = "system:kube-controller-manager";
 
 const START_DEADLINE: Duration = Duration::from_secs(90);
@@ -105,10 +107,11 @@ impl ControlPlane {
         write(&path("sa.key"), &pki.service_account_key_pem)?;
         write(&path("sa.pub"), &pki.service_account_public_pem)?;
 
-        let tokens: Vec<(String, String)> = [ADMIN_USER, OPERATOR_USER, CONTROLLER_MANAGER_USER]
-            .iter()
-            .map(|user| (user.to_string(), random_token()))
-            .collect();
+        let tokens: Vec<(String, String)> =
+            [ADMIN_USER, OPERATOR_USER, RESTRICTED_USER, CONTROLLER_MANAGER_USER]
+                .iter()
+                .map(|user| (user.to_string(), random_token()))
+                .collect();
         let token_file: String = tokens
             .iter()
             .map(|(user, token)| {

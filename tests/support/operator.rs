@@ -56,8 +56,13 @@ pub fn shared_with_rbac() -> &'static ControlPlane {
 
 /// A client authenticated as the `operator` user.
 pub async fn operator_client(plane: &ControlPlane) -> Client {
+    client_as(plane, OPERATOR_USER).await
+}
+
+/// A client authenticated as one of the harness's token users.
+pub async fn client_as(plane: &ControlPlane, user: &str) -> Client {
     install_crypto_provider();
-    Client::try_from(plane.config(OPERATOR_USER).await).expect("operator client")
+    Client::try_from(plane.config(user).await).expect("client")
 }
 
 pub struct RunningOperator {
@@ -67,11 +72,16 @@ pub struct RunningOperator {
 
 impl RunningOperator {
     pub async fn start(plane: &ControlPlane, namespace: &str) -> RunningOperator {
+        Self::start_as(plane, namespace, OPERATOR_USER).await
+    }
+
+    /// The operator running as `user`, watching `namespace` only.
+    pub async fn start_as(plane: &ControlPlane, namespace: &str, user: &str) -> RunningOperator {
         let _ = tracing_subscriber::fmt()
             .with_test_writer()
             .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
             .try_init();
-        let client = operator_client(plane).await;
+        let client = client_as(plane, user).await;
         let router = Arc::new(RouterClient::new(router_options()));
         let operator = Operator::new(client, router, timing(), Some(namespace.to_string()));
         let (stop, stopped) = oneshot::channel::<()>();
