@@ -6,6 +6,8 @@ WORKDIR /src
 COPY Cargo.toml Cargo.lock build.rs* ./
 COPY proto proto
 COPY src src
+# Cargo.toml names a bench target; cargo refuses a manifest whose targets are missing.
+COPY benches benches
 RUN cargo build --release --locked --bin conveyor-etl-operator --bin conveyor-router-sim
 
 FROM debian:bookworm-slim
