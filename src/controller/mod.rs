@@ -23,25 +23,11 @@ pub struct Settings {
     #[arg(long, env = "CONVEYOR_WATCH_NAMESPACE")]
     pub namespace: Option<String>,
     /// Deadline of every gRPC call to a router, e.g. 3s or 500ms.
-    #[arg(long, env = "CONVEYOR_ROUTER_TIMEOUT", default_value = "3s", value_parser = parse_duration)]
+    #[arg(long, env = "CONVEYOR_ROUTER_TIMEOUT", default_value = "3s", value_parser = humantime::parse_duration)]
     pub router_timeout: Duration,
     /// How often a settled router cluster's health is polled.
-    #[arg(long, env = "CONVEYOR_HEALTH_INTERVAL", default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, env = "CONVEYOR_HEALTH_INTERVAL", default_value = "10s", value_parser = humantime::parse_duration)]
     pub health_interval: Duration,
-}
-
-/// Parses `500ms`, `3s` or `2m`.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let invalid = || format!("`{text}` is not a duration like 3s or 500ms");
-    let value: u64 = number.parse().map_err(|_| invalid())?;
-    match unit {
-        "ms" => Ok(Duration::from_millis(value)),
-        "s" => Ok(Duration::from_secs(value)),
-        "m" => Ok(Duration::from_secs(value * 60)),
-        _ => Err(invalid()),
-    }
 }
 
 /// Connects with the kubeconfig (or in-cluster config), checks the CRDs and
@@ -120,16 +106,26 @@ fn shutdown_signal() -> impl std::future::Future<Output = ()> {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_duration;
+    use super::Settings;
+    use clap::Parser;
     use std::time::Duration;
 
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        settings: Settings,
+    }
+
     #[test]
-    fn durations_parse_with_units() {
-        assert_eq!(parse_duration("3s"), Ok(Duration::from_secs(3)));
-        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
-        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
-        assert!(parse_duration("fast").is_err());
-        assert!(parse_duration("3").is_err());
-        assert!(parse_duration("3h").is_err());
+    fn durations_parse_with_units_and_default_sensibly() {
+        let defaults = Cli::try_parse_from(["operator"]).unwrap().settings;
+        assert_eq!(defaults.router_timeout, Duration::from_secs(3));
+        assert_eq!(defaults.health_interval, Duration::from_secs(10));
+        let set = Cli::try_parse_from(["operator", "--router-timeout", "250ms", "--health-interval", "2m"])
+            .unwrap();
+        assert_eq!(set.settings.router_timeout, Duration::from_millis(250));
+        assert_eq!(set.settings.health_interval, Duration::from_secs(120));
+        assert!(Cli::try_parse_from(["operator", "--router-timeout", "fast"]).is_err());
+        assert!(Cli::try_parse_from(["operator", "--router-timeout", "3"]).is_err());
     }
 }

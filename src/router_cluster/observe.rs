@@ -16,15 +16,23 @@ use crate::controller::{Context, Error};
 use crate::crd::EtlRouterCluster;
 use crate::router::proto::router::{GetClusterStatusResponse, NodeRole};
 
-/// The applied hash of each owned object that exists (keyed by kind).
-pub type AppliedHashes = BTreeMap<&'static str, String>;
+/// The objects a cluster owns, as keys of [`AppliedHashes`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Owned {
+    ConfigMap,
+    RaftService,
+    ClientService,
+    StatefulSet,
+    PodDisruptionBudget,
+}
+
+/// The applied hash of each owned object that exists.
+pub type AppliedHashes = BTreeMap<Owned, String>;
 
 /// An observation plus what the reconciler needs to act on it.
 pub struct Observed {
     pub observation: Observation,
     pub applied: AppliedHashes,
-    /// Pods by name, for deleting the next one of a rolling update.
-    pub pods: Vec<PodState>,
 }
 
 pub async fn observe(
@@ -51,16 +59,16 @@ pub async fn observe(
         .await?;
 
     let mut applied = AppliedHashes::new();
-    let mut record = |kind: &'static str, annotations: Option<&BTreeMap<String, String>>| {
+    let mut record = |kind: Owned, annotations: Option<&BTreeMap<String, String>>| {
         if let Some(hash) = annotations.and_then(|a| a.get(build::HASH_ANNOTATION)) {
             applied.insert(kind, hash.clone());
         }
     };
-    record("StatefulSet", stateful_set.as_ref().and_then(|o| o.meta().annotations.as_ref()));
-    record("ConfigMap", config_map.as_ref().and_then(|o| o.meta().annotations.as_ref()));
-    record("RaftService", raft_service.as_ref().and_then(|o| o.meta().annotations.as_ref()));
-    record("ClientService", client_service.as_ref().and_then(|o| o.meta().annotations.as_ref()));
-    record("PodDisruptionBudget", pdb.as_ref().and_then(|o| o.meta().annotations.as_ref()));
+    record(Owned::StatefulSet, stateful_set.as_ref().and_then(|o| o.meta().annotations.as_ref()));
+    record(Owned::ConfigMap, config_map.as_ref().and_then(|o| o.meta().annotations.as_ref()));
+    record(Owned::RaftService, raft_service.as_ref().and_then(|o| o.meta().annotations.as_ref()));
+    record(Owned::ClientService, client_service.as_ref().and_then(|o| o.meta().annotations.as_ref()));
+    record(Owned::PodDisruptionBudget, pdb.as_ref().and_then(|o| o.meta().annotations.as_ref()));
 
     let selector = format!("{}={name}", build::CLUSTER_LABEL);
     let pod_list =
@@ -84,10 +92,10 @@ pub async fn observe(
         target_replicas: cluster.spec.replicas,
         spec_errors: validation.errors.clone(),
         stateful_set: stateful_set.as_ref().map(stateful_set_state),
-        pods: pods.clone(),
+        pods,
         probes,
     };
-    Ok(Observed { observation, applied, pods })
+    Ok(Observed { observation, applied })
 }
 
 fn stateful_set_state(stateful_set: &StatefulSet) -> StatefulSetState {

@@ -18,7 +18,7 @@ use super::assess::{Assessment, assess};
 use super::build::{self, Desired, FIELD_MANAGER, HASH_ANNOTATION, Names};
 use super::conditions::{self as cluster_conditions, READY};
 use super::machine::{Event, next_phase};
-use super::observe::{AppliedHashes, observe};
+use super::observe::{AppliedHashes, Owned, observe};
 use super::validate::{Validation, validate};
 use crate::conditions::{self, Wanted};
 use crate::controller::{Context, Error};
@@ -126,31 +126,31 @@ impl EtlRouterCluster {
     ) -> Result<(), Error> {
         let namespace = self.namespace().ok_or(Error::MissingField("metadata.namespace"))?;
         let client = &ctx.client;
-        let changed = |kind: &str, meta: &kube::api::ObjectMeta| {
+        let changed = |kind: Owned, meta: &kube::api::ObjectMeta| {
             let wanted = meta.annotations.as_ref().and_then(|a| a.get(HASH_ANNOTATION));
-            wanted != applied.get(kind)
+            wanted != applied.get(&kind)
         };
-        if changed("ConfigMap", &desired.config_map.metadata) {
+        if changed(Owned::ConfigMap, &desired.config_map.metadata) {
             apply(&Api::<ConfigMap>::namespaced(client.clone(), &namespace), &desired.config_map).await?;
         }
         let services = Api::<Service>::namespaced(client.clone(), &namespace);
-        if changed("RaftService", &desired.raft_service.metadata) {
+        if changed(Owned::RaftService, &desired.raft_service.metadata) {
             apply(&services, &desired.raft_service).await?;
         }
-        if changed("ClientService", &desired.client_service.metadata) {
+        if changed(Owned::ClientService, &desired.client_service.metadata) {
             apply(&services, &desired.client_service).await?;
         }
-        if changed("StatefulSet", &desired.stateful_set.metadata) {
+        if changed(Owned::StatefulSet, &desired.stateful_set.metadata) {
             apply(&Api::<StatefulSet>::namespaced(client.clone(), &namespace), &desired.stateful_set).await?;
         }
         let resource = build::pdb_api_resource(ctx.pdb_api().await?);
         let budgets = Api::<DynamicObject>::namespaced_with(client.clone(), &namespace, &resource);
         match &desired.pdb {
-            Some(pdb) if changed("PodDisruptionBudget", &pdb.metadata) => {
+            Some(pdb) if changed(Owned::PodDisruptionBudget, &pdb.metadata) => {
                 let name = pdb.metadata.name.clone().unwrap_or_default();
                 budgets.patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(pdb)).await?;
             }
-            None if applied.contains_key("PodDisruptionBudget") => {
+            None if applied.contains_key(&Owned::PodDisruptionBudget) => {
                 budgets.delete(&Names::of(&self.name_any()).pdb, &DeleteParams::default()).await?;
             }
             _ => {}
