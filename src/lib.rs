@@ -4,13 +4,14 @@
 //! Layout: `crd` holds the resource types; each kind has its own module with
 //! its state machine, its reconciler and their tests (`router_cluster`,
 //! later `pipeline` and `service`); `router` is the gRPC client of the router
-//! and `sim` a simulator of a router cluster; `controller` wires the kinds to
-//! the API server.
+//! and `sim` a simulator of a router cluster; `runtime` is what every kind
+//! stands on (context, caches, errors, finalizer, status, retries);
+//! `controller` wires the kinds to the API server on top.
 
-pub mod conditions;
 pub mod controller;
 pub mod crd;
 pub mod router;
 pub mod router_cluster;
+pub mod runtime;
 pub mod sim;
 pub mod telemetry;

@@ -294,10 +294,10 @@ async fn a_thousand_reconciles_of_an_unchanged_ready_cluster_write_nothing() {
     };
     let before = writes().len();
     let router_writes_before = s.kubelet.sim.mutation_log().len();
-    let ctx = support::operator::direct_context(s.plane).await;
+    let (ctx, _caches) = support::operator::direct_context(s.plane, &s.namespace).await;
     let cluster = std::sync::Arc::new(s.get().await);
     for _ in 0..1000 {
-        conveyor_etl_operator::router_cluster::reconcile::run(cluster.clone(), ctx.clone()).await.unwrap();
+        conveyor_etl_operator::runtime::reconciler::run(cluster.clone(), ctx.clone()).await.unwrap();
     }
     let new_writes: Vec<String> =
         writes()[before..].iter().map(|w| format!("{} {}", w.verb, w.request_uri)).collect();

@@ -1,7 +1,7 @@
-//! Wires the kinds' reconcilers to the API server and runs them until shutdown.
+//! Wires the kinds' controllers to the API server on top of the runtime:
+//! discovers what the server serves, starts the shared watch caches, and runs
+//! every controller until shutdown.
 
-mod context;
-mod error;
 mod startup;
 
 use std::future::Future;
@@ -9,12 +9,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kube::Client;
+use tokio::task::JoinHandle;
 
-pub use context::{Context, Timing};
-pub use error::Error;
 pub use startup::{StartupError, ensure_crds_installed};
 
 use crate::router::{ClientOptions, Router, RouterClient};
+use crate::router_cluster::build::{CLUSTER_LABEL, FIELD_MANAGER};
+use crate::runtime::cache::{Selectors, Watches};
+use crate::runtime::policy::PdbApi;
+use crate::runtime::{Context, Timing, reconciler};
 
 /// Settings of the `run` subcommand.
 #[derive(Clone, Debug, clap::Args)]
@@ -44,7 +47,7 @@ pub async fn run(settings: Settings) -> Result<(), StartupError> {
     let operator = Operator::new(client, Arc::new(router), timing, settings.namespace.clone());
     let shutdown = shutdown_signal();
     tracing::info!(namespace = settings.namespace.as_deref().unwrap_or("<all>"), "operator started");
-    operator.run(shutdown).await;
+    operator.run(shutdown).await?;
     tracing::info!("operator stopped");
     Ok(())
 }
@@ -52,9 +55,19 @@ pub async fn run(settings: Settings) -> Result<(), StartupError> {
 /// How long in-flight reconciles may run on after a shutdown signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
-/// Every controller of the operator, sharing one context.
+/// Which objects the operator watches besides its own resources.
+fn selectors() -> Selectors {
+    Selectors {
+        owned: format!("app.kubernetes.io/managed-by={FIELD_MANAGER}"),
+        pods: CLUSTER_LABEL.to_owned(),
+    }
+}
+
+/// Every controller of the operator, sharing one context and one set of caches.
 pub struct Operator {
-    ctx: Arc<Context>,
+    client: Client,
+    router: Arc<dyn Router>,
+    timing: Timing,
     namespace: Option<String>,
 }
 
@@ -65,26 +78,48 @@ impl Operator {
         timing: Timing,
         namespace: Option<String>,
     ) -> Operator {
-        Operator { ctx: Arc::new(Context::new(client, router, timing)), namespace }
+        Operator { client, router, timing, namespace }
+    }
+
+    /// Discovers the server's API versions and sets up the caches (not yet running).
+    async fn prepare(self) -> Result<(Arc<Context>, Watches), StartupError> {
+        let pdb_api = PdbApi::discover(&self.client).await.map_err(StartupError::Discovery)?;
+        let (watches, cache) = Watches::new(&self.client, self.namespace.as_deref(), pdb_api, &selectors());
+        let ctx = Arc::new(Context::new(self.client, self.router, self.timing, cache));
+        Ok((ctx, watches))
     }
 
     /// Runs until `shutdown` resolves, then lets in-flight reconciles finish
     /// for at most `SHUTDOWN_GRACE`. (kube-runtime's graceful shutdown waits
     /// forever if it comes before the first watch list completed.)
-    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+    ) -> Result<(), StartupError> {
         use futures::FutureExt;
+        let (ctx, watches) = self.prepare().await?;
         let shutdown = shutdown.shared();
-        let namespace = self.namespace.as_deref();
-        let controllers =
-            crate::router_cluster::controller::run_controller(self.ctx.clone(), namespace, shutdown.clone());
+        let clusters = crate::router_cluster::controller::controller(&watches, &ctx.cache);
+        let controllers = reconciler::drive(clusters, ctx.clone(), shutdown.clone());
         let deadline = async {
             shutdown.await;
             tokio::time::sleep(SHUTDOWN_GRACE).await;
         };
         tokio::select! {
             _ = controllers => {}
+            _ = watches.run() => {}
             _ = deadline => tracing::warn!(grace = ?SHUTDOWN_GRACE, "reconciles still running at shutdown; stopping anyway"),
         }
+        Ok(())
+    }
+
+    /// A context whose caches are filled and kept current by a background
+    /// task, for calling a reconciler directly (tests, tools).
+    pub async fn detached_context(self) -> Result<(Arc<Context>, JoinHandle<()>), StartupError> {
+        let (ctx, watches) = self.prepare().await?;
+        let task = tokio::spawn(watches.run());
+        ctx.cache.ready().await;
+        Ok((ctx, task))
     }
 }
 

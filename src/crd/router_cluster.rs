@@ -226,12 +226,10 @@ pub struct EtlRouterClusterStatus {
     /// Raft node id of the leader, when one is known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub leader_id: Option<u64>,
-    /// Current Raft term.
+    /// Current Raft term. It changes only with elections; the commit index,
+    /// which moves with every router write, is deliberately not in status.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub term: Option<u64>,
-    /// Raft commit index reported by the leader.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub commit_index: Option<u64>,
     /// Each member as the router reports it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub members: Vec<MemberStatus>,

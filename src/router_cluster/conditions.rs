@@ -1,8 +1,8 @@
 //! The conditions and Kubernetes Event of an EtlRouterCluster, as a pure
 //! function of its phase and the event that led there.
 
-use crate::conditions::{Status, Wanted};
 use crate::crd::ClusterPhase;
+use crate::runtime::conditions::{Status, Wanted};
 
 use super::machine::Event;
 

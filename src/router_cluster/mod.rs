@@ -1,11 +1,14 @@
 //! The `EtlRouterCluster` kind: a Raft cluster of router nodes.
 //!
-//! A reconcile observes (`observe`), condenses what it saw (`assess`), asks
-//! the state machine for the next phase (`machine`), then acts: applies the
-//! objects `build` describes, takes the next safe scale or roll step, and
-//! writes status and an Event when something changed (`reconcile`).
-//! `states.md` at the repository root is the machine's specification.
+//! A reconcile reads as observe (`observe`: the caches and one health poll
+//! per ready pod) → validate (`validate`) → assess (`assess`: the one event
+//! and the next safe step) → machine (`machine`: the next phase) → act
+//! (`act`: apply what `build` describes and changed, take one roll step) →
+//! status (`status`: written only on change, an Event per transition).
+//! `reconcile` strings them together on the shared runtime; `states.md` at
+//! the repository root is the machine's specification.
 
+pub mod act;
 pub mod assess;
 pub mod build;
 pub mod conditions;
@@ -14,6 +17,7 @@ pub mod machine;
 pub mod observation;
 pub mod observe;
 pub mod reconcile;
+pub mod status;
 pub mod validate;
 
 #[cfg(test)]

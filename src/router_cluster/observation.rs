@@ -9,12 +9,17 @@ pub struct StatefulSetState {
     pub update_revision: Option<String>,
     /// False while the StatefulSet controller has not seen the latest spec.
     pub up_to_date: bool,
+    /// Whether every owned object is exactly what this generation's spec
+    /// builds at the current size: until then, pods cannot be on its template.
+    pub spec_applied: bool,
 }
 
 /// One router pod.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PodState {
     pub name: String,
+    /// Tells this incarnation of the pod from one recreated under its name.
+    pub uid: String,
     pub ordinal: u32,
     pub ready: bool,
     pub ip: Option<String>,
@@ -30,7 +35,6 @@ pub struct RouterView {
     /// 0 when no leader is known.
     pub leader_id: u64,
     pub term: u64,
-    pub commit_index: u64,
     pub members: Vec<MemberView>,
 }
 
@@ -73,6 +77,10 @@ pub struct Probe {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Observation {
     pub cluster_name: String,
+    /// `metadata.generation` of the cluster.
+    pub generation: i64,
+    /// The pause annotation is set: nothing is applied, rolled or scaled.
+    pub paused: bool,
     /// `spec.replicas`: where stepwise scaling is heading.
     pub target_replicas: i32,
     pub spec_errors: Vec<String>,

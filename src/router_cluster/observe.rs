@@ -1,20 +1,22 @@
-//! Reads what the reconciler needs: the owned objects' applied hashes, the
-//! pods, and one health poll of every ready pod. Reads only; never writes.
+//! Reads what the reconciler needs from the watch caches, and polls the
+//! health of every ready pod. Reads only; never writes, never GETs.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use futures::future::join_all;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
-use kube::api::{DynamicObject, ListParams};
-use kube::{Api, Resource, ResourceExt};
+use kube::api::{DynamicObject, ObjectMeta};
+use kube::{Resource, ResourceExt};
 
-use super::build::{self, Names, PdbApi};
-use super::observation::{MemberView, Observation, PodState, Probe, Role, RouterView, StatefulSetState};
-use super::validate::Validation;
-use crate::controller::{Context, Error};
+use super::build::{self, Names};
+use super::observation::{MemberView, PodState, Probe, Role, RouterView, StatefulSetState};
 use crate::crd::EtlRouterCluster;
 use crate::router::proto::router::{GetClusterStatusResponse, NodeRole};
+use crate::runtime::apply::controller_of;
+use crate::runtime::cache::get;
+use crate::runtime::{Context, Error};
 
 /// The objects a cluster owns, as keys of [`AppliedHashes`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -26,88 +28,114 @@ pub enum Owned {
     PodDisruptionBudget,
 }
 
-/// The applied hash of each owned object that exists.
+/// The applied hash of each owned object that exists and is this cluster's.
 pub type AppliedHashes = BTreeMap<Owned, String>;
 
-/// An observation plus what the reconciler needs to act on it.
-pub struct Observed {
-    pub observation: Observation,
-    pub applied: AppliedHashes,
+/// The live objects under this cluster's derived names, whoever owns them.
+#[derive(Clone, Debug, Default)]
+pub struct Live {
+    pub config_map: Option<Arc<ConfigMap>>,
+    pub raft_service: Option<Arc<Service>>,
+    pub client_service: Option<Arc<Service>>,
+    pub stateful_set: Option<Arc<StatefulSet>>,
+    pub pdb: Option<Arc<DynamicObject>>,
+    /// The cluster's pods, by ordinal.
+    pub pods: Vec<Arc<Pod>>,
 }
 
-pub async fn observe(
-    cluster: &EtlRouterCluster,
-    validation: &Validation,
-    ctx: &Context,
-) -> Result<Observed, Error> {
-    let namespace = cluster.namespace().ok_or(Error::MissingField("metadata.namespace"))?;
+impl Live {
+    pub fn meta(&self, kind: Owned) -> Option<&ObjectMeta> {
+        match kind {
+            Owned::ConfigMap => self.config_map.as_ref().map(|o| o.meta()),
+            Owned::RaftService => self.raft_service.as_ref().map(|o| o.meta()),
+            Owned::ClientService => self.client_service.as_ref().map(|o| o.meta()),
+            Owned::StatefulSet => self.stateful_set.as_ref().map(|o| o.meta()),
+            Owned::PodDisruptionBudget => self.pdb.as_ref().map(|o| o.meta()),
+        }
+    }
+
+    /// The applied hashes of the objects that belong to the cluster with `uid`.
+    pub fn applied(&self, uid: &str) -> AppliedHashes {
+        let kinds = [
+            Owned::ConfigMap,
+            Owned::RaftService,
+            Owned::ClientService,
+            Owned::StatefulSet,
+            Owned::PodDisruptionBudget,
+        ];
+        kinds
+            .into_iter()
+            .filter_map(|kind| {
+                let meta = self.meta(kind).filter(|meta| owned_by(meta, uid))?;
+                Some((kind, meta.annotations.as_ref()?.get(build::HASH_ANNOTATION)?.clone()))
+            })
+            .collect()
+    }
+
+    /// The StatefulSet, if it is this cluster's.
+    pub fn own_stateful_set(&self, uid: &str) -> Option<&StatefulSet> {
+        self.stateful_set.as_deref().filter(|set| owned_by(set.meta(), uid))
+    }
+}
+
+fn owned_by(meta: &ObjectMeta, uid: &str) -> bool {
+    controller_of(meta).is_some_and(|owner| owner.uid == uid)
+}
+
+/// The live objects of `cluster`, from the caches.
+pub fn live(cluster: &EtlRouterCluster, ctx: &Context) -> Result<Live, Error> {
+    let namespace =
+        cluster.namespace().ok_or_else(|| Error::InvalidObject("no metadata.namespace".into()))?;
     let name = cluster.name_any();
     let names = Names::of(&name);
-    let client = ctx.client.clone();
+    let cache = &ctx.cache;
+    let mut pods: Vec<Arc<Pod>> = cache
+        .pods
+        .state()
+        .into_iter()
+        .filter(|pod| {
+            pod.namespace().as_deref() == Some(namespace.as_str())
+                && pod.labels().get(build::CLUSTER_LABEL) == Some(&name)
+                && build::ordinal_of(&pod.name_any()).is_some()
+        })
+        .collect();
+    pods.sort_by_key(|pod| build::ordinal_of(&pod.name_any()));
+    Ok(Live {
+        config_map: get(&cache.config_maps, &namespace, &names.config_map),
+        raft_service: get(&cache.services, &namespace, &names.raft_service),
+        client_service: get(&cache.services, &namespace, &names.client_service),
+        stateful_set: get(&cache.stateful_sets, &namespace, &names.stateful_set),
+        pdb: cache.pdbs.get(
+            &kube::runtime::reflector::ObjectRef::new_with(&names.pdb, cache.pdbs_resource())
+                .within(&namespace),
+        ),
+        pods,
+    })
+}
 
-    let stateful_set =
-        Api::<StatefulSet>::namespaced(client.clone(), &namespace).get_opt(&names.stateful_set).await?;
-    let config_map =
-        Api::<ConfigMap>::namespaced(client.clone(), &namespace).get_opt(&names.config_map).await?;
-    let services = Api::<Service>::namespaced(client.clone(), &namespace);
-    let raft_service = services.get_opt(&names.raft_service).await?;
-    let client_service = services.get_opt(&names.client_service).await?;
-    // Read even when disabled: a budget left from before must be removed.
-    let resource = build::pdb_api_resource(ctx.pdb_api().await?);
-    let pdb = Api::<DynamicObject>::namespaced_with(client.clone(), &namespace, &resource)
-        .get_opt(&names.pdb)
-        .await?;
-
-    let mut applied = AppliedHashes::new();
-    let mut record = |kind: Owned, annotations: Option<&BTreeMap<String, String>>| {
-        if let Some(hash) = annotations.and_then(|a| a.get(build::HASH_ANNOTATION)) {
-            applied.insert(kind, hash.clone());
-        }
-    };
-    record(Owned::StatefulSet, stateful_set.as_ref().and_then(|o| o.meta().annotations.as_ref()));
-    record(Owned::ConfigMap, config_map.as_ref().and_then(|o| o.meta().annotations.as_ref()));
-    record(Owned::RaftService, raft_service.as_ref().and_then(|o| o.meta().annotations.as_ref()));
-    record(Owned::ClientService, client_service.as_ref().and_then(|o| o.meta().annotations.as_ref()));
-    record(Owned::PodDisruptionBudget, pdb.as_ref().and_then(|o| o.meta().annotations.as_ref()));
-
-    let selector = format!("{}={name}", build::CLUSTER_LABEL);
-    let pod_list =
-        Api::<Pod>::namespaced(client, &namespace).list(&ListParams::default().labels(&selector)).await?;
-    let mut pods: Vec<PodState> = pod_list.items.iter().filter_map(pod_state).collect();
-    pods.sort_by_key(|pod| pod.ordinal);
-
-    let grpc_port = cluster.spec.ports.grpc;
-    let polled: Vec<&PodState> =
-        pods.iter().filter(|pod| pod.ready && !pod.terminating && pod.ip.is_some()).collect();
-    let probes = join_all(polled.iter().map(|pod| async move {
+/// One health poll of every ready pod with an IP, concurrently.
+pub async fn probe(pods: &[PodState], grpc_port: i32, ctx: &Context) -> Vec<Probe> {
+    let polled = pods.iter().filter(|pod| pod.ready && !pod.terminating && pod.ip.is_some());
+    join_all(polled.map(|pod| async move {
         let member = format!("{}:{grpc_port}", pod.ip.as_deref().unwrap_or_default());
         let outcome =
             ctx.router.member_status(&member).await.map(router_view).map_err(|error| error.to_string());
         Probe { pod: pod.name.clone(), outcome }
     }))
-    .await;
-
-    let observation = Observation {
-        cluster_name: name,
-        target_replicas: cluster.spec.replicas,
-        spec_errors: validation.errors.clone(),
-        stateful_set: stateful_set.as_ref().map(stateful_set_state),
-        pods,
-        probes,
-    };
-    Ok(Observed { observation, applied })
+    .await
 }
 
-fn stateful_set_state(stateful_set: &StatefulSet) -> StatefulSetState {
+pub fn stateful_set_state(stateful_set: &StatefulSet, spec_applied: bool) -> StatefulSetState {
     let status = stateful_set.status.as_ref();
     StatefulSetState {
         replicas: stateful_set.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1),
         update_revision: status.and_then(|s| s.update_revision.clone()),
         up_to_date: status.and_then(|s| s.observed_generation) >= stateful_set.metadata.generation,
+        spec_applied,
     }
 }
 
-fn pod_state(pod: &Pod) -> Option<PodState> {
+pub fn pod_state(pod: &Pod) -> Option<PodState> {
     let name = pod.name_any();
     let ordinal = build::ordinal_of(&name)?;
     let status = pod.status.as_ref();
@@ -116,6 +144,7 @@ fn pod_state(pod: &Pod) -> Option<PodState> {
         .is_some_and(|conditions| conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
     Some(PodState {
         ordinal,
+        uid: pod.uid().unwrap_or_default(),
         ready,
         ip: status.and_then(|s| s.pod_ip.clone()).filter(|ip| !ip.is_empty()),
         revision: pod.labels().get("controller-revision-hash").cloned(),
@@ -129,7 +158,6 @@ fn router_view(response: GetClusterStatusResponse) -> RouterView {
         node_id: response.node_id,
         leader_id: response.leader_id,
         term: response.term,
-        commit_index: response.commit_index,
         members: response
             .nodes
             .iter()
@@ -146,15 +174,4 @@ fn router_view(response: GetClusterStatusResponse) -> RouterView {
             })
             .collect(),
     }
-}
-
-/// Which PodDisruptionBudget API version the server serves.
-pub async fn discover_pdb_api(client: &kube::Client) -> Result<PdbApi, Error> {
-    let served = client.list_api_group_resources("policy/v1").await;
-    Ok(match served {
-        Ok(list) if list.resources.iter().any(|r| r.name == "poddisruptionbudgets") => PdbApi::V1,
-        Ok(_) => PdbApi::V1Beta1,
-        Err(kube::Error::Api(status)) if status.code == 404 => PdbApi::V1Beta1,
-        Err(error) => return Err(error.into()),
-    })
 }

@@ -1,303 +1,155 @@
-//! One reconcile of an EtlRouterCluster: observe → assess → machine → act.
-
-use std::sync::Arc;
+//! One reconcile of an EtlRouterCluster: observe → validate → assess →
+//! machine → act → status. Status is written even when acting fails, so
+//! health is never hidden behind an error.
 
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Service};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
+use k8s_openapi::api::core::v1::PersistentVolumeClaim;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::api::{DeleteParams, ListParams};
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event as KubeEvent, EventType};
-use kube::runtime::finalizer::{Event as Finalizer, finalizer};
-use kube::runtime::reflector::ObjectRef;
-use kube::{Api, Resource, ResourceExt};
-use serde::Serialize;
-use serde::de::DeserializeOwned;
+use kube::{Api, ResourceExt};
 
+use super::act;
 use super::assess::{Assessment, assess};
-use super::build::{self, Desired, FIELD_MANAGER, HASH_ANNOTATION, Names};
-use super::conditions::{self as cluster_conditions, READY};
-use super::machine::{Event, next_phase};
-use super::observe::{AppliedHashes, Owned, observe};
-use super::validate::{Validation, validate};
-use crate::conditions::{self, Wanted};
-use crate::controller::{Context, Error};
+use super::build::{self, Desired};
+use super::machine::next_phase;
+use super::observation::{Observation, PodState};
+use super::observe::{self, AppliedHashes, Live, Owned};
+use super::status::{next_status, write_on_change};
+use super::validate::{self, validate};
 use crate::crd::{ClusterPhase, EtlRouterCluster, EtlRouterClusterStatus, StorageRetention};
+use crate::runtime::{self, Context, Error, Reconciler};
 
-pub const FINALIZER: &str = "conveyor.etl/cleanup";
-pub const PAUSED_ANNOTATION: &str = "conveyor.etl/paused";
-const SYNCED: &str = "Synced";
+impl Reconciler for EtlRouterCluster {
+    type Status = EtlRouterClusterStatus;
 
-/// Entry point for the controller: runs the finalizer helper around
-/// `EtlRouterCluster::reconcile` and `cleanup`, and makes a failure visible.
-pub async fn run(cluster: Arc<EtlRouterCluster>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let namespace = cluster.namespace().ok_or(Error::MissingField("metadata.namespace"))?;
-    let api: Api<EtlRouterCluster> = Api::namespaced(ctx.client.clone(), &namespace);
-    let result = finalizer(&api, FINALIZER, cluster.clone(), |event| async {
-        match event {
-            Finalizer::Apply(cluster) => cluster.reconcile(&ctx).await,
-            Finalizer::Cleanup(cluster) => cluster.cleanup(&ctx).await,
-        }
-    })
-    .await
-    .map_err(|error| match error {
-        kube::runtime::finalizer::Error::ApplyFailed(error)
-        | kube::runtime::finalizer::Error::CleanupFailed(error) => error,
-        other => Error::Finalizer(Box::new(other)),
-    });
-    match result {
-        Ok(action) => {
-            ctx.reset_retry_delay(&ObjectRef::from_obj(&*cluster));
-            Ok(action)
-        }
-        Err(error) => {
-            if let Err(report_error) = cluster.report_failure(&error, &ctx).await {
-                tracing::warn!(%report_error, "could not record the failure on the cluster's status");
-            }
-            Err(error)
-        }
-    }
-}
-
-/// Requeue with jittered exponential backoff after a failure.
-pub fn error_policy(cluster: Arc<EtlRouterCluster>, error: &Error, ctx: Arc<Context>) -> Action {
-    let delay = ctx.next_retry_delay(&ObjectRef::from_obj(&*cluster));
-    tracing::warn!(cluster = %cluster.name_any(), %error, ?delay, "reconcile failed");
-    Action::requeue(delay)
-}
-
-impl EtlRouterCluster {
-    fn paused(&self) -> bool {
-        self.annotations().get(PAUSED_ANNOTATION).is_some_and(|value| value == "true")
+    /// Only `retentionPolicy: Delete` asks for work at deletion: the volumes.
+    fn needs_cleanup(&self) -> bool {
+        self.spec.storage.as_ref().is_some_and(|storage| storage.retention_policy == StorageRetention::Delete)
     }
 
-    fn current_phase(&self) -> ClusterPhase {
-        self.status.as_ref().and_then(|status| status.phase).unwrap_or_default()
-    }
-
-    fn existing_conditions(&self) -> &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition] {
+    fn conditions(&self) -> &[Condition] {
         self.status.as_ref().map(|status| status.conditions.as_slice()).unwrap_or_default()
+    }
+
+    fn status_with(&self, conditions: Vec<Condition>) -> EtlRouterClusterStatus {
+        EtlRouterClusterStatus { conditions, ..self.status.clone().unwrap_or_default() }
     }
 
     #[tracing::instrument(
         name = "reconcile_router_cluster",
         skip_all,
-        fields(namespace = self.namespace().unwrap_or_default(), name = %self.name_any(), event, phase)
+        fields(namespace = self.namespace().unwrap_or_default(), name = %self.name_any(), generation = self.metadata.generation, event, from, phase)
     )]
-    pub async fn reconcile(&self, ctx: &Context) -> Result<Action, Error> {
-        let validation = validate(&self.name_any(), &self.spec);
-        let observed = observe(self, &validation, ctx).await?;
-        let assessment = assess(&observed.observation);
-        let current = self.current_phase();
+    async fn reconcile(&self, ctx: &Context) -> Result<Action, Error> {
+        let uid = self.uid().unwrap_or_default();
+        let paused = runtime::paused(self);
+        let live = observe::live(self, ctx)?;
+        let own_set = live.own_stateful_set(&uid);
+        let mut validation = validate(&self.name_any(), &self.spec);
+        if let Some(set) = own_set {
+            validation.errors.extend(validate::against_deployed(&self.spec, set));
+        }
+        let applied = live.applied(&uid);
+        // Whether this generation's spec is in place at the current size: until
+        // it is, no pod can run its template, so the cluster is not Ready for it.
+        let spec_applied = match own_set {
+            Some(set) if validation.is_valid() => {
+                matches(&build::desired(self, replicas_of(set), ctx.cache.pdb_api)?, &applied)
+            }
+            _ => false,
+        };
+        let pods: Vec<PodState> = live.pods.iter().filter_map(|pod| observe::pod_state(pod)).collect();
+        let probes = observe::probe(&pods, self.spec.ports.grpc, ctx).await;
+        let observation = Observation {
+            cluster_name: self.name_any(),
+            generation: self.metadata.generation.unwrap_or_default(),
+            paused,
+            target_replicas: self.spec.replicas,
+            spec_errors: validation.errors.clone(),
+            stateful_set: own_set.map(|set| observe::stateful_set_state(set, spec_applied)),
+            pods,
+            probes,
+        };
+        let assessment = assess(&observation);
+        let current = self.status.as_ref().and_then(|status| status.phase).unwrap_or_default();
         let phase = next_phase(current, assessment.event);
         let span = tracing::Span::current();
         span.record("event", tracing::field::debug(assessment.event));
+        span.record("from", tracing::field::debug(current));
         span.record("phase", tracing::field::debug(phase));
         if phase != current {
             tracing::info!(from = ?current, to = ?phase, event = ?assessment.event, "phase transition");
         }
-        let paused = self.paused();
 
-        if !paused && validation.is_valid() {
-            let desired = build::desired(self, assessment.replicas_step, ctx.pdb_api().await?)?;
-            self.apply_changed(ctx, desired, &observed.applied).await?;
-            if let Some(pod) = &assessment.roll_next {
-                let namespace = self.namespace().unwrap_or_default();
-                Api::<Pod>::namespaced(ctx.client.clone(), &namespace)
-                    .delete(pod, &DeleteParams::default())
-                    .await?;
-                tracing::info!(cluster = %self.name_any(), %pod, "deleted pod to roll it to the new template");
-            }
-        }
-
-        let status = self.next_status(phase, &assessment, paused, &validation);
-        self.write_status_and_event(ctx, status, assessment.event).await?;
+        let outcome = if paused || !validation.is_valid() {
+            Ok(())
+        } else {
+            self.act(ctx, &assessment, &live, &applied).await
+        };
+        let status = next_status(self, phase, &assessment, &validation, paused, outcome.as_ref().map(|_| ()));
+        write_on_change(self, ctx, status, assessment.event).await?;
+        outcome.map_err(|error| Error::Reported(Box::new(error)))?;
 
         let settled = phase == ClusterPhase::Ready;
         Ok(Action::requeue(if settled { ctx.timing.health_interval } else { ctx.timing.progress_interval }))
     }
 
-    /// Applies, by server-side apply, only the objects whose content hash differs from the applied one.
-    async fn apply_changed(
-        &self,
-        ctx: &Context,
-        desired: Desired,
-        applied: &AppliedHashes,
-    ) -> Result<(), Error> {
-        let namespace = self.namespace().ok_or(Error::MissingField("metadata.namespace"))?;
-        let client = &ctx.client;
-        let changed = |kind: Owned, meta: &kube::api::ObjectMeta| {
-            let wanted = meta.annotations.as_ref().and_then(|a| a.get(HASH_ANNOTATION));
-            wanted != applied.get(&kind)
-        };
-        if changed(Owned::ConfigMap, &desired.config_map.metadata) {
-            apply(&Api::<ConfigMap>::namespaced(client.clone(), &namespace), &desired.config_map).await?;
-        }
-        let services = Api::<Service>::namespaced(client.clone(), &namespace);
-        if changed(Owned::RaftService, &desired.raft_service.metadata) {
-            apply(&services, &desired.raft_service).await?;
-        }
-        if changed(Owned::ClientService, &desired.client_service.metadata) {
-            apply(&services, &desired.client_service).await?;
-        }
-        if changed(Owned::StatefulSet, &desired.stateful_set.metadata) {
-            apply(&Api::<StatefulSet>::namespaced(client.clone(), &namespace), &desired.stateful_set).await?;
-        }
-        let resource = build::pdb_api_resource(ctx.pdb_api().await?);
-        let budgets = Api::<DynamicObject>::namespaced_with(client.clone(), &namespace, &resource);
-        match &desired.pdb {
-            Some(pdb) if changed(Owned::PodDisruptionBudget, &pdb.metadata) => {
-                let name = pdb.metadata.name.clone().unwrap_or_default();
-                budgets.patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(pdb)).await?;
-            }
-            None if applied.contains_key(&Owned::PodDisruptionBudget) => {
-                budgets.delete(&Names::of(&self.name_any()).pdb, &DeleteParams::default()).await?;
-            }
-            _ => {}
-        }
-        Ok(())
-    }
-
-    fn next_status(
-        &self,
-        phase: ClusterPhase,
-        assessment: &Assessment,
-        paused: bool,
-        validation: &Validation,
-    ) -> EtlRouterClusterStatus {
-        let existing = self.existing_conditions();
-        let mut wanted: Vec<Wanted> =
-            cluster_conditions::main_conditions(phase, assessment.event, &assessment.message).into();
-        wanted.push(Wanted::new(SYNCED, true, "ReconcileSucceeded", "the last reconcile succeeded"));
-        if paused || conditions::find(existing, cluster_conditions::PAUSED).is_some() {
-            wanted.push(cluster_conditions::paused(paused));
-        }
-        if !validation.warnings.is_empty()
-            || conditions::find(existing, cluster_conditions::SPEC_WARNING).is_some()
-        {
-            wanted.push(cluster_conditions::spec_warnings(&validation.warnings));
-        }
-        EtlRouterClusterStatus {
-            phase: Some(phase),
-            observed_generation: self.metadata.generation,
-            ready_replicas: Some(assessment.ready_replicas),
-            leader: assessment.leader_pod.clone(),
-            leader_id: assessment.leader_id,
-            term: assessment.term,
-            commit_index: assessment.commit_index,
-            members: assessment.members.clone(),
-            conditions: conditions::merge(existing, &wanted, self.metadata.generation, &now()),
-        }
-    }
-
-    /// Writes status only when it changed, and records an Event when the
-    /// phase or the Ready reason changed.
-    async fn write_status_and_event(
-        &self,
-        ctx: &Context,
-        status: EtlRouterClusterStatus,
-        event: Event,
-    ) -> Result<(), Error> {
-        let previous = self.status.clone().unwrap_or_default();
-        if previous == status {
-            return Ok(());
-        }
-        self.patch_status(ctx, &status).await?;
-
-        let reason_of =
-            |s: &EtlRouterClusterStatus| conditions::find(&s.conditions, READY).map(|c| c.reason.clone());
-        let phase = status.phase.unwrap_or_default();
-        if previous.phase != status.phase || reason_of(&previous) != reason_of(&status) {
-            let ready = conditions::find(&status.conditions, READY);
-            let reason = ready.map(|c| c.reason.clone()).unwrap_or_default();
-            let message = ready.map(|c| c.message.as_str()).unwrap_or_default();
-            let note = match previous.phase {
-                Some(from) if from == phase => format!("{phase:?}: {message}"),
-                Some(from) => format!("{from:?} → {phase:?}: {message}"),
-                None => format!("new → {phase:?}: {message}"),
-            };
-            let warning = cluster_conditions::event_type(phase, event) == "Warning";
-            self.publish(ctx, warning, reason, note).await?;
-        }
-        Ok(())
-    }
-
-    /// Server-side apply of the whole status, as the operator's one field manager.
-    async fn patch_status(&self, ctx: &Context, status: &EtlRouterClusterStatus) -> Result<(), Error> {
-        let namespace = self.namespace().ok_or(Error::MissingField("metadata.namespace"))?;
-        let api: Api<EtlRouterCluster> = Api::namespaced(ctx.client.clone(), &namespace);
-        let body = serde_json::json!({ "apiVersion": "conveyor.etl/v1", "kind": "EtlRouterCluster", "status": status });
-        api.patch_status(&self.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(body))
-            .await?;
-        Ok(())
-    }
-
-    async fn publish(&self, ctx: &Context, warning: bool, reason: String, note: String) -> Result<(), Error> {
-        let event = KubeEvent {
-            type_: if warning { EventType::Warning } else { EventType::Normal },
-            reason,
-            note: Some(truncate(note, 1000)),
-            action: "Reconcile".into(),
-            secondary: None,
-        };
-        ctx.recorder.publish(&event, &self.object_ref(&())).await?;
-        Ok(())
-    }
-
-    /// Records a failed reconcile as `Synced=False` and a Warning Event, once per distinct failure.
-    async fn report_failure(&self, error: &Error, ctx: &Context) -> Result<(), Error> {
-        let existing = self.existing_conditions();
-        let message = error.to_string();
-        let unchanged = conditions::find(existing, SYNCED)
-            .is_some_and(|c| c.status == "False" && c.reason == error.reason() && c.message == message);
-        if unchanged || self.metadata.deletion_timestamp.is_some() {
-            return Ok(());
-        }
-        let mut status = self.status.clone().unwrap_or_default();
-        let wanted = [Wanted::new(SYNCED, false, error.reason(), message.clone())];
-        status.conditions = conditions::merge(existing, &wanted, self.metadata.generation, &now());
-        self.patch_status(ctx, &status).await?;
-        self.publish(ctx, true, error.reason().to_string(), message).await
-    }
-
     /// Runs before the cluster is deleted: owned objects go through owner
-    /// references; data volumes only when `storage.retentionPolicy: Delete`.
-    pub async fn cleanup(&self, ctx: &Context) -> Result<Action, Error> {
-        let retention = self.spec.storage.as_ref().map(|storage| storage.retention_policy);
-        if retention == Some(StorageRetention::Delete) {
-            let namespace = self.namespace().ok_or(Error::MissingField("metadata.namespace"))?;
-            let claims: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), &namespace);
-            let selector = format!("{}={}", build::CLUSTER_LABEL, self.name_any());
-            for claim in claims.list(&ListParams::default().labels(&selector)).await? {
-                claims.delete(&claim.name_any(), &DeleteParams::default()).await?;
-            }
+    /// references; data volumes only with `retentionPolicy: Delete`, and never
+    /// while the cluster is paused.
+    async fn cleanup(&self, ctx: &Context) -> Result<Action, Error> {
+        if !self.needs_cleanup() || runtime::paused(self) {
+            return Ok(Action::await_change());
+        }
+        let namespace =
+            self.namespace().ok_or_else(|| Error::InvalidObject("no metadata.namespace".into()))?;
+        let claims: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), &namespace);
+        let selector = format!("{}={}", build::CLUSTER_LABEL, self.name_any());
+        for claim in claims.list(&ListParams::default().labels(&selector)).await? {
+            claims.delete(&claim.name_any(), &DeleteParams::default()).await?;
         }
         Ok(Action::await_change())
     }
 }
 
-async fn apply<K>(api: &Api<K>, object: &K) -> Result<(), Error>
-where
-    K: Resource + Serialize + DeserializeOwned + Clone + std::fmt::Debug,
-{
-    let name = object.meta().name.clone().ok_or(Error::MissingField("metadata.name"))?;
-    api.patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(object)).await?;
-    Ok(())
-}
-
-/// Now, to the second: the API server stores condition times in seconds.
-fn now() -> Time {
-    let now = k8s_openapi::jiff::Timestamp::now();
-    Time(k8s_openapi::jiff::Timestamp::from_second(now.as_second()).unwrap_or(now))
-}
-
-fn truncate(mut text: String, limit: usize) -> String {
-    if text.len() > limit {
-        let mut cut = limit;
-        while !text.is_char_boundary(cut) {
-            cut -= 1;
+impl EtlRouterCluster {
+    /// Applies this step's objects (all of them this cluster's, or none) and takes one roll step.
+    async fn act(
+        &self,
+        ctx: &Context,
+        assessment: &Assessment,
+        live: &Live,
+        applied: &AppliedHashes,
+    ) -> Result<(), Error> {
+        let desired = build::desired(self, assessment.replicas_step, ctx.cache.pdb_api)?;
+        act::check_ownership(self, &desired, live)?;
+        let uid = self.uid().unwrap_or_default();
+        let shrinking =
+            live.own_stateful_set(&uid).is_some_and(|set| replicas_of(set) > assessment.replicas_step);
+        act::apply_changed(self, ctx, &desired, applied, shrinking).await?;
+        if let Some(step) = &assessment.roll_next {
+            act::roll(self, ctx, step, live).await?;
         }
-        text.truncate(cut);
+        Ok(())
     }
-    text
+}
+
+fn replicas_of(set: &StatefulSet) -> i32 {
+    set.spec.as_ref().and_then(|spec| spec.replicas).unwrap_or(1)
+}
+
+/// Whether every object in `desired` is in place with exactly its content.
+fn matches(desired: &Desired, applied: &AppliedHashes) -> bool {
+    let hash = |meta: &kube::api::ObjectMeta| {
+        meta.annotations.as_ref().and_then(|a| a.get(build::HASH_ANNOTATION)).cloned()
+    };
+    let pairs = [
+        (Owned::ConfigMap, hash(&desired.config_map.metadata)),
+        (Owned::RaftService, hash(&desired.raft_service.metadata)),
+        (Owned::ClientService, hash(&desired.client_service.metadata)),
+        (Owned::StatefulSet, hash(&desired.stateful_set.metadata)),
+        (Owned::PodDisruptionBudget, desired.pdb.as_ref().and_then(|pdb| hash(&pdb.metadata))),
+    ];
+    pairs.into_iter().all(|(kind, wanted)| applied.get(&kind).cloned() == wanted)
 }

@@ -1,6 +1,9 @@
 //! Rules the CRD schema cannot express. Pure; the reconciler reports the
 //! result as conditions and deploys nothing while an error stands.
 
+use k8s_openapi::api::apps::v1::StatefulSet;
+
+use super::build::DATA_VOLUME;
 use crate::crd::EtlRouterClusterSpec;
 
 /// What is wrong with a spec, each naming the field a person has to change.
@@ -67,6 +70,51 @@ pub fn validate(name: &str, spec: &EtlRouterClusterSpec) -> Validation {
         ));
     }
     result
+}
+
+/// Changes a deployed StatefulSet cannot take: its volume claim templates
+/// are immutable, so `spec.storage` is fixed once the cluster exists. Each
+/// names the field, the value in place and how to get out.
+pub fn against_deployed(spec: &EtlRouterClusterSpec, live: &StatefulSet) -> Vec<String> {
+    let deployed = live
+        .spec
+        .as_ref()
+        .and_then(|s| s.volume_claim_templates.as_ref())
+        .and_then(|claims| claims.iter().find(|c| c.metadata.name.as_deref() == Some(DATA_VOLUME)))
+        .and_then(|claim| claim.spec.as_ref());
+    let immutable = "a StatefulSet's volume claims cannot change after it is created";
+    match (&spec.storage, deployed) {
+        (None, None) => Vec::new(),
+        (Some(_), None) => vec![format!(
+            "spec.storage cannot be added to a cluster created without it ({immutable}); remove spec.storage, \
+             or create a new cluster with it"
+        )],
+        (None, Some(_)) => vec![format!(
+            "spec.storage cannot be removed from a cluster created with it ({immutable}); put spec.storage back"
+        )],
+        (Some(wanted), Some(claim)) => {
+            let mut errors = Vec::new();
+            let size =
+                claim.resources.as_ref().and_then(|r| r.requests.as_ref()).and_then(|r| r.get("storage"));
+            if let Some(size) = size.filter(|size| size.0 != wanted.size.0) {
+                errors.push(format!(
+                    "spec.storage.size cannot change from {} to {} ({immutable}); set it back to {}, or create a \
+                     new cluster and move the data",
+                    size.0, wanted.size.0, size.0
+                ));
+            }
+            if claim.storage_class_name != wanted.storage_class_name {
+                let shown =
+                    |class: &Option<String>| class.clone().unwrap_or_else(|| "the default class".into());
+                errors.push(format!(
+                    "spec.storage.storageClassName cannot change from {} to {} ({immutable}); set it back",
+                    shown(&claim.storage_class_name),
+                    shown(&wanted.storage_class_name)
+                ));
+            }
+            errors
+        }
+    }
 }
 
 /// Parses the binary and decimal suffixes Kubernetes accepts for sizes.
@@ -171,5 +219,32 @@ mod tests {
             result.warnings,
             ["spec.replicas is 4: an even-sized Raft cluster tolerates no more failures than 3 members"]
         );
+    }
+
+    #[test]
+    fn storage_is_fixed_once_deployed_and_the_error_names_the_field() {
+        let spec = seed_spec();
+        let mut cluster: EtlRouterCluster = EtlRouterCluster::new("c", spec.clone());
+        cluster.metadata.namespace = Some("ns".into());
+        cluster.metadata.uid = Some("uid".into());
+        let deployed = crate::router_cluster::build::desired(&cluster, 3, crate::runtime::policy::PdbApi::V1)
+            .unwrap()
+            .stateful_set;
+        assert!(against_deployed(&spec, &deployed).is_empty());
+
+        let mut bigger = spec.clone();
+        bigger.storage.as_mut().unwrap().size = Quantity("20Gi".into());
+        let errors = against_deployed(&bigger, &deployed);
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(errors[0].starts_with("spec.storage.size cannot change from 10Gi to 20Gi"), "{errors:?}");
+        assert!(errors[0].contains("set it back to 10Gi"), "{errors:?}");
+
+        let mut other_class = spec.clone();
+        other_class.storage.as_mut().unwrap().storage_class_name = Some("fast".into());
+        assert!(against_deployed(&other_class, &deployed)[0].contains("storageClassName"));
+
+        let mut none = spec.clone();
+        none.storage = None;
+        assert!(against_deployed(&none, &deployed)[0].contains("cannot be removed"));
     }
 }

@@ -2,6 +2,8 @@
 //! [`SimState`](super::state::SimState). Writes refused by the Raft view answer
 //! `success=false` with the router's message ("not leader; leader is 2 at ...",
 //! "no quorum: ...", "pipeline x already exists", "pipeline x not found").
+//! `GetClusterStatus` and the `term`/`commit_index` metrics answer from this
+//! node's own belief, which a partitioned node keeps from before it was cut off.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -171,11 +173,12 @@ impl RouterAdmin for AdminService {
         self.enter("GetMetrics").await?;
         let wanted = request.into_inner().metric_names;
         let state = self.shared.state();
+        let belief = state.raft.belief_of(self.node);
         let all = [
             ("pipelines", state.pipelines.len() as f64),
             ("services", state.services.len() as f64),
-            ("term", state.raft.term as f64),
-            ("commit_index", state.raft.commit_index as f64),
+            ("term", belief.term as f64),
+            ("commit_index", belief.commit_index as f64),
         ];
         let metrics: HashMap<String, f64> = all
             .into_iter()

@@ -15,18 +15,19 @@ use crate::router::proto::router::{PipelineConfig, PipelineStatus, StageStatus};
 
 use super::SimOptions;
 use super::log::Mutation;
+use super::member::{Member, Partition};
 use super::node::NodeServer;
-use super::raft::Member;
 use super::state::SimState;
 
 /// What a call to a node meets before it is served.
 enum Gate {
     /// Served, after the node's extra delay if it is slowed.
     Pass(Option<Duration>),
-    /// The node is partitioned: wait until healed (the caller's deadline ends it first).
+    /// The node is partitioned in [`Partition::Hang`]: wait until the mode
+    /// changes (the caller's deadline ends it first).
     Hang,
-    /// The node is stopped or no longer a member.
-    Gone,
+    /// Failed at once as UNAVAILABLE, with this message.
+    Unavailable(&'static str),
 }
 
 /// State shared by the nodes, the handle and the election task.
@@ -64,17 +65,22 @@ impl Shared {
         result
     }
 
-    /// Counts the call, then holds it while the node is partitioned and delays it
-    /// while the node is slowed. A stopped or removed node fails it as UNAVAILABLE.
+    /// Counts the call, then holds it while the node is partitioned in
+    /// [`Partition::Hang`] and delays it while the node is slowed. A stopped or
+    /// removed node, or one partitioned in [`Partition::Refuse`], fails it as
+    /// UNAVAILABLE; one partitioned in [`Partition::PeersOnly`] serves it.
     pub async fn gate(&self, node: u64, method: &'static str) -> Result<(), tonic::Status> {
         let mut changes = self.changes.subscribe();
         *self.state().calls.entry(method).or_default() += 1;
         loop {
             let gate = match self.state().raft.members.get(&node) {
-                Some(member) if !member.up => Gate::Gone,
-                Some(member) if member.partitioned => Gate::Hang,
-                Some(member) => Gate::Pass(member.slow),
-                None => Gate::Gone,
+                Some(member) if !member.up => Gate::Unavailable("is not serving"),
+                Some(member) => match member.isolation.map(|isolation| isolation.mode) {
+                    Some(Partition::Hang) => Gate::Hang,
+                    Some(Partition::Refuse) => Gate::Unavailable("is partitioned: connection refused"),
+                    Some(Partition::PeersOnly) | None => Gate::Pass(member.slow),
+                },
+                None => Gate::Unavailable("is not serving"),
             };
             match gate {
                 Gate::Pass(delay) => {
@@ -83,7 +89,9 @@ impl Shared {
                     }
                     return Ok(());
                 }
-                Gate::Gone => return Err(tonic::Status::unavailable(format!("node {node} is not serving"))),
+                Gate::Unavailable(why) => {
+                    return Err(tonic::Status::unavailable(format!("node {node} {why}")));
+                }
                 Gate::Hang => {
                     if changes.changed().await.is_err() {
                         return Err(tonic::Status::unavailable(format!("node {node} is shutting down")));
@@ -129,8 +137,8 @@ impl Shared {
 }
 
 /// A simulated router cluster: each node serves `RouterAdmin` and `ServiceRegistry`
-/// on its own address, over a shared simulated Raft view (see [`super::raft`]).
-/// Dropping the handle stops every node.
+/// on its own address and answers from its own belief in the simulated Raft view
+/// (see [`super::raft`]). Dropping the handle stops every node.
 #[derive(Debug)]
 pub struct SimCluster {
     shared: Arc<Shared>,
@@ -149,7 +157,7 @@ impl SimCluster {
             options: options.clone(),
         });
         for (id, addr) in nodes {
-            start_member(&shared, id, addr)?;
+            start_member(&shared, id, addr, Member::new)?;
         }
         if let Some(leader) = shared.change(|state| state.raft.elect()) {
             tracing::info!(leader, term = 1, "simulated cluster elected its first leader");
@@ -158,11 +166,26 @@ impl SimCluster {
         Ok(SimCluster { shared, elections })
     }
 
-    /// A new member joins the membership (and counts for quorum from now on).
+    /// A new voter joins the membership (and counts for quorum from now on).
     pub async fn add_node(&self, id: u64, addr: SocketAddr) -> io::Result<()> {
-        start_member(&self.shared, id, addr)?;
+        start_member(&self.shared, id, addr, Member::new)?;
         self.shared.change(|_| ());
         Ok(())
+    }
+
+    /// A new learner joins the membership: it serves, replicates and reports
+    /// `NODE_ROLE_LEARNER`, but never votes, never leads and does not count for
+    /// quorum.
+    pub async fn add_learner(&self, id: u64, addr: SocketAddr) -> io::Result<()> {
+        start_member(&self.shared, id, addr, Member::learner)?;
+        self.shared.change(|_| ());
+        Ok(())
+    }
+
+    /// Makes a learner a voter (counting for quorum from now on). False if `id`
+    /// is not a learner.
+    pub fn promote_learner(&self, id: u64) -> bool {
+        self.shared.change(|state| state.raft.promote(id))
     }
 
     /// A member leaves the membership; its server stops.
@@ -197,23 +220,25 @@ impl SimCluster {
         Ok(())
     }
 
-    /// Partitions a node: calls to it hang until the caller's deadline, and it is
-    /// out of quorum.
+    /// Partitions a node in [`Partition::Hang`]: calls to it hang until the
+    /// caller's deadline, and it is out of quorum.
     pub fn partition_node(&self, id: u64) {
-        self.shared.change(|state| {
-            if let Some(member) = state.raft.members.get_mut(&id) {
-                member.partitioned = true;
-            }
-        });
+        self.partition_node_with(id, Partition::Hang);
     }
 
-    /// Ends a node's partition; calls still hanging on it are then served.
+    /// Cuts a node off from its peers: it is out of quorum and keeps the term,
+    /// leader and commit index it believes now (an isolated leader still claims
+    /// its old term, but refuses writes for want of quorum). `mode` says what its
+    /// clients meet; a later call only changes the mode.
+    pub fn partition_node_with(&self, id: u64, mode: Partition) {
+        self.shared.change(|state| state.raft.partition(id, mode));
+    }
+
+    /// Ends a node's partition, whatever its mode: it catches up with the
+    /// cluster's term, leader and commit index, and calls still hanging on it are
+    /// then served.
     pub fn heal_node(&self, id: u64) {
-        self.shared.change(|state| {
-            if let Some(member) = state.raft.members.get_mut(&id) {
-                member.partitioned = false;
-            }
-        });
+        self.shared.change(|state| state.raft.heal(id));
     }
 
     /// Delays every call to a node by `delay` (zero: no delay).
@@ -241,12 +266,23 @@ impl SimCluster {
         self.shared.change(|state| state.raft.transfer_leadership(id))
     }
 
-    /// The current leader, if any.
+    /// What a member believes: `(term, leader_id)`, leader 0 when it knows none.
+    /// A partitioned member's belief is the one it was cut off with; `None` if
+    /// `id` is not a member.
+    pub fn view_of(&self, id: u64) -> Option<(u64, u64)> {
+        let state = self.shared.state();
+        state.raft.members.contains_key(&id).then(|| {
+            let belief = state.raft.belief_of(id);
+            (belief.term, belief.leader.unwrap_or(0))
+        })
+    }
+
+    /// The current leader (the majority's), if any.
     pub fn leader(&self) -> Option<u64> {
         self.shared.state().raft.leader
     }
 
-    /// The current term.
+    /// The current term (the majority's).
     pub fn term(&self) -> u64 {
         self.shared.state().raft.term
     }
@@ -311,13 +347,19 @@ impl Drop for SimCluster {
     }
 }
 
-fn start_member(shared: &Arc<Shared>, id: u64, addr: SocketAddr) -> io::Result<()> {
+/// Starts node `id`'s server and adds it as `member(address it listens on)`.
+fn start_member(
+    shared: &Arc<Shared>,
+    id: u64,
+    addr: SocketAddr,
+    member: fn(SocketAddr) -> Member,
+) -> io::Result<()> {
     if shared.state().raft.members.contains_key(&id) {
         return Err(io::Error::new(io::ErrorKind::AlreadyExists, format!("node {id} is already a member")));
     }
     let (server, local) = NodeServer::start(id, addr, shared.clone())?;
     shared.servers().insert(id, server);
-    shared.state().raft.members.insert(id, Member::new(local));
+    shared.state().raft.members.insert(id, member(local));
     Ok(())
 }
 

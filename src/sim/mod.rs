@@ -7,15 +7,21 @@
 //! simulated Raft view ([`raft`]): one leader per term, elections after
 //! [`SimOptions::election_delay`], commit/applied indices advancing on every
 //! accepted write, followers refusing writes with the leader's address, and no
-//! leader and no writes without quorum. [`SimCluster`] drives failures (stop,
-//! partition, slow, restart, membership changes, a crash after a committed write,
-//! a RouterAdmin that answers UNIMPLEMENTED) and exposes the [`Mutation`] log.
+//! leader and no writes without a quorum of voters. Each node answers
+//! `GetClusterStatus` from its own belief: members in contact with the majority
+//! agree, a partitioned member keeps the term and leader it last knew (so two
+//! members can disagree, as in a real election or partition), and learners
+//! replicate without voting. [`SimCluster`] drives failures (stop, partition in
+//! a [`Partition`] mode, slow, restart, membership changes and learners, a crash
+//! after a committed write, a RouterAdmin that answers UNIMPLEMENTED) and
+//! exposes the [`Mutation`] log.
 
 mod addresses;
 mod admin;
 mod cluster;
 mod conn;
 mod log;
+mod member;
 mod node;
 pub(crate) mod raft;
 mod registry;
@@ -26,6 +32,7 @@ use std::time::Duration;
 pub use addresses::consecutive_nodes;
 pub use cluster::SimCluster;
 pub use log::Mutation;
+pub use member::Partition;
 
 /// Timing of a simulated cluster.
 #[derive(Clone, Debug, PartialEq, Eq)]

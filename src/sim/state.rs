@@ -240,7 +240,7 @@ mod tests {
     use super::*;
     use crate::router::proto::common::ServiceIdentity;
     use crate::router::proto::router::Stage;
-    use crate::sim::raft::Member;
+    use crate::sim::member::Member;
 
     fn state() -> SimState {
         let mut state = SimState::default();

@@ -27,20 +27,24 @@ fi
 log() { echo "[control-plane] $*" >&2; }
 
 if ! grep -rqs '^Types:.*deb-src' /etc/apt/sources.list.d/ /etc/apt/sources.list 2>/dev/null; then
-  log "adding deb-src entries for bookworm"
-  cat > /etc/apt/sources.list.d/conveyor-deb-src.sources <<'SRC'
-Types: deb-src
-URIs: http://deb.debian.org/debian
-Suites: bookworm bookworm-updates
-Components: main
-Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
-
-Types: deb-src
-URIs: http://deb.debian.org/debian-security
-Suites: bookworm-security
-Components: main
-Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
-SRC
+  # Source packages come from the same archives the machine already installs
+  # binary packages from: copy its Debian entries with `deb` turned into `deb-src`.
+  log "adding deb-src entries derived from the machine's apt sources"
+  derived=/etc/apt/sources.list.d/conveyor-deb-src
+  if compgen -G "/etc/apt/sources.list.d/*.sources" >/dev/null; then
+    for file in /etc/apt/sources.list.d/*.sources; do
+      grep -qs '^Signed-By:.*debian-archive-keyring' "$file" || continue
+      sed -e 's/^Types:[[:space:]]*deb[[:space:]]*$/Types: deb-src/' "$file"
+      echo
+    done > "$derived.sources"
+  fi
+  if [[ -f /etc/apt/sources.list ]]; then
+    grep -E '^deb[[:space:]]' /etc/apt/sources.list | sed -e 's/^deb /deb-src /' > "$derived.list" || true
+  fi
+  if ! grep -qs 'deb-src' "$derived.sources" "$derived.list"; then
+    echo "no Debian apt source found to derive a deb-src entry from" >&2
+    exit 1
+  fi
 fi
 
 export DEBIAN_FRONTEND=noninteractive

@@ -193,7 +193,7 @@ impl ControlPlane {
             &bin,
             &[
                 format!("--kubeconfig={}", file("kcm.kubeconfig")),
-                "--controllers=garbagecollector,statefulset,serviceaccount,serviceaccount-token,namespace,pvc-protection"
+                "--controllers=garbagecollector,statefulset,serviceaccount,serviceaccount-token,namespace,pvc-protection,disruption"
                     .into(),
                 format!("--service-account-private-key-file={}", file("sa.key")),
                 format!("--root-ca-file={}", file("ca.crt")),

@@ -8,8 +8,9 @@ use kube::Client;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use conveyor_etl_operator::controller::{Context, Operator, Timing};
+use conveyor_etl_operator::controller::Operator;
 use conveyor_etl_operator::router::{ClientOptions, RouterClient};
+use conveyor_etl_operator::runtime::{Context, Timing};
 
 use super::control_plane::{OPERATOR_USER, install_crypto_provider};
 use super::{ControlPlane, kubectl_ok, repo_path, shared_with_crds};
@@ -85,9 +86,12 @@ impl RunningOperator {
         let router = Arc::new(RouterClient::new(router_options()));
         let operator = Operator::new(client, router, timing(), Some(namespace.to_string()));
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(operator.run(async move {
-            let _ = stopped.await;
-        }));
+        let task = tokio::spawn(async move {
+            let shutdown = async move {
+                let _ = stopped.await;
+            };
+            operator.run(shutdown).await.expect("the operator starts");
+        });
         RunningOperator { stop: Some(stop), task }
     }
 
@@ -105,8 +109,15 @@ impl Drop for RunningOperator {
     }
 }
 
-/// A context for calling a reconciler directly, as the `operator` user.
-pub async fn direct_context(plane: &ControlPlane) -> Arc<Context> {
+/// A context for calling a reconciler directly, as the `operator` user, with
+/// its caches of `namespace` filled and kept current in the background.
+pub async fn direct_context(plane: &ControlPlane, namespace: &str) -> (Arc<Context>, JoinHandle<()>) {
     let client = operator_client(plane).await;
-    Arc::new(Context::new(client, Arc::new(RouterClient::new(router_options())), timing()))
+    let operator = Operator::new(
+        client,
+        Arc::new(RouterClient::new(router_options())),
+        timing(),
+        Some(namespace.to_string()),
+    );
+    operator.detached_context().await.expect("caches start")
 }

@@ -157,6 +157,15 @@ impl RouterClient {
         let mut unreachable = None;
         while let Some((member, answer)) = answers.next().await {
             match answer {
+                // A member that reports no quorum may still name itself or an
+                // old leader (cut off from the others, it keeps its old term):
+                // never trust its leader.
+                Ok(status) if status.health() == ClusterHealth::Unhealthy => {
+                    no_quorum.get_or_insert(RouterError::NoQuorum {
+                        member: member.clone(),
+                        message: "member reports CLUSTER_HEALTH_UNHEALTHY".to_string(),
+                    });
+                }
                 Ok(status) if status.leader_id != 0 && status.node_id == status.leader_id => {
                     return Ok(member.clone());
                 }
@@ -172,12 +181,6 @@ impl RouterClient {
                         }
                         named_leader.get_or_insert(address);
                     }
-                }
-                Ok(status) if status.health() == ClusterHealth::Unhealthy => {
-                    no_quorum.get_or_insert(RouterError::NoQuorum {
-                        member: member.clone(),
-                        message: "member reports CLUSTER_HEALTH_UNHEALTHY and no leader".to_string(),
-                    });
                 }
                 Ok(_) => {
                     electing.get_or_insert(RouterError::NotLeader { member: member.clone(), leader: None });

@@ -36,13 +36,12 @@ use sha2::{Digest, Sha256};
 
 use crate::crd::EtlRouterCluster;
 
+pub use crate::runtime::policy::{PdbApi, pdb_api_resource};
 pub use config::{CONFIG_DIR, CONFIG_FILE, CONFIG_PATH, Peer, RouterConfig, config_hash, router_config};
-pub use pdb::{PdbApi, pdb_api_resource};
 pub use services::{GRPC_PORT_NAME, RAFT_PORT_NAME};
 pub use statefulset::{DATA_DIR, DATA_VOLUME, NODE_COMMAND, ROUTER_CONTAINER};
 
-/// Field manager of every server-side apply the operator makes.
-pub const FIELD_MANAGER: &str = "conveyor-etl-operator";
+pub use crate::runtime::FIELD_MANAGER;
 /// On every built object: hash of the object's content, computed with this annotation absent.
 pub const HASH_ANNOTATION: &str = "conveyor.etl/applied-hash";
 /// On every object and pod: the name of the EtlRouterCluster it belongs to.
@@ -71,6 +70,12 @@ pub enum BuildError {
         "the EtlRouterCluster {namespace}/{name} has no metadata.uid (it must be read from the API server)"
     )]
     MissingUid { namespace: String, name: String },
+}
+
+impl From<BuildError> for crate::runtime::Error {
+    fn from(error: BuildError) -> Self {
+        crate::runtime::Error::InvalidObject(error.to_string())
+    }
 }
 
 /// Names of the objects of one cluster.

@@ -12,6 +12,7 @@ fn pods(count: u32, ready: u32) -> Vec<PodState> {
     (0..count)
         .map(|ordinal| PodState {
             name: format!("c-{ordinal}"),
+            uid: format!("uid-{ordinal}"),
             ordinal,
             ready: ordinal < ready,
             ip: Some(format!("127.0.0.{}", ordinal + 2)),
@@ -26,7 +27,6 @@ fn view(node_id: u64, leader_id: u64, healthy: &[bool]) -> RouterView {
         node_id,
         leader_id,
         term: 4,
-        commit_index: 17,
         members: healthy
             .iter()
             .enumerate()
@@ -42,12 +42,15 @@ fn view(node_id: u64, leader_id: u64, healthy: &[bool]) -> RouterView {
 fn observation(target: i32, replicas: i32, pods: Vec<PodState>, probes: Vec<Probe>) -> Observation {
     Observation {
         cluster_name: "c".to_string(),
+        generation: 2,
+        paused: false,
         target_replicas: target,
         spec_errors: Vec::new(),
         stateful_set: Some(StatefulSetState {
             replicas,
             update_revision: Some(REVISION.to_string()),
             up_to_date: true,
+            spec_applied: true,
         }),
         pods,
         probes,
@@ -106,7 +109,6 @@ fn healthy_cluster_reports_leader_and_members() {
     assert_eq!(assessment.leader_pod.as_deref(), Some("c-1"));
     assert_eq!(assessment.leader_id, Some(2));
     assert_eq!(assessment.term, Some(4));
-    assert_eq!(assessment.commit_index, Some(17));
     let roles: Vec<&str> = assessment.members.iter().map(|m| m.role.as_str()).collect();
     assert_eq!(roles, ["Follower", "Leader", "Follower"]);
     assert!(assessment.members.iter().all(|m| m.healthy));
@@ -167,23 +169,116 @@ fn rolling_update_takes_followers_first_and_the_leader_last() {
     }
     let first = assess(&observation(3, 3, all_old.clone(), healthy_probes(3, 3)));
     assert_eq!(first.event, Event::RollingUpdate);
-    assert_eq!(first.roll_next.as_deref(), Some("c-1"), "highest non-leader ordinal first");
+    assert_eq!(
+        first.roll_next.as_ref().map(|s| s.pod.as_str()),
+        Some("c-1"),
+        "highest non-leader ordinal first"
+    );
 
     let mut only_leader_old = pods(3, 3);
     only_leader_old[2].revision = Some("rev-0".into());
     let last = assess(&observation(3, 3, only_leader_old, healthy_probes(3, 3)));
-    assert_eq!(last.roll_next.as_deref(), Some("c-2"), "the leader goes last");
+    assert_eq!(last.roll_next.as_ref().map(|s| s.pod.as_str()), Some("c-2"), "the leader goes last");
 }
 
 #[test]
-fn no_roll_step_while_a_member_is_unhealthy() {
+fn a_down_outdated_pod_is_replaced_first_and_healthy_ones_wait() {
     let mut old = pods(3, 2);
     for pod in &mut old {
         pod.revision = Some("rev-0".into());
     }
     let assessment = assess(&observation(3, 3, old, healthy_probes(2, 1)));
     assert_eq!(assessment.event, Event::MembersUnhealthy);
-    assert_eq!(assessment.roll_next, None);
+    let step = assessment.roll_next.expect("the down pod is replaced");
+    assert_eq!((step.pod.as_str(), step.uid.as_str(), step.healthy), ("c-2", "uid-2", false));
+    assert!(assessment.message.contains("replacing c-2"), "{}", assessment.message);
+
+    // A down pod already on the current template is left alone (a bad image halts the roll).
+    let mut bad_new = pods(3, 2);
+    bad_new[0].revision = Some("rev-0".into());
+    let halted = assess(&observation(3, 3, bad_new, healthy_probes(2, 1)));
+    assert_eq!(halted.event, Event::MembersUnhealthy);
+    assert_eq!(halted.roll_next, None, "healthy outdated pods wait while a member is down");
+}
+
+#[test]
+fn nothing_is_replaced_while_paused_or_while_a_pod_terminates() {
+    let mut old = pods(3, 2);
+    for pod in &mut old {
+        pod.revision = Some("rev-0".into());
+    }
+    let mut paused = observation(3, 3, old.clone(), healthy_probes(2, 1));
+    paused.paused = true;
+    assert_eq!(assess(&paused).roll_next, None);
+    old[0].terminating = true;
+    assert_eq!(assess(&observation(3, 3, old, healthy_probes(2, 1))).roll_next, None);
+}
+
+#[test]
+fn without_any_router_view_only_unready_pods_are_replaced() {
+    let mut old = pods(3, 3);
+    for pod in &mut old {
+        pod.revision = Some("rev-0".into());
+    }
+    let unreachable: Vec<Probe> =
+        (0..3).map(|i| Probe { pod: format!("c-{i}"), outcome: Err("deadline exceeded".into()) }).collect();
+    let blind = assess(&observation(3, 3, old.clone(), unreachable));
+    assert_eq!((blind.event, blind.roll_next), (Event::RouterUnreachable, None));
+    old[1].ready = false;
+    let starting = assess(&observation(3, 3, old, vec![]));
+    assert_eq!(starting.event, Event::PodsStarting);
+    assert_eq!(starting.roll_next.map(|s| s.pod), Some("c-1".to_string()));
+}
+
+#[test]
+fn ready_waits_until_this_generations_spec_is_applied() {
+    let mut observed = observation(3, 3, pods(3, 3), healthy_probes(3, 1));
+    observed.stateful_set.as_mut().unwrap().spec_applied = false;
+    let assessment = assess(&observed);
+    assert_eq!(assessment.event, Event::RollingUpdate);
+    assert_eq!(assessment.roll_next, None, "no pod is replaced before the new template is in place");
+    assert!(assessment.message.contains("generation 2"), "{}", assessment.message);
+
+    observed.paused = true;
+    let paused = assess(&observed);
+    assert_eq!(paused.event, Event::RollingUpdate);
+    assert!(paused.message.contains("paused"), "{}", paused.message);
+}
+
+#[test]
+fn learners_do_not_count_as_voting_members() {
+    let mut with_learner = view(1, 1, &[true, true, true]);
+    with_learner.members[2].role = Role::Learner;
+    let probes = vec![Probe { pod: "c-0".into(), outcome: Ok(with_learner) }];
+    let assessment = assess(&observation(3, 3, pods(3, 3), probes));
+    assert_eq!(assessment.event, Event::MembersUnhealthy);
+    assert!(assessment.message.contains("c-2 (node 3, a learner, not yet voting)"), "{}", assessment.message);
+    assert!(assessment.message.contains("2/3 voting members"), "{}", assessment.message);
+}
+
+#[test]
+fn a_shrink_waits_for_the_members_that_must_commit_it_and_says_so() {
+    // 5 → 3 with members 1, 2 and 5 down: 2/5 healthy cannot commit removing member 5.
+    let probes =
+        vec![Probe { pod: "c-2".into(), outcome: Ok(view(3, 3, &[false, false, true, true, false])) }];
+    let held = assess(&observation(3, 5, pods(5, 5), probes));
+    assert_eq!((held.event, held.replicas_step), (Event::MembersUnhealthy, 5));
+    assert!(held.message.contains("the scale step to 4 waits"), "{}", held.message);
+    assert!(held.message.contains("3 of 5 voting members"), "{}", held.message);
+}
+
+#[test]
+fn the_highest_term_wins_over_a_stale_leader() {
+    // Node 1 was cut off in term 4 and still believes it leads; the others elected node 2 in term 5.
+    let stale = view(1, 1, &[true, true, true]);
+    let current = RouterView { term: 5, ..view(2, 2, &[false, true, true]) };
+    let probes = vec![
+        Probe { pod: "c-0".into(), outcome: Ok(stale) },
+        Probe { pod: "c-1".into(), outcome: Ok(current) },
+    ];
+    let assessment = assess(&observation(3, 3, pods(3, 3), probes));
+    assert_eq!((assessment.leader_id, assessment.term), (Some(2), Some(5)));
+    assert_eq!(assessment.event, Event::MembersUnhealthy);
 }
 
 #[test]

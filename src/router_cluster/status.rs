@@ -1,0 +1,79 @@
+//! The status a cluster shows, and writing it when, and only when, it changed.
+
+use super::assess::Assessment;
+use super::conditions::{self as cluster_conditions, READY};
+use super::machine::Event;
+use super::validate::Validation;
+use crate::crd::{ClusterPhase, EtlRouterCluster, EtlRouterClusterStatus};
+use crate::runtime::conditions::{self, Wanted};
+use crate::runtime::status::synced;
+use crate::runtime::{Context, Error, events, status};
+
+/// The status after a reconcile that arrived at `phase`; `outcome` is how
+/// applying the spec went (health is reported either way).
+pub fn next_status(
+    cluster: &EtlRouterCluster,
+    phase: ClusterPhase,
+    assessment: &Assessment,
+    validation: &Validation,
+    paused: bool,
+    outcome: Result<(), &Error>,
+) -> EtlRouterClusterStatus {
+    let existing = cluster.status.as_ref().map(|s| s.conditions.as_slice()).unwrap_or_default();
+    let mut wanted: Vec<Wanted> =
+        cluster_conditions::main_conditions(phase, assessment.event, &assessment.message).into();
+    wanted.push(synced(outcome));
+    if paused || conditions::find(existing, cluster_conditions::PAUSED).is_some() {
+        wanted.push(cluster_conditions::paused(paused));
+    }
+    if !validation.warnings.is_empty()
+        || conditions::find(existing, cluster_conditions::SPEC_WARNING).is_some()
+    {
+        wanted.push(cluster_conditions::spec_warnings(&validation.warnings));
+    }
+    EtlRouterClusterStatus {
+        phase: Some(phase),
+        observed_generation: cluster.metadata.generation,
+        ready_replicas: Some(assessment.ready_replicas),
+        leader: assessment.leader_pod.clone(),
+        leader_id: assessment.leader_id,
+        term: assessment.term,
+        members: assessment.members.clone(),
+        conditions: conditions::merge(existing, &wanted, cluster.metadata.generation, &status::now()),
+    }
+}
+
+/// Writes status only when it changed, and records an Event when the phase
+/// or the Ready reason changed.
+pub async fn write_on_change(
+    cluster: &EtlRouterCluster,
+    ctx: &Context,
+    next: EtlRouterClusterStatus,
+    event: Event,
+) -> Result<(), Error> {
+    let previous = cluster.status.clone().unwrap_or_default();
+    if previous == next {
+        return Ok(());
+    }
+    status::apply(ctx, cluster, &next).await?;
+    if let Some(failure) = status::new_failure(&previous.conditions, &next.conditions) {
+        events::publish(ctx, cluster, true, &failure.reason, failure.message.clone()).await?;
+    }
+
+    let reason_of =
+        |s: &EtlRouterClusterStatus| conditions::find(&s.conditions, READY).map(|c| c.reason.clone());
+    if previous.phase == next.phase && reason_of(&previous) == reason_of(&next) {
+        return Ok(());
+    }
+    let phase = next.phase.unwrap_or_default();
+    let ready = conditions::find(&next.conditions, READY);
+    let reason = ready.map(|c| c.reason.clone()).unwrap_or_default();
+    let message = ready.map(|c| c.message.as_str()).unwrap_or_default();
+    let note = match previous.phase {
+        Some(from) if from == phase => format!("{phase:?}: {message}"),
+        Some(from) => format!("{from:?} → {phase:?}: {message}"),
+        None => format!("new → {phase:?}: {message}"),
+    };
+    let warning = cluster_conditions::event_type(phase, event) == "Warning";
+    events::publish(ctx, cluster, warning, &reason, note).await
+}

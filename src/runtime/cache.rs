@@ -1,0 +1,276 @@
+//! Watch caches: one reflector per watched type, shared by every controller
+//! that reads or is triggered by it. Reconciles read these stores instead of
+//! GETting objects, so an unchanged object costs the API server nothing.
+//! `managedFields` are stripped before an object is stored: they are large
+//! and the operator never reads them.
+
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use futures::{FutureExt, Stream, StreamExt};
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
+use kube::api::{ApiResource, DynamicObject};
+use kube::runtime::reflector::{self, ReflectHandle, Store, store::Writer};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+
+use super::policy::{PdbApi, pdb_api_resource};
+use crate::crd::EtlRouterCluster;
+
+/// How many events a slow subscriber may lag behind before the watch waits for it.
+const SUBSCRIBER_BUFFER: usize = 1024;
+
+/// One watched type: the writer that fills its store and fans events out to
+/// subscribed controllers, and the watch that feeds it.
+pub struct Watch<K>
+where
+    K: Resource + Clone + 'static,
+    K::DynamicType: Eq + Hash + Clone,
+{
+    api: Api<K>,
+    config: watcher::Config,
+    writer: Writer<K>,
+}
+
+impl<K> Watch<K>
+where
+    K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+    K::DynamicType: Eq + Hash + Clone + Default + Send + Sync,
+{
+    fn new(api: Api<K>, config: watcher::Config) -> (Watch<K>, Store<K>) {
+        let writer = Writer::new_shared(SUBSCRIBER_BUFFER, Default::default());
+        let store = writer.as_reader();
+        (Watch { api, config, writer }, store)
+    }
+
+    /// A stream of every object the watch applies, read from the store.
+    pub fn subscribe(&self) -> ReflectHandle<K> {
+        self.writer.subscribe().expect("a shared writer always hands out subscribers")
+    }
+}
+
+impl<K> Watch<K>
+where
+    K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+    K::DynamicType: Eq + Hash + Clone + Send + Sync,
+{
+    /// A cache without subscribers: kube-runtime's subscriber streams need
+    /// types known at compile time, so a dynamic type is read, not followed.
+    fn unshared(api: Api<K>, config: watcher::Config, dyntype: K::DynamicType) -> (Watch<K>, Store<K>) {
+        let writer = Writer::new(dyntype);
+        let store = writer.as_reader();
+        (Watch { api, config, writer }, store)
+    }
+
+    fn run(self) -> BoxFuture<'static, ()> {
+        let kind = std::any::type_name::<K>();
+        watcher(self.api, self.config)
+            .default_backoff()
+            .modify(|object| object.managed_fields_mut().clear())
+            .reflect_shared(self.writer)
+            .for_each(move |event| async move {
+                if let Err(error) = event {
+                    tracing::warn!(kind, %error, "watch failed; retrying with backoff");
+                }
+            })
+            .boxed()
+    }
+}
+
+/// Which objects of the shared types the operator watches.
+#[derive(Clone, Debug)]
+pub struct Selectors {
+    /// Label selector of the objects the operator creates.
+    pub owned: String,
+    /// Label selector of the router pods.
+    pub pods: String,
+}
+
+/// Read access to every watch cache; cheap to clone.
+#[derive(Clone)]
+pub struct Cache {
+    pub router_clusters: Store<EtlRouterCluster>,
+    pub stateful_sets: Store<StatefulSet>,
+    pub services: Store<Service>,
+    pub config_maps: Store<ConfigMap>,
+    pub pods: Store<Pod>,
+    pub pdbs: Store<DynamicObject>,
+    pub pdb_api: PdbApi,
+}
+
+/// The watches behind a [`Cache`]. Controllers subscribe to them before
+/// [`Watches::run`] drives them all.
+pub struct Watches {
+    pub router_clusters: Watch<EtlRouterCluster>,
+    pub stateful_sets: Watch<StatefulSet>,
+    pub services: Watch<Service>,
+    pub config_maps: Watch<ConfigMap>,
+    pub pods: Watch<Pod>,
+    /// Read from the cache only: a changed budget is put right at the next periodic reconcile.
+    pdbs: Watch<DynamicObject>,
+}
+
+fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+    K::DynamicType: Default,
+{
+    match namespace {
+        Some(namespace) => Api::namespaced(client.clone(), namespace),
+        None => Api::all(client.clone()),
+    }
+}
+
+impl Watches {
+    /// The watches of `namespace` (all namespaces when `None`).
+    pub fn new(
+        client: &Client,
+        namespace: Option<&str>,
+        pdb_api: PdbApi,
+        selectors: &Selectors,
+    ) -> (Watches, Cache) {
+        let owned = || watcher::Config::default().labels(&selectors.owned);
+        let (router_clusters, clusters_store) =
+            Watch::new(api(client, namespace), watcher::Config::default());
+        let (stateful_sets, sets_store) = Watch::new(api(client, namespace), owned());
+        let (services, services_store) = Watch::new(api(client, namespace), owned());
+        let (config_maps, maps_store) = Watch::new(api(client, namespace), owned());
+        let (pods, pods_store) =
+            Watch::new(api(client, namespace), watcher::Config::default().labels(&selectors.pods));
+        let resource: ApiResource = pdb_api_resource(pdb_api);
+        let pdb_api_handle = match namespace {
+            Some(namespace) => Api::namespaced_with(client.clone(), namespace, &resource),
+            None => Api::all_with(client.clone(), &resource),
+        };
+        let (pdbs, pdbs_store) = Watch::unshared(pdb_api_handle, owned(), resource);
+        let cache = Cache {
+            router_clusters: clusters_store,
+            stateful_sets: sets_store,
+            services: services_store,
+            config_maps: maps_store,
+            pods: pods_store,
+            pdbs: pdbs_store,
+            pdb_api,
+        };
+        (Watches { router_clusters, stateful_sets, services, config_maps, pods, pdbs }, cache)
+    }
+
+    /// Drives every watch; runs until dropped.
+    pub async fn run(self) {
+        let Watches { router_clusters, stateful_sets, services, config_maps, pods, pdbs } = self;
+        futures::future::join_all([
+            router_clusters.run(),
+            stateful_sets.run(),
+            services.run(),
+            config_maps.run(),
+            pods.run(),
+            pdbs.run(),
+        ])
+        .await;
+    }
+}
+
+impl Cache {
+    /// The `ApiResource` the PodDisruptionBudget cache holds.
+    pub fn pdbs_resource(&self) -> ApiResource {
+        pdb_api_resource(self.pdb_api)
+    }
+
+    /// Resolves once every store has been filled by its first list.
+    pub async fn ready(&self) {
+        let _ = futures::join!(
+            self.router_clusters.wait_until_ready(),
+            self.stateful_sets.wait_until_ready(),
+            self.services.wait_until_ready(),
+            self.config_maps.wait_until_ready(),
+            self.pods.wait_until_ready(),
+            self.pdbs.wait_until_ready(),
+        );
+    }
+}
+
+/// The object named `name` in `namespace` from `store`.
+pub fn get<K>(store: &Store<K>, namespace: &str, name: &str) -> Option<Arc<K>>
+where
+    K: Resource + Clone + 'static,
+    K::DynamicType: Eq + Hash + Clone + Default,
+{
+    store.get(&reflector::ObjectRef::new(name).within(namespace))
+}
+
+/// What a user changes on a resource: its spec (generation), labels,
+/// annotations, finalizers and deletion. Status writes change none of these.
+fn user_facing_hash<K: Resource>(object: &K) -> u64 {
+    let meta = object.meta();
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    meta.generation.hash(&mut hasher);
+    meta.labels.hash(&mut hasher);
+    meta.annotations.hash(&mut hasher);
+    meta.finalizers.hash(&mut hasher);
+    meta.deletion_timestamp.is_some().hash(&mut hasher);
+    hasher.finish()
+}
+
+/// Passes an object on only when something a user changes moved since the
+/// last time this object passed, so the operator's own status writes do not
+/// trigger another reconcile. Entries of deleted objects are pruned against
+/// `store` once they outnumber the live objects.
+pub fn user_changes<K>(stream: impl Stream<Item = Arc<K>>, store: Store<K>) -> impl Stream<Item = Arc<K>>
+where
+    K: Resource + Clone + 'static,
+    K::DynamicType: Eq + Hash + Clone,
+{
+    let mut seen: HashMap<String, u64> = HashMap::new();
+    stream.filter(move |object| {
+        let hash = user_facing_hash(object.as_ref());
+        let changed = seen.insert(object.uid().unwrap_or_default(), hash) != Some(hash);
+        if seen.len() > 2 * store.len() + 64 {
+            let live: std::collections::HashSet<String> =
+                store.state().iter().filter_map(|object| object.uid()).collect();
+            seen.retain(|uid, _| live.contains(uid));
+        }
+        std::future::ready(changed)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::stream;
+
+    fn cluster(generation: i64, phase: Option<crate::crd::ClusterPhase>) -> Arc<EtlRouterCluster> {
+        let yaml = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/examples/seed.yaml"))
+            .unwrap();
+        let mut cluster: EtlRouterCluster =
+            serde_norway::from_str(yaml.split("\n---\n").next().unwrap()).unwrap();
+        cluster.metadata.uid = Some("uid-1".into());
+        cluster.metadata.generation = Some(generation);
+        cluster.status = phase
+            .map(|phase| crate::crd::EtlRouterClusterStatus { phase: Some(phase), ..Default::default() });
+        Arc::new(cluster)
+    }
+
+    #[tokio::test]
+    async fn status_writes_do_not_pass_spec_and_metadata_changes_do() {
+        use crate::crd::ClusterPhase::*;
+        let (store, _writer) = reflector::store::<EtlRouterCluster>();
+        let mut annotated = (*cluster(2, Some(Ready))).clone();
+        annotated.annotations_mut().insert("conveyor.etl/paused".into(), "true".into());
+        let inputs = vec![
+            cluster(1, None),
+            cluster(1, Some(Provisioning)),
+            cluster(1, Some(Ready)),
+            cluster(2, Some(Ready)),
+            Arc::new(annotated),
+        ];
+        let passed: Vec<(Option<i64>, bool)> = user_changes(stream::iter(inputs), store)
+            .map(|c| (c.metadata.generation, c.annotations().contains_key("conveyor.etl/paused")))
+            .collect()
+            .await;
+        assert_eq!(passed, [(Some(1), false), (Some(2), false), (Some(2), true)]);
+    }
+}

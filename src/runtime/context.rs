@@ -1,0 +1,93 @@
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use kube::Client;
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::ObjectRef;
+
+use super::cache::Cache;
+use super::retry::Retries;
+use crate::router::Router;
+
+/// How often and how fast the controllers look again.
+#[derive(Clone, Debug)]
+pub struct Timing {
+    /// Health poll interval of a settled resource.
+    pub health_interval: Duration,
+    /// Poll interval while a resource forms, scales or rolls.
+    pub progress_interval: Duration,
+    /// First retry delay after an error; doubles up to `max_retry_delay`, with jitter.
+    pub min_retry_delay: Duration,
+    pub max_retry_delay: Duration,
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Timing {
+            health_interval: Duration::from_secs(10),
+            progress_interval: Duration::from_secs(2),
+            min_retry_delay: Duration::from_millis(500),
+            max_retry_delay: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Shared by every reconcile of every kind.
+pub struct Context {
+    pub client: Client,
+    pub router: Arc<dyn Router>,
+    pub recorder: Recorder,
+    pub timing: Timing,
+    /// The watch caches reconciles read instead of the API server.
+    pub cache: Cache,
+    retries: Retries,
+    reconciles: AtomicU64,
+}
+
+impl Context {
+    pub fn new(client: Client, router: Arc<dyn Router>, timing: Timing, cache: Cache) -> Context {
+        let reporter =
+            Reporter { controller: "conveyor-etl-operator".into(), instance: std::env::var("POD_NAME").ok() };
+        Context {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            router,
+            retries: Retries::new(timing.min_retry_delay, timing.max_retry_delay),
+            timing,
+            cache,
+            reconciles: AtomicU64::new(0),
+        }
+    }
+
+    /// The next delay before retrying `object` after an error: exponential,
+    /// jittered, capped; never a hot loop.
+    pub fn next_retry_delay<K: kube::Resource>(&self, object: &ObjectRef<K>) -> Duration
+    where
+        K::DynamicType: Eq + std::hash::Hash,
+    {
+        self.retries.next_delay(object.to_string())
+    }
+
+    /// Forgets the error history of `object`: it reconciled cleanly, or it is gone.
+    pub fn forget_retries<K: kube::Resource>(&self, object: &ObjectRef<K>)
+    where
+        K::DynamicType: Eq + std::hash::Hash,
+    {
+        self.retries.forget(&object.to_string());
+    }
+
+    /// How many objects have a retry history (for tests and metrics).
+    pub fn objects_in_backoff(&self) -> usize {
+        self.retries.tracked()
+    }
+
+    pub(crate) fn count_reconcile(&self) {
+        self.reconciles.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Reconciles started since the operator started, every kind together.
+    pub fn reconciles(&self) -> u64 {
+        self.reconciles.load(Ordering::Relaxed)
+    }
+}

@@ -1,0 +1,107 @@
+use crate::router::RouterError;
+
+/// What every error a reconcile can end in tells: a PascalCase reason for the
+/// `Synced` condition and the Warning Event, and a short label for metrics.
+pub trait Reason {
+    fn reason(&self) -> &'static str;
+    fn label(&self) -> &'static str;
+}
+
+/// Everything a reconcile of any kind can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("Kubernetes API request failed: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("router request failed: {0}")]
+    Router(#[from] RouterError),
+    #[error("the object is invalid: {0}")]
+    InvalidObject(String),
+    #[error(
+        "{kind} {name} already exists and is not owned by this resource (it belongs to {owner}); \
+         the operator leaves it alone: rename this resource or delete that object"
+    )]
+    NotOwned { kind: &'static str, name: String, owner: String },
+    #[error("the API server rejected {kind} {name}: {message}")]
+    Rejected { kind: String, name: String, message: String },
+    #[error("finalizer: {0}")]
+    Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
+    /// An error the kind already wrote to status (with its health) and
+    /// reported with an Event; the runtime only retries it.
+    #[error(transparent)]
+    Reported(Box<Error>),
+}
+
+impl Reason for Error {
+    fn label(&self) -> &'static str {
+        match self {
+            Error::Kube(_) => "kube",
+            Error::Router(error) => error.label(),
+            Error::InvalidObject(_) => "invalid_object",
+            Error::NotOwned { .. } => "not_owned",
+            Error::Rejected { .. } => "rejected",
+            Error::Finalizer(_) => "finalizer",
+            Error::Reported(error) => error.label(),
+        }
+    }
+
+    fn reason(&self) -> &'static str {
+        match self {
+            Error::Kube(kube::Error::Api(status)) if status.code == 403 => "Forbidden",
+            Error::Kube(kube::Error::Api(status)) if status.code == 409 => "Conflict",
+            Error::Kube(_) => "KubernetesApiError",
+            Error::Router(error) => error.reason(),
+            Error::InvalidObject(_) => "InvalidObject",
+            Error::NotOwned { .. } => "ObjectOwnedElsewhere",
+            Error::Rejected { .. } => "SpecRejected",
+            Error::Finalizer(_) => "FinalizerFailed",
+            Error::Reported(error) => error.reason(),
+        }
+    }
+}
+
+impl Error {
+    pub fn label(&self) -> &'static str {
+        Reason::label(self)
+    }
+
+    pub fn reason(&self) -> &'static str {
+        Reason::reason(self)
+    }
+
+    /// A 422 from the API server becomes [`Error::Rejected`], naming the object,
+    /// so the condition says what was refused instead of a retried status code.
+    pub fn from_apply(error: kube::Error, kind: &str, name: &str) -> Error {
+        match error {
+            kube::Error::Api(status) if status.code == 422 => Error::Rejected {
+                kind: kind.to_owned(),
+                name: name.to_owned(),
+                message: status.message.clone(),
+            },
+            other => Error::Kube(other),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn api_error(code: u16) -> kube::Error {
+        kube::Error::Api(Box::new(kube::core::Status::failure("refused", "Invalid").with_code(code)))
+    }
+
+    #[test]
+    fn reasons_are_pascal_case_and_name_the_cause() {
+        assert_eq!(Error::Kube(api_error(403)).reason(), "Forbidden");
+        assert_eq!(Error::Kube(api_error(500)).reason(), "KubernetesApiError");
+        let rejected = Error::from_apply(api_error(422), "StatefulSet", "c");
+        assert_eq!((rejected.reason(), rejected.label()), ("SpecRejected", "rejected"));
+        assert!(rejected.to_string().contains("StatefulSet c"), "{rejected}");
+        let owned =
+            Error::NotOwned { kind: "Service", name: "a-raft".into(), owner: "EtlRouterCluster a".into() };
+        assert_eq!(owned.reason(), "ObjectOwnedElsewhere");
+        assert!(
+            owned.to_string().contains("Service a-raft") && owned.to_string().contains("EtlRouterCluster a")
+        );
+    }
+}

@@ -1,0 +1,43 @@
+//! The kind-agnostic runtime every kind's controller stands on.
+//!
+//! Dependencies point one way: `runtime` knows the resource types (`crd`) and
+//! the router client, never a kind's module; each kind (`router_cluster`, and
+//! next the pipeline and service kinds) builds on it; `controller` wires the
+//! kinds to the API server on top.
+//!
+//! What lives here: the shared [`Context`]; the [`Error`] every reconcile
+//! fails with, with a PascalCase reason and a metrics label; the watch caches
+//! ([`cache`]) that replace per-reconcile GETs; the [`Reconciler`] trait and
+//! [`reconciler::run`], which handles the cleanup finalizer (only while a kind
+//! needs one), the `Synced` condition, Events on failure and retry backoff;
+//! status diff-and-patch ([`status`]); ownership-checked server-side apply
+//! ([`apply`]); and the generic `states.md` table harness ([`state_table`]).
+
+pub mod apply;
+pub mod cache;
+pub mod conditions;
+mod context;
+mod error;
+pub mod events;
+pub mod policy;
+pub mod reconciler;
+mod retry;
+#[cfg(test)]
+pub mod state_table;
+pub mod status;
+
+pub use cache::Cache;
+pub use context::{Context, Timing};
+pub use error::{Error, Reason};
+pub use reconciler::Reconciler;
+
+/// Field manager of every server-side apply the operator makes.
+pub const FIELD_MANAGER: &str = "conveyor-etl-operator";
+/// `conveyor.etl/paused: "true"` on any resource: the operator observes and
+/// reports, but changes nothing.
+pub const PAUSED_ANNOTATION: &str = "conveyor.etl/paused";
+
+/// Whether `object` carries the pause annotation.
+pub fn paused<K: kube::Resource>(object: &K) -> bool {
+    object.meta().annotations.as_ref().and_then(|a| a.get(PAUSED_ANNOTATION)).is_some_and(|v| v == "true")
+}

@@ -1,0 +1,166 @@
+//! What a kind implements to run on the runtime, and the generic entry point
+//! around its reconcile: cache readiness, the cleanup finalizer (only while
+//! the kind needs one), failure reporting and retry backoff.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use futures::{Stream, StreamExt};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::api::{Patch, PatchParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::finalizer::{Event as Finalizer, finalizer};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::{Api, Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::conditions::{self, Wanted};
+use super::status::{self, SYNCED};
+use super::{Context, Error, events};
+
+/// The finalizer a kind holds while deleting it needs work beyond garbage collection.
+pub const FINALIZER: &str = "conveyor.etl/cleanup";
+
+/// A kind of resource the operator reconciles.
+pub trait Reconciler:
+    Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+    + Clone
+    + Serialize
+    + DeserializeOwned
+    + std::fmt::Debug
+    + Send
+    + Sync
+    + 'static
+{
+    type Status: Serialize + Clone + Default + Send + Sync;
+
+    /// Whether deleting the resource now needs [`Reconciler::cleanup`]; the
+    /// finalizer is held only while this is true.
+    fn needs_cleanup(&self) -> bool;
+
+    /// The status's conditions, empty when there is no status yet.
+    fn conditions(&self) -> &[Condition];
+
+    /// The current status with `conditions` in place of its conditions.
+    fn status_with(&self, conditions: Vec<Condition>) -> Self::Status;
+
+    /// Observe, decide, act, write status: one pass.
+    fn reconcile(&self, ctx: &Context) -> impl Future<Output = Result<Action, Error>> + Send;
+
+    /// Work before the resource may go (called only while the finalizer is held).
+    fn cleanup(&self, ctx: &Context) -> impl Future<Output = Result<Action, Error>> + Send;
+}
+
+/// The controller's reconcile function for any kind.
+pub async fn run<K: Reconciler>(object: Arc<K>, ctx: Arc<Context>) -> Result<Action, Error> {
+    ctx.cache.ready().await;
+    ctx.count_reconcile();
+    let result = with_finalizer(&object, &ctx).await;
+    match &result {
+        Ok(_) => ctx.forget_retries(&ObjectRef::from_obj(&*object)),
+        Err(Error::Reported(_)) => {}
+        Err(error) => {
+            if let Err(report_error) = report_failure(&*object, error, &ctx).await {
+                tracing::warn!(%report_error, "could not record the failure on the resource's status");
+            }
+        }
+    }
+    result
+}
+
+async fn with_finalizer<K: Reconciler>(object: &Arc<K>, ctx: &Context) -> Result<Action, Error> {
+    let deleting = object.meta().deletion_timestamp.is_some();
+    let held = object.finalizers().iter().any(|f| f == FINALIZER);
+    if !held && !object.needs_cleanup() {
+        return if deleting { Ok(Action::await_change()) } else { object.reconcile(ctx).await };
+    }
+    if held && !deleting && !object.needs_cleanup() {
+        // No longer needed (e.g. the retention policy changed back): let go of it.
+        release_finalizer(&**object, ctx).await?;
+        return object.reconcile(ctx).await;
+    }
+    let namespace = object.namespace().ok_or_else(|| Error::InvalidObject("no metadata.namespace".into()))?;
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), &namespace);
+    finalizer(&api, FINALIZER, object.clone(), |event| async {
+        match event {
+            Finalizer::Apply(object) => object.reconcile(ctx).await,
+            Finalizer::Cleanup(object) => object.cleanup(ctx).await,
+        }
+    })
+    .await
+    .map_err(|error| match error {
+        kube::runtime::finalizer::Error::ApplyFailed(error)
+        | kube::runtime::finalizer::Error::CleanupFailed(error) => error,
+        other => Error::Finalizer(Box::new(other)),
+    })
+}
+
+/// Removes [`FINALIZER`], guarded by a test of the list it read, so a
+/// finalizer another controller added meanwhile is never dropped.
+async fn release_finalizer<K: Reconciler>(object: &K, ctx: &Context) -> Result<(), Error> {
+    let namespace = object.namespace().ok_or_else(|| Error::InvalidObject("no metadata.namespace".into()))?;
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), &namespace);
+    let current = object.finalizers().to_vec();
+    let kept: Vec<&String> = current.iter().filter(|f| *f != FINALIZER).collect();
+    let patch: json_patch::Patch = serde_json::from_value(serde_json::json!([
+        { "op": "test", "path": "/metadata/finalizers", "value": current },
+        { "op": "replace", "path": "/metadata/finalizers", "value": kept },
+    ]))
+    .map_err(|e| Error::InvalidObject(e.to_string()))?;
+    api.patch::<K>(&object.name_any(), &PatchParams::default(), &Patch::Json(patch)).await?;
+    Ok(())
+}
+
+/// Records a failed reconcile as `Synced=False` and a Warning Event, once per
+/// distinct failure (a kind that already wrote it with its status is skipped).
+async fn report_failure<K: Reconciler>(object: &K, error: &Error, ctx: &Context) -> Result<(), Error> {
+    let existing = object.conditions();
+    let wanted: Wanted = status::synced(Err(error));
+    let unchanged = conditions::find(existing, SYNCED)
+        .is_some_and(|c| c.status == "False" && c.reason == wanted.reason && c.message == wanted.message);
+    if unchanged || object.meta().deletion_timestamp.is_some() {
+        return Ok(());
+    }
+    let merged = conditions::merge(existing, &[wanted], object.meta().generation, &status::now());
+    status::apply(ctx, object, &object.status_with(merged)).await?;
+    events::publish(ctx, object, true, error.reason(), error.to_string()).await
+}
+
+/// Requeue with jittered exponential backoff after a failure.
+pub fn error_policy<K: Reconciler>(object: Arc<K>, error: &Error, ctx: Arc<Context>) -> Action {
+    let delay = ctx.next_retry_delay(&ObjectRef::from_obj(&*object));
+    tracing::warn!(kind = K::kind(&()).as_ref(), name = %object.name_any(), %error, ?delay, "reconcile failed");
+    Action::requeue(delay)
+}
+
+/// A controller of `K` triggered by what users change on it (its own status
+/// writes do not trigger it), reading from `store`.
+pub fn controller<K: Reconciler>(
+    trigger: impl Stream<Item = Arc<K>> + Send + 'static,
+    store: Store<K>,
+) -> Controller<K> {
+    Controller::for_shared_stream(super::cache::user_changes(trigger, store.clone()), store)
+}
+
+/// Runs `controller` until `shutdown` resolves, forgetting the retry history
+/// of objects that are gone.
+pub async fn drive<K: Reconciler>(
+    controller: Controller<K>,
+    ctx: Arc<Context>,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) {
+    let kind = K::kind(&()).into_owned();
+    controller
+        .graceful_shutdown_on(shutdown)
+        .run(run::<K>, error_policy::<K>, ctx.clone())
+        .for_each(|result| {
+            if let Err(kube::runtime::controller::Error::ObjectNotFound(object)) = &result {
+                ctx.forget_retries(object);
+            } else if let Err(error) = &result {
+                tracing::debug!(kind, %error, "reconcile error");
+            }
+            std::future::ready(())
+        })
+        .await;
+}

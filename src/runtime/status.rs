@@ -1,0 +1,62 @@
+//! Status written by server-side apply, only when it changed, with the
+//! `Synced` condition every kind carries.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Patch, PatchParams};
+use kube::{Api, Resource, ResourceExt};
+use serde::Serialize;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+
+use super::conditions::{self, Wanted};
+use super::{Context, Error, FIELD_MANAGER};
+
+/// True when the last reconcile applied the spec; False with the error's
+/// reason when it failed (health is still reported beside it).
+pub const SYNCED: &str = "Synced";
+
+/// The `Synced` condition after a reconcile that ended in `outcome`.
+pub fn synced(outcome: Result<(), &Error>) -> Wanted {
+    match outcome {
+        Ok(()) => Wanted::new(SYNCED, true, "ReconcileSucceeded", "the last reconcile succeeded"),
+        Err(error) => Wanted::new(SYNCED, false, error.reason(), error.to_string()),
+    }
+}
+
+/// The failure to announce with a Warning Event when `Synced` went False, or
+/// its reason or message changed, between two condition lists.
+pub fn new_failure<'a>(previous: &[Condition], next: &'a [Condition]) -> Option<&'a Condition> {
+    let next = conditions::find(next, SYNCED).filter(|c| c.status == "False")?;
+    let same = conditions::find(previous, SYNCED)
+        .is_some_and(|p| p.status == next.status && p.reason == next.reason && p.message == next.message);
+    (!same).then_some(next)
+}
+
+/// Server-side apply of the whole status as the operator's one field manager:
+/// a full `{apiVersion, kind, status}` body, so fields the operator stops
+/// setting are removed.
+pub async fn apply<K>(ctx: &Context, object: &K, status: &impl Serialize) -> Result<(), Error>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    let namespace = object.namespace().ok_or_else(|| Error::InvalidObject("no metadata.namespace".into()))?;
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), &namespace);
+    let body = serde_json::json!({
+        "apiVersion": K::api_version(&()),
+        "kind": K::kind(&()),
+        "status": status,
+    });
+    api.patch_status(&object.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(body))
+        .await?;
+    Ok(())
+}
+
+/// Now, to the second: the API server stores condition times in seconds, so
+/// a finer time would differ from the stored one and look like a change.
+pub fn now() -> Time {
+    let now = k8s_openapi::jiff::Timestamp::now();
+    Time(k8s_openapi::jiff::Timestamp::from_second(now.as_second()).unwrap_or(now))
+}
