@@ -5,7 +5,6 @@
 mod support;
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use futures::StreamExt;
 
@@ -18,112 +17,9 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
 
 use conveyor_etl_operator::crd::{ClusterPhase, EtlRouterCluster, StorageRetention};
-use support::kubelet::FakeKubelet;
 use support::operator::{RunningOperator, shared_with_rbac};
-use support::{ControlPlane, eventually, test_namespace};
-
-const FORM_TIMEOUT: Duration = Duration::from_secs(60);
-
-fn seed_cluster(name: &str) -> EtlRouterCluster {
-    let yaml = std::fs::read_to_string(support::repo_path("deploy/examples/seed.yaml")).unwrap();
-    let mut cluster: EtlRouterCluster =
-        serde_norway::from_str(yaml.split("\n---\n").next().unwrap()).unwrap();
-    cluster.metadata.name = Some(name.to_string());
-    cluster
-}
-
-struct Scenario {
-    plane: &'static ControlPlane,
-    client: Client,
-    namespace: String,
-    clusters: Api<EtlRouterCluster>,
-    kubelet: FakeKubelet,
-    operator: Option<RunningOperator>,
-}
-
-impl Scenario {
-    async fn new(prefix: &str) -> Scenario {
-        let plane = shared_with_rbac();
-        let client = plane.client().await;
-        let namespace = test_namespace(&client, prefix).await;
-        let kubelet = FakeKubelet::start(client.clone(), &namespace, "my-cluster", 50051).await;
-        let operator = Some(RunningOperator::start(plane, &namespace).await);
-        let clusters = Api::namespaced(client.clone(), &namespace);
-        Scenario { plane, client, namespace, clusters, kubelet, operator }
-    }
-
-    async fn create(&self, cluster: &EtlRouterCluster) {
-        self.clusters.create(&Default::default(), cluster).await.expect("create cluster");
-    }
-
-    async fn get(&self) -> EtlRouterCluster {
-        self.clusters.get("my-cluster").await.expect("get cluster")
-    }
-
-    async fn wait_for(&self, what: &str, check: impl Fn(&EtlRouterCluster) -> bool) -> EtlRouterCluster {
-        let deadline = std::time::Instant::now() + FORM_TIMEOUT;
-        loop {
-            let cluster = self.clusters.get("my-cluster").await.expect("get cluster");
-            if check(&cluster) {
-                return cluster;
-            }
-            if std::time::Instant::now() >= deadline {
-                let events = support::kubectl(self.plane, &["get", "events", "-n", &self.namespace]);
-                let pods = support::kubectl(
-                    self.plane,
-                    &["get", "pods,statefulsets,pvc", "-n", &self.namespace, "-o", "wide"],
-                );
-                panic!(
-                    "timed out waiting for {what}; status: {:#?}\nevents:\n{}\nobjects:\n{}{}",
-                    cluster.status,
-                    String::from_utf8_lossy(&events.stdout),
-                    String::from_utf8_lossy(&pods.stdout),
-                    String::from_utf8_lossy(&pods.stderr),
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await; // poll interval
-        }
-    }
-
-    async fn wait_phase(&self, phase: ClusterPhase) -> EtlRouterCluster {
-        self.wait_for(&format!("phase {phase:?}"), |c| phase_of(c) == Some(phase)).await
-    }
-
-    /// (type, reason, note) of the Events about the cluster, oldest first.
-    async fn events(&self) -> Vec<(String, String, String)> {
-        let api: Api<KubeEvent> = Api::namespaced(self.client.clone(), &self.namespace);
-        let mut events: Vec<KubeEvent> = api
-            .list(&ListParams::default())
-            .await
-            .unwrap()
-            .items
-            .into_iter()
-            .filter(|e| {
-                e.regarding.as_ref().is_some_and(|r| {
-                    r.kind.as_deref() == Some("EtlRouterCluster") && r.name.as_deref() == Some("my-cluster")
-                })
-            })
-            .collect();
-        events.sort_by_key(|e| e.event_time.as_ref().map(|t| t.0));
-        events
-            .into_iter()
-            .map(|e| (e.type_.unwrap_or_default(), e.reason.unwrap_or_default(), e.note.unwrap_or_default()))
-            .collect()
-    }
-}
-
-fn phase_of(cluster: &EtlRouterCluster) -> Option<ClusterPhase> {
-    cluster.status.as_ref().and_then(|s| s.phase)
-}
-
-fn condition<'a>(cluster: &'a EtlRouterCluster, type_: &str) -> (&'a str, &'a str, &'a str) {
-    let c = cluster
-        .status
-        .as_ref()
-        .and_then(|s| s.conditions.iter().find(|c| c.type_ == type_))
-        .unwrap_or_else(|| panic!("no {type_} condition"));
-    (c.status.as_str(), c.reason.as_str(), c.message.as_str())
-}
+use support::scenario::{FORM_TIMEOUT, Scenario, condition, phase_of, seed_cluster};
+use support::{eventually, test_namespace};
 
 #[tokio::test]
 async fn seed_cluster_forms_through_every_phase_and_deploys_what_the_spec_says() {
@@ -391,7 +287,15 @@ async fn scaling_3_to_5_to_3_moves_one_member_at_a_time_and_keeps_the_pdb_right(
 async fn an_image_change_rolls_one_pod_at_a_time_with_the_leader_last() {
     let s = Scenario::new("roll").await;
     s.create(&seed_cluster("my-cluster")).await;
-    let ready = s.wait_phase(ClusterPhase::Ready).await;
+    s.wait_phase(ClusterPhase::Ready).await;
+    // A leader that is not the lowest ordinal, so "highest first" alone would not put it last.
+    assert!(s.kubelet.sim.transfer_leadership(2), "node 2 takes over");
+    let ready = s
+        .wait_for("node 2 leading", |c| {
+            phase_of(c) == Some(ClusterPhase::Ready)
+                && c.status.as_ref().is_some_and(|s| s.leader.as_deref() == Some("my-cluster-1"))
+        })
+        .await;
     let leader = ready.status.unwrap().leader.unwrap();
 
     let pods: Api<Pod> = Api::namespaced(s.client.clone(), &s.namespace);
@@ -423,7 +327,11 @@ async fn an_image_change_rolls_one_pod_at_a_time_with_the_leader_last() {
 
     let order = deleted.lock().unwrap().clone();
     assert_eq!(order.len(), 3, "each pod rolled exactly once: {order:?}");
-    assert_eq!(order.last(), Some(&leader), "the leader's pod must go last: {order:?}");
+    assert_eq!(
+        order,
+        ["my-cluster-2", "my-cluster-0", "my-cluster-1"],
+        "followers highest first, the leader ({leader}) last"
+    );
     let update_revision = sets.get("my-cluster").await.unwrap().status.unwrap().update_revision.unwrap();
     for pod in pods.list(&ListParams::default()).await.unwrap() {
         assert_eq!(
@@ -497,6 +405,7 @@ async fn deleting_a_cluster_garbage_collects_its_objects_and_keeps_volumes_unles
     };
     assert_eq!(claim_names().await, ["data-my-cluster-0", "data-my-cluster-1", "data-my-cluster-2"]);
 
+    assert!(s.get().await.metadata.finalizers.is_none(), "no finalizer while volumes are retained");
     s.clusters.delete("my-cluster", &Default::default()).await.unwrap();
     eventually(FORM_TIMEOUT, "the owned objects garbage-collected", || async {
         let sets: Api<StatefulSet> = Api::namespaced(s.client.clone(), &s.namespace);
@@ -517,10 +426,29 @@ async fn deleting_a_cluster_garbage_collects_its_objects_and_keeps_volumes_unles
     cluster.spec.storage.as_mut().unwrap().retention_policy = StorageRetention::Delete;
     s.create(&cluster).await;
     s.wait_phase(ClusterPhase::Ready).await;
+    let finalizers = s.get().await.metadata.finalizers.unwrap_or_default();
+    assert_eq!(finalizers, ["conveyor.etl/cleanup"], "the finalizer is held while volumes are to be deleted");
+    // Back to Retain: the finalizer is let go; to Delete again: held again.
+    for (policy, held) in [("Retain", false), ("Delete", true)] {
+        let patch = serde_json::json!({"spec": {"storage": {"retentionPolicy": policy}}});
+        s.clusters.patch("my-cluster", &PatchParams::default(), &Patch::Merge(patch)).await.unwrap();
+        s.wait_for(&format!("finalizer held: {held}"), |c| {
+            c.metadata.finalizers.as_deref().unwrap_or_default().iter().any(|f| f == "conveyor.etl/cleanup")
+                == held
+        })
+        .await;
+    }
+    let names = claim_names().await;
+    assert_eq!(names.len(), 3, "{names:?}");
     s.clusters.delete("my-cluster", &Default::default()).await.unwrap();
     eventually(FORM_TIMEOUT, "the volumes deleted", || async {
-        let live = claims.list(&ListParams::default()).await.ok()?;
-        live.iter().all(|claim| claim.metadata.deletion_timestamp.is_some()).then_some(())
+        for name in &names {
+            let claim = claims.get_opt(name).await.ok()?;
+            if claim.is_some_and(|claim| claim.metadata.deletion_timestamp.is_none()) {
+                return None;
+            }
+        }
+        Some(())
     })
     .await;
 }

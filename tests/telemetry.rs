@@ -91,6 +91,8 @@ async fn reconciles_are_exported_as_otlp_spans() {
     let attributes = span.1;
     assert_eq!(attributes.get("name").map(String::as_str), Some("my-cluster"));
     assert_eq!(attributes.get("namespace").map(String::as_str), Some("default"));
+    let event = attributes.get("event").map(String::as_str).unwrap_or_default();
+    assert!(["NotDeployed", "PodsStarting"].contains(&event), "unexpected event {attributes:?}");
     assert!(
         ["Provisioning", "RaftForming", "Pending"].contains(&attributes["phase"].as_str()),
         "unexpected phase {attributes:?}"

@@ -3,9 +3,10 @@
 //! Running and Ready with a loopback IP and runs a simulated router node on
 //! that IP, exactly where the operator will look for it.
 
+use std::collections::HashSet;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::StatefulSet;
@@ -18,11 +19,19 @@ use tokio::task::JoinHandle;
 use conveyor_etl_operator::router_cluster::build::ordinal_of;
 use conveyor_etl_operator::sim::{SimCluster, SimOptions};
 
-pub struct FakeKubelet {
-    pub sim: Arc<SimCluster>,
+/// What a test can change about the kubelet while it runs.
+#[derive(Default)]
+struct Knobs {
     /// Pods with an ordinal below this are started; the rest wait (lets a
     /// test hold a cluster in RaftForming).
-    ready_below: Arc<AtomicU32>,
+    ready_below: AtomicU32,
+    /// Images whose pods never start (a bad image: not pulled, crashing, whatever).
+    broken_images: Mutex<HashSet<String>>,
+}
+
+pub struct FakeKubelet {
+    pub sim: Arc<SimCluster>,
+    knobs: Arc<Knobs>,
     task: JoinHandle<()>,
     subnet: [u8; 2],
     client: Client,
@@ -44,7 +53,7 @@ impl FakeKubelet {
     pub async fn start(client: Client, namespace: &str, cluster: &str, grpc_port: u16) -> FakeKubelet {
         let sim =
             Arc::new(SimCluster::start(Vec::new(), SimOptions::default()).await.expect("start simulator"));
-        let ready_below = Arc::new(AtomicU32::new(u32::MAX));
+        let knobs = Arc::new(Knobs { ready_below: AtomicU32::new(u32::MAX), ..Knobs::default() });
         let subnet = unique_subnet();
         let task = tokio::spawn(run(
             client.clone(),
@@ -53,14 +62,19 @@ impl FakeKubelet {
             grpc_port,
             subnet,
             sim.clone(),
-            ready_below.clone(),
+            knobs.clone(),
         ));
-        FakeKubelet { sim, ready_below, task, subnet, client, namespace: namespace.to_string() }
+        FakeKubelet { sim, knobs, task, subnet, client, namespace: namespace.to_string() }
     }
 
     /// Starts only pods with an ordinal below `limit` from now on.
     pub fn start_pods_below(&self, limit: u32) {
-        self.ready_below.store(limit, Ordering::SeqCst);
+        self.knobs.ready_below.store(limit, Ordering::SeqCst);
+    }
+
+    /// Pods of `image` never become ready from now on.
+    pub fn break_image(&self, image: &str) {
+        self.knobs.broken_images.lock().unwrap().insert(image.to_string());
     }
 
     /// Restarts the kubelet's watch so pods held back are looked at again.
@@ -92,7 +106,7 @@ async fn run(
     grpc_port: u16,
     subnet: [u8; 2],
     sim: Arc<SimCluster>,
-    ready_below: Arc<AtomicU32>,
+    knobs: Arc<Knobs>,
 ) {
     let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
     let sets: Api<StatefulSet> = Api::namespaced(client, &namespace);
@@ -101,7 +115,12 @@ async fn run(
     while let Some(event) = events.next().await {
         match event {
             Ok(watcher::Event::Apply(pod) | watcher::Event::InitApply(pod)) => {
-                start_pod(&pods, &pod, grpc_port, subnet, &sim, &ready_below).await;
+                let image =
+                    pod.spec.as_ref().and_then(|s| s.containers.first()?.image.clone()).unwrap_or_default();
+                if knobs.broken_images.lock().unwrap().contains(&image) {
+                    continue;
+                }
+                start_pod(&pods, &pod, grpc_port, subnet, &sim, &knobs.ready_below).await;
             }
             Ok(watcher::Event::Delete(pod)) => {
                 let Some(ordinal) = ordinal_of(&pod.name_any()) else { continue };

@@ -1,0 +1,123 @@
+//! A router-cluster scenario on the shared control plane: its own namespace,
+//! a fake kubelet with a simulated router node per pod, and the operator
+//! running in-process under its RBAC.
+
+use std::time::Duration;
+
+use k8s_openapi::api::events::v1::Event as KubeEvent;
+use kube::Client;
+use kube::api::{Api, ListParams};
+
+use conveyor_etl_operator::crd::{ClusterPhase, EtlRouterCluster};
+
+use super::kubelet::FakeKubelet;
+use super::operator::{RunningOperator, shared_with_rbac};
+use super::{ControlPlane, test_namespace};
+
+pub const FORM_TIMEOUT: Duration = Duration::from_secs(60);
+
+pub fn seed_cluster(name: &str) -> EtlRouterCluster {
+    let yaml = std::fs::read_to_string(super::repo_path("deploy/examples/seed.yaml")).unwrap();
+    let mut cluster: EtlRouterCluster =
+        serde_norway::from_str(yaml.split("\n---\n").next().unwrap()).unwrap();
+    cluster.metadata.name = Some(name.to_string());
+    cluster
+}
+
+pub struct Scenario {
+    pub plane: &'static ControlPlane,
+    pub client: Client,
+    pub namespace: String,
+    pub clusters: Api<EtlRouterCluster>,
+    pub kubelet: FakeKubelet,
+    pub operator: Option<RunningOperator>,
+}
+
+impl Scenario {
+    pub async fn new(prefix: &str) -> Scenario {
+        let plane = shared_with_rbac();
+        let client = plane.client().await;
+        let namespace = test_namespace(&client, prefix).await;
+        let kubelet = FakeKubelet::start(client.clone(), &namespace, "my-cluster", 50051).await;
+        let operator = Some(RunningOperator::start(plane, &namespace).await);
+        let clusters = Api::namespaced(client.clone(), &namespace);
+        Scenario { plane, client, namespace, clusters, kubelet, operator }
+    }
+
+    pub async fn create(&self, cluster: &EtlRouterCluster) {
+        self.clusters.create(&Default::default(), cluster).await.expect("create cluster");
+    }
+
+    pub async fn get(&self) -> EtlRouterCluster {
+        self.clusters.get("my-cluster").await.expect("get cluster")
+    }
+
+    pub async fn wait_for(&self, what: &str, check: impl Fn(&EtlRouterCluster) -> bool) -> EtlRouterCluster {
+        let deadline = std::time::Instant::now() + FORM_TIMEOUT;
+        loop {
+            let cluster = self.clusters.get("my-cluster").await.expect("get cluster");
+            if check(&cluster) {
+                return cluster;
+            }
+            if std::time::Instant::now() >= deadline {
+                let events = super::kubectl(self.plane, &["get", "events", "-n", &self.namespace]);
+                let pods = super::kubectl(
+                    self.plane,
+                    &["get", "pods,statefulsets,pvc", "-n", &self.namespace, "-o", "wide"],
+                );
+                panic!(
+                    "timed out waiting for {what}; status: {:#?}\nevents:\n{}\nobjects:\n{}{}",
+                    cluster.status,
+                    String::from_utf8_lossy(&events.stdout),
+                    String::from_utf8_lossy(&pods.stdout),
+                    String::from_utf8_lossy(&pods.stderr),
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await; // poll interval
+        }
+    }
+
+    pub async fn wait_phase(&self, phase: ClusterPhase) -> EtlRouterCluster {
+        self.wait_for(&format!("phase {phase:?}"), |c| phase_of(c) == Some(phase)).await
+    }
+
+    /// (type, reason, note) of the Events about the cluster, oldest first.
+    pub async fn events(&self) -> Vec<(String, String, String)> {
+        self.events_of("my-cluster").await
+    }
+
+    /// (type, reason, note) of the Events about cluster `name`, oldest first.
+    pub async fn events_of(&self, name: &str) -> Vec<(String, String, String)> {
+        let api: Api<KubeEvent> = Api::namespaced(self.client.clone(), &self.namespace);
+        let mut events: Vec<KubeEvent> = api
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .filter(|e| {
+                e.regarding.as_ref().is_some_and(|r| {
+                    r.kind.as_deref() == Some("EtlRouterCluster") && r.name.as_deref() == Some(name)
+                })
+            })
+            .collect();
+        events.sort_by_key(|e| e.event_time.as_ref().map(|t| t.0));
+        events
+            .into_iter()
+            .map(|e| (e.type_.unwrap_or_default(), e.reason.unwrap_or_default(), e.note.unwrap_or_default()))
+            .collect()
+    }
+}
+
+pub fn phase_of(cluster: &EtlRouterCluster) -> Option<ClusterPhase> {
+    cluster.status.as_ref().and_then(|s| s.phase)
+}
+
+pub fn condition<'a>(cluster: &'a EtlRouterCluster, type_: &str) -> (&'a str, &'a str, &'a str) {
+    let c = cluster
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.iter().find(|c| c.type_ == type_))
+        .unwrap_or_else(|| panic!("no {type_} condition"));
+    (c.status.as_str(), c.reason.as_str(), c.message.as_str())
+}
