@@ -2,10 +2,11 @@
 //!
 //! Each test runs its own cluster on its own loopback range (127.<test>.0.<node>,
 //! port 0), so tests run in parallel without port clashes. Nothing waits with a
-//! bare sleep: conditions are polled with a deadline by [`eventually`].
+//! bare sleep: conditions are polled with a deadline by [`until`].
 
-use std::future::Future;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+mod support;
+
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use conveyor_etl_operator::crd::{DlqSpec, EtlPipelineSpec, GrpcSpec};
@@ -17,48 +18,17 @@ use conveyor_etl_operator::router::{
     ServiceType, StageStatus,
 };
 use conveyor_etl_operator::sim::{SimCluster, SimOptions};
-
-/// Polls `condition` every 10 ms until it holds; panics with `what` after `deadline`.
-async fn eventually<F, Fut>(deadline: Duration, what: &str, mut condition: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let started = Instant::now();
-    loop {
-        if condition().await {
-            return;
-        }
-        assert!(started.elapsed() < deadline, "not within {deadline:?}: {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
+use support::router_sim::{fast_options, node_addr, until};
 
 /// Node ids 1..=count on 127.<range>.0.<id>, any free port.
 fn nodes(range: u8, count: u8) -> Vec<(u64, SocketAddr)> {
     (1..=count).map(|id| (u64::from(id), node_addr(range, id))).collect()
 }
 
-fn node_addr(range: u8, id: u8) -> SocketAddr {
-    SocketAddr::new(IpAddr::V4(Ipv4Addr::new(127, range, 0, id)), 0)
-}
-
 async fn cluster(range: u8, count: u8) -> (SimCluster, Vec<String>) {
     let sim = SimCluster::start(nodes(range, count), SimOptions::default()).await.unwrap();
     let members = sim.endpoints();
     (sim, members)
-}
-
-/// Short deadlines and backoff so failure tests finish quickly.
-fn fast_options() -> ClientOptions {
-    ClientOptions {
-        call_timeout: Duration::from_millis(500),
-        connect_timeout: Duration::from_millis(300),
-        max_attempts: 10,
-        max_retry_time: Duration::from_secs(5),
-        min_backoff: Duration::from_millis(25),
-        max_backoff: Duration::from_millis(200),
-    }
 }
 
 fn spec(steps: &[&str]) -> EtlPipelineSpec {
@@ -384,8 +354,7 @@ async fn quorum_lost_is_a_transient_error_retried_with_backoff() {
     assert_eq!(sim.call_count("CreatePipeline"), 0);
 
     sim.restart_node(2).await.unwrap();
-    eventually(Duration::from_secs(3), "a leader after quorum returns", || async { sim.leader().is_some() })
-        .await;
+    until(Duration::from_secs(3), "a leader after quorum returns", || async { sim.leader().is_some() }).await;
     client.create_pipeline(&members, config("users", 1)).await.unwrap();
     assert_eq!(sim.term(), 2);
     sim.shutdown().await;
@@ -438,7 +407,7 @@ async fn membership_grows_from_three_to_five() {
     // Two of five down: still a quorum. Three down: none.
     sim.stop_node(1).await;
     sim.stop_node(2).await;
-    eventually(Duration::from_secs(3), "node 3 leads", || async { sim.leader() == Some(3) }).await;
+    until(Duration::from_secs(3), "node 3 leads", || async { sim.leader() == Some(3) }).await;
     client.create_pipeline(&members, config("users", 1)).await.unwrap();
     sim.stop_node(3).await;
     let status = client.member_status(&members[3]).await.unwrap();
@@ -446,7 +415,7 @@ async fn membership_grows_from_three_to_five() {
 
     sim.remove_node(1).await;
     sim.remove_node(2).await;
-    eventually(Duration::from_secs(3), "a leader among the three left", || async { sim.leader() == Some(4) })
+    until(Duration::from_secs(3), "a leader among the three left", || async { sim.leader() == Some(4) })
         .await;
     sim.shutdown().await;
 }

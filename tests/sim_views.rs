@@ -3,10 +3,10 @@
 //!
 //! Each test runs its own cluster on its own loopback range (127.<test>.0.<node>,
 //! port 0). Nothing waits with a bare sleep: conditions are polled with a deadline
-//! by [`eventually`].
+//! by [`until`].
 
-use std::future::Future;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+mod support;
+
 use std::time::{Duration, Instant};
 
 use conveyor_etl_operator::crd::{DlqSpec, EtlPipelineSpec};
@@ -16,43 +16,12 @@ use conveyor_etl_operator::router::{
     RouterError,
 };
 use conveyor_etl_operator::sim::{Partition, SimCluster, SimOptions};
-
-/// Polls `condition` every 10 ms until it holds; panics with `what` after `deadline`.
-async fn eventually<F, Fut>(deadline: Duration, what: &str, mut condition: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let started = Instant::now();
-    loop {
-        if condition().await {
-            return;
-        }
-        assert!(started.elapsed() < deadline, "not within {deadline:?}: {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
-fn node_addr(range: u8, id: u8) -> SocketAddr {
-    SocketAddr::new(IpAddr::V4(Ipv4Addr::new(127, range, 0, id)), 0)
-}
+use support::router_sim::{fast_options, node_addr, until};
 
 /// Voters with ids `ids` on 127.<range>.0.<id>, any free port.
 async fn cluster(range: u8, ids: &[u8], options: SimOptions) -> SimCluster {
     let nodes = ids.iter().map(|&id| (u64::from(id), node_addr(range, id))).collect();
     SimCluster::start(nodes, options).await.unwrap()
-}
-
-/// Short deadlines and backoff so failure tests finish quickly.
-fn fast_options() -> ClientOptions {
-    ClientOptions {
-        call_timeout: Duration::from_millis(500),
-        connect_timeout: Duration::from_millis(300),
-        max_attempts: 10,
-        max_retry_time: Duration::from_secs(5),
-        min_backoff: Duration::from_millis(25),
-        max_backoff: Duration::from_millis(200),
-    }
 }
 
 fn config(name: &str) -> PipelineConfig {
@@ -85,7 +54,7 @@ async fn isolated_leader_claims_its_old_term_while_the_majority_elects_anew() {
     client.create_pipeline(&members, config("before")).await.unwrap();
 
     sim.partition_node_with(1, Partition::PeersOnly);
-    eventually(Duration::from_secs(3), "nodes 2 and 3 follow node 2 in term 2", || async {
+    until(Duration::from_secs(3), "nodes 2 and 3 follow node 2 in term 2", || async {
         view(&client, &members[1]).await == Some((2, 2)) && view(&client, &members[2]).await == Some((2, 2))
     })
     .await;
@@ -186,7 +155,7 @@ async fn refuse_fails_fast_and_hang_runs_into_the_deadline() {
     assert!(elapsed < timeout + Duration::from_secs(1), "{elapsed:?}");
 
     sim.heal_node(3);
-    eventually(Duration::from_secs(3), "node 3 follows the re-elected leader", || async {
+    until(Duration::from_secs(3), "node 3 follows the re-elected leader", || async {
         view(&client, &members[2]).await.is_some_and(|(_, leader)| leader != 0)
     })
     .await;
@@ -214,7 +183,7 @@ async fn learners_replicate_but_never_vote_or_lead() {
 
     // The leader goes: the next election skips learner 1.
     sim.stop_node(2).await;
-    eventually(Duration::from_secs(3), "voter 3 leads", || async {
+    until(Duration::from_secs(3), "voter 3 leads", || async {
         view(&client, &members[0]).await == Some((2, 3))
     })
     .await;

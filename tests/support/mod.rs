@@ -9,6 +9,7 @@ pub mod control_plane;
 pub mod kube_helpers;
 pub mod kubelet;
 pub mod operator;
+pub mod router_sim;
 pub mod scenario;
 
 pub use control_plane::ControlPlane;
