@@ -521,3 +521,39 @@ async fn a_failing_reconcile_is_visible_as_synced_false_and_a_warning_event() {
     assert!(warned, "no Warning event for the failed reconcile");
     operator.stop().await;
 }
+
+#[tokio::test]
+async fn a_paused_cluster_keeps_its_volumes_when_deleted() {
+    let s = Scenario::new("paused-delete").await;
+    let mut cluster = seed_cluster("my-cluster");
+    cluster.spec.storage.as_mut().unwrap().retention_policy = StorageRetention::Delete;
+    cluster.metadata.annotations = Some([("conveyor.etl/paused".to_string(), "true".to_string())].into());
+    s.create(&cluster).await;
+    // Paused from birth: nothing is deployed, but the finalizer is held for the Delete policy.
+    s.wait_for("the finalizer held", |c| {
+        c.metadata.finalizers.as_deref().unwrap_or_default().iter().any(|f| f == "conveyor.etl/cleanup")
+    })
+    .await;
+    let resume = serde_json::json!({"metadata": {"annotations": {"conveyor.etl/paused": null}}});
+    s.clusters.patch("my-cluster", &PatchParams::default(), &Patch::Merge(resume)).await.unwrap();
+    s.wait_phase(ClusterPhase::Ready).await;
+    let pause = serde_json::json!({"metadata": {"annotations": {"conveyor.etl/paused": "true"}}});
+    s.clusters.patch("my-cluster", &PatchParams::default(), &Patch::Merge(pause)).await.unwrap();
+    s.wait_for("paused", |c| condition(c, "ReconciliationPaused").0 == "True").await;
+
+    s.clusters.delete("my-cluster", &Default::default()).await.unwrap();
+    eventually(FORM_TIMEOUT, "the cluster gone", || async {
+        s.clusters.get_opt("my-cluster").await.ok()?.is_none().then_some(())
+    })
+    .await;
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(s.client.clone(), &s.namespace);
+    let kept: Vec<String> = claims
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .iter()
+        .filter(|claim| claim.metadata.deletion_timestamp.is_none())
+        .map(|claim| claim.name_any())
+        .collect();
+    assert_eq!(kept.len(), 3, "a paused cluster's volumes are kept: {kept:?}");
+}
