@@ -10,6 +10,7 @@
 
 pub mod controller;
 pub mod crd;
+pub mod pipeline;
 pub mod router;
 pub mod router_cluster;
 pub mod runtime;

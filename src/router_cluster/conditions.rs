@@ -2,13 +2,11 @@
 //! function of its phase and the event that led there.
 
 use crate::crd::ClusterPhase;
-use crate::runtime::conditions::{Status, Wanted};
+use crate::runtime::conditions::{self, Status, Wanted};
 
 use super::machine::Event;
 
-pub const READY: &str = "Ready";
-pub const PROGRESSING: &str = "Progressing";
-pub const DEGRADED: &str = "Degraded";
+pub use crate::runtime::conditions::{DEGRADED, PROGRESSING, READY};
 pub const PAUSED: &str = "ReconciliationPaused";
 pub const SPEC_WARNING: &str = "SpecWarning";
 
@@ -37,7 +35,6 @@ pub fn reason(phase: ClusterPhase, event: Event) -> &'static str {
 /// Ready, Progressing and Degraded for a cluster in `phase` after `event`.
 /// They share one reason and message, so `kubectl describe` tells one story.
 pub fn main_conditions(phase: ClusterPhase, event: Event, message: &str) -> [Wanted; 3] {
-    let reason = reason(phase, event);
     let ready = match (phase, event) {
         (ClusterPhase::Ready, _) => Status::True,
         // Health that cannot be read is never shown as known.
@@ -47,11 +44,7 @@ pub fn main_conditions(phase: ClusterPhase, event: Event, message: &str) -> [Wan
     let progressing = matches!(phase, ClusterPhase::Provisioning | ClusterPhase::RaftForming)
         || matches!(event, Event::Scaling | Event::RollingUpdate);
     let degraded = matches!(phase, ClusterPhase::Degraded | ClusterPhase::Unavailable);
-    [
-        Wanted::new(READY, ready, reason, message),
-        Wanted::new(PROGRESSING, progressing, reason, message),
-        Wanted::new(DEGRADED, degraded, reason, message),
-    ]
+    conditions::main_conditions(ready, progressing, degraded, reason(phase, event), message)
 }
 
 /// Kubernetes Event type for arriving in `phase` after `event`: a planned

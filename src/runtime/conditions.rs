@@ -49,6 +49,26 @@ impl Wanted {
     }
 }
 
+pub const READY: &str = "Ready";
+pub const PROGRESSING: &str = "Progressing";
+pub const DEGRADED: &str = "Degraded";
+
+/// Ready, Progressing and Degraded sharing one reason and message, so
+/// `kubectl describe` tells one story.
+pub fn main_conditions(
+    ready: Status,
+    progressing: bool,
+    degraded: bool,
+    reason: &'static str,
+    message: &str,
+) -> [Wanted; 3] {
+    [
+        Wanted::new(READY, ready, reason, message),
+        Wanted::new(PROGRESSING, progressing, reason, message),
+        Wanted::new(DEGRADED, degraded, reason, message),
+    ]
+}
+
 /// The conditions after applying `wanted` to `existing`: each wanted type is
 /// replaced, keeping its `lastTransitionTime` unless its status changed;
 /// types not wanted are kept as they are (another writer may own them).

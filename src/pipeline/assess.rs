@@ -1,0 +1,130 @@
+//! From an observation to the machine's event, the message conditions show,
+//! and the one router call that brings the router's copy in line. Pure.
+
+use super::machine::Event;
+use super::observation::{ClusterView, Observation, Reference, RouterCopy, ServiceState};
+
+/// The router call to make now. Chosen from the router's own copy, so an
+/// operator restart or a lost reply never creates a pipeline twice.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Submit {
+    Create,
+    Update,
+    Enable,
+    Disable,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Assessment {
+    pub event: Event,
+    pub message: String,
+    pub submit: Option<Submit>,
+    /// `ReferencesResolved`: whether every reference is Ready, and a sentence naming those that are not.
+    pub references_resolved: (bool, String),
+}
+
+fn describe(reference: &Reference) -> String {
+    format!("{} {} ({})", reference.kind, reference.name, reference.role)
+}
+
+fn listed<'a>(references: impl Iterator<Item = &'a Reference>) -> Vec<String> {
+    references.map(describe).collect()
+}
+
+fn references_resolved(references: &[Reference]) -> (bool, String) {
+    let missing = listed(references.iter().filter(|r| r.state == ServiceState::Missing));
+    let not_ready = listed(references.iter().filter(|r| r.state == ServiceState::NotReady));
+    let mut parts = Vec::new();
+    if !missing.is_empty() {
+        parts.push(format!("missing: {}", missing.join(", ")));
+    }
+    if !not_ready.is_empty() {
+        parts.push(format!("not Ready yet: {}", not_ready.join(", ")));
+    }
+    if parts.is_empty() {
+        (
+            true,
+            format!("the source, {} step(s) and the sink are registered", references.len().saturating_sub(2)),
+        )
+    } else {
+        (false, format!("{}; the pipeline goes on by itself once they are Ready", parts.join("; ")))
+    }
+}
+
+pub fn assess(observation: &Observation) -> Assessment {
+    let references_resolved = references_resolved(&observation.references);
+    let done = |event: Event, message: String, submit: Option<Submit>| Assessment {
+        event,
+        message,
+        submit,
+        references_resolved: references_resolved.clone(),
+    };
+    let cluster = match &observation.cluster {
+        ClusterView::Unresolved(why) => return done(Event::NoCluster, why.clone(), None),
+        ClusterView::NotReady { name } => {
+            let message = format!("router cluster {name} is not Ready; the pipeline waits for it");
+            return done(Event::ClusterNotReady, message, None);
+        }
+        ClusterView::Ready { name } => name,
+    };
+    if observation.references.iter().any(|r| r.state == ServiceState::Missing) {
+        return done(Event::ReferencesMissing, references_resolved.1.clone(), None);
+    }
+    if observation.references.iter().any(|r| r.state == ServiceState::NotReady) {
+        return done(Event::ReferencesNotReady, references_resolved.1.clone(), None);
+    }
+    let generation = observation.generation;
+    let submit = match &observation.router {
+        None => {
+            return done(
+                Event::ClusterNotReady,
+                format!("router cluster {cluster} has no member to ask"),
+                None,
+            );
+        }
+        Some(RouterCopy::Unimplemented(why)) => {
+            let message = format!(
+                "router cluster {cluster} does not serve RouterAdmin ({why}): this router build cannot run \
+                 pipelines; deploy a router image with RouterAdmin"
+            );
+            return done(Event::RouterAdminUnimplemented, message, None);
+        }
+        Some(RouterCopy::Unreachable(why)) => {
+            let message = format!("no member of router cluster {cluster} answered ({why}); retrying");
+            return done(Event::RouterUnreachable, message, None);
+        }
+        Some(RouterCopy::Absent) => Some(Submit::Create),
+        Some(RouterCopy::Present { matches: false, .. }) => Some(Submit::Update),
+        Some(RouterCopy::Present { generation: applied, .. }) if *applied != Some(generation) => {
+            Some(Submit::Update)
+        }
+        Some(RouterCopy::Present { enabled, .. }) if *enabled != observation.enabled => {
+            Some(if observation.enabled { Submit::Enable } else { Submit::Disable })
+        }
+        Some(RouterCopy::Present { .. }) => None,
+    };
+    if let Some(submit) = submit {
+        let what = match submit {
+            Submit::Create => "creating it",
+            Submit::Update => "updating it",
+            Submit::Enable => "enabling it",
+            Submit::Disable => "disabling it",
+        };
+        let message = format!("router cluster {cluster} does not hold generation {generation} yet: {what}");
+        return done(Event::OutOfSync, message, Some(submit));
+    }
+    let unhealthy: Vec<String> = observation
+        .references
+        .iter()
+        .filter_map(|r| match &r.state {
+            ServiceState::Unhealthy(why) => Some(format!("{} ({why})", describe(r))),
+            _ => None,
+        })
+        .collect();
+    if !unhealthy.is_empty() {
+        let message = format!("the router reports {} unhealthy", unhealthy.join(", "));
+        return done(Event::ServiceUnhealthy, message, None);
+    }
+    let state = if observation.enabled { "running" } else { "disabled" };
+    done(Event::InSync, format!("router cluster {cluster} holds generation {generation}, {state}"), None)
+}

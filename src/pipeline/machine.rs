@@ -1,0 +1,133 @@
+//! The EtlPipeline state machine: which phase follows from the current phase
+//! and what the reconciler observed. Pure: handlers decide, never act.
+//! `states.md` is its specification; `tests/machine_table.rs` holds the two together.
+
+use statig::prelude::*;
+
+use crate::crd::Phase;
+
+/// What one reconcile observed of a pipeline, condensed into the one fact
+/// that drives its phase. `assess` picks it by precedence.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Event {
+    /// No router cluster to run on: none in the namespace, several and no
+    /// `clusterRef`, or the named one does not exist.
+    NoCluster,
+    /// The cluster exists but is not Ready.
+    ClusterNotReady,
+    /// A referenced source, step or sink does not exist.
+    ReferencesMissing,
+    /// Every reference exists, but one is not registered (not Ready) yet.
+    ReferencesNotReady,
+    /// No router member answered.
+    RouterUnreachable,
+    /// The router answers RouterAdmin calls with UNIMPLEMENTED.
+    RouterAdminUnimplemented,
+    /// The router's copy is missing or differs from this generation: submit it.
+    OutOfSync,
+    /// The router holds this generation, but a referenced service is unhealthy.
+    ServiceUnhealthy,
+    /// The router confirmed this generation and every service is healthy.
+    InSync,
+}
+
+impl Event {
+    pub const ALL: [Event; 9] = [
+        Event::NoCluster,
+        Event::ClusterNotReady,
+        Event::ReferencesMissing,
+        Event::ReferencesNotReady,
+        Event::RouterUnreachable,
+        Event::RouterAdminUnimplemented,
+        Event::OutOfSync,
+        Event::ServiceUnhealthy,
+        Event::InSync,
+    ];
+}
+
+/// Zero-sized: the state lives in `status.phase` and is restored every reconcile.
+#[derive(Default)]
+pub struct PipelineMachine;
+
+#[state_machine(initial = "State::pending()", state(derive(Debug, Clone, Copy, PartialEq, Eq)))]
+impl PipelineMachine {
+    /// Never taken by the router yet: waits for its cluster and references.
+    #[state]
+    fn pending(event: &Event) -> Outcome<State> {
+        match event {
+            Event::OutOfSync => Transition(State::provisioning()),
+            Event::InSync => Transition(State::ready()),
+            Event::ServiceUnhealthy => Transition(State::degraded()),
+            _ => Handled,
+        }
+    }
+
+    /// Being submitted; retried until the router confirms it.
+    #[state]
+    fn provisioning(event: &Event) -> Outcome<State> {
+        match event {
+            Event::InSync => Transition(State::ready()),
+            Event::ServiceUnhealthy => Transition(State::degraded()),
+            Event::NoCluster
+            | Event::ClusterNotReady
+            | Event::ReferencesMissing
+            | Event::ReferencesNotReady => Transition(State::pending()),
+            Event::OutOfSync | Event::RouterUnreachable | Event::RouterAdminUnimplemented => Handled,
+        }
+    }
+
+    /// Taken by the router once: health and sync alone move it.
+    #[superstate]
+    fn operational(event: &Event) -> Outcome<State> {
+        match event {
+            Event::InSync => Transition(State::ready()),
+            Event::OutOfSync => Transition(State::provisioning()),
+            _ => Transition(State::degraded()),
+        }
+    }
+
+    #[state(superstate = "operational")]
+    fn ready(event: &Event) -> Outcome<State> {
+        match event {
+            Event::InSync => Handled,
+            _ => Super,
+        }
+    }
+
+    #[state(superstate = "operational")]
+    fn degraded(event: &Event) -> Outcome<State> {
+        match event {
+            Event::InSync | Event::OutOfSync => Super,
+            _ => Handled,
+        }
+    }
+}
+
+impl State {
+    fn of(phase: Phase) -> State {
+        match phase {
+            Phase::Pending => State::pending(),
+            Phase::Provisioning => State::provisioning(),
+            Phase::Ready => State::ready(),
+            Phase::Degraded => State::degraded(),
+        }
+    }
+
+    fn phase(&self) -> Phase {
+        match self {
+            State::Pending {} => Phase::Pending,
+            State::Provisioning {} => Phase::Provisioning,
+            State::Ready {} => Phase::Ready,
+            State::Degraded {} => Phase::Degraded,
+        }
+    }
+}
+
+/// The phase that follows `current` when `event` is observed.
+pub fn next_phase(current: Phase, event: Event) -> Phase {
+    let mut machine = PipelineMachine.uninitialized_state_machine();
+    *machine.state_mut() = State::of(current);
+    let mut machine = machine.init();
+    machine.handle(&event);
+    machine.state().phase()
+}

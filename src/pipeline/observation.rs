@@ -1,0 +1,66 @@
+//! What one reconcile saw of a pipeline: plain data read by the pure `assess`.
+
+/// The router cluster the pipeline runs on, as resolved from its namespace.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ClusterView {
+    /// None to run on; the sentence says why (none, several, the named one missing).
+    Unresolved(String),
+    NotReady {
+        name: String,
+    },
+    Ready {
+        name: String,
+    },
+}
+
+/// How a referenced service stands.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ServiceState {
+    Missing,
+    /// Exists but not registered with the router (not Ready).
+    NotReady,
+    /// Registered, but the router reports it unhealthy; the router's words.
+    Unhealthy(String),
+    Ready,
+}
+
+/// One source, step or sink the pipeline names.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reference {
+    /// `source`, `step 1`, ..., `sink`.
+    pub role: String,
+    /// `EtlSource`, `EtlTransform` or `EtlSink`.
+    pub kind: &'static str,
+    pub name: String,
+    pub state: ServiceState,
+}
+
+/// The router's copy of the pipeline.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RouterCopy {
+    /// No member answered; the client's words.
+    Unreachable(String),
+    /// The router build lacks RouterAdmin.
+    Unimplemented(String),
+    Absent,
+    Present {
+        /// The EtlPipeline generation the router's copy was made from.
+        generation: Option<i64>,
+        version: u64,
+        enabled: bool,
+        /// Whether its config is exactly what this generation builds.
+        matches: bool,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Observation {
+    pub generation: i64,
+    /// `spec.enabled`.
+    pub enabled: bool,
+    pub cluster: ClusterView,
+    /// In pipeline order: source, steps, sink.
+    pub references: Vec<Reference>,
+    /// `None` when the router was not asked (no Ready cluster).
+    pub router: Option<RouterCopy>,
+}

@@ -1,0 +1,91 @@
+//! `assess` on hand-built pipeline observations.
+
+use crate::pipeline::assess::{Submit, assess};
+use crate::pipeline::machine::Event;
+use crate::pipeline::observation::{ClusterView, Observation, Reference, RouterCopy, ServiceState};
+
+fn reference(role: &str, kind: &'static str, name: &str, state: ServiceState) -> Reference {
+    Reference { role: role.into(), kind, name: name.into(), state }
+}
+
+fn seed(router: Option<RouterCopy>) -> Observation {
+    Observation {
+        generation: 3,
+        enabled: true,
+        cluster: ClusterView::Ready { name: "my-cluster".into() },
+        references: vec![
+            reference("source", "EtlSource", "kafka-users", ServiceState::Ready),
+            reference("step 1", "EtlTransform", "filter-active", ServiceState::Ready),
+            reference("step 2", "EtlTransform", "enrich-geo", ServiceState::Ready),
+            reference("sink", "EtlSink", "s3-archive", ServiceState::Ready),
+        ],
+        router,
+    }
+}
+
+fn present(generation: i64, enabled: bool, matches: bool) -> Option<RouterCopy> {
+    Some(RouterCopy::Present { generation: Some(generation), version: 2, enabled, matches })
+}
+
+#[test]
+fn missing_and_unready_references_are_named_exactly() {
+    let mut observed = seed(None);
+    observed.references[0].state = ServiceState::Missing;
+    observed.references[2].state = ServiceState::NotReady;
+    let assessment = assess(&observed);
+    assert_eq!((assessment.event, assessment.submit), (Event::ReferencesMissing, None));
+    let (resolved, message) = &assessment.references_resolved;
+    assert!(!resolved);
+    assert!(message.contains("missing: EtlSource kafka-users (source)"), "{message}");
+    assert!(message.contains("not Ready yet: EtlTransform enrich-geo (step 2)"), "{message}");
+    assert!(!message.contains("filter-active"), "{message}");
+
+    observed.references[0].state = ServiceState::Ready;
+    assert_eq!(assess(&observed).event, Event::ReferencesNotReady);
+}
+
+#[test]
+fn the_cluster_comes_first() {
+    let mut observed = seed(None);
+    observed.cluster = ClusterView::Unresolved("2 router clusters (a, b) and no spec.clusterRef".into());
+    observed.references[0].state = ServiceState::Missing;
+    let assessment = assess(&observed);
+    assert_eq!(assessment.event, Event::NoCluster);
+    assert!(assessment.message.contains("(a, b)"));
+    observed.cluster = ClusterView::NotReady { name: "a".into() };
+    assert_eq!(assess(&observed).event, Event::ClusterNotReady);
+}
+
+#[test]
+fn the_router_call_follows_the_routers_own_copy() {
+    let create = assess(&seed(Some(RouterCopy::Absent)));
+    assert_eq!((create.event, create.submit), (Event::OutOfSync, Some(Submit::Create)));
+    assert!(create.message.contains("generation 3"), "{}", create.message);
+    assert_eq!(assess(&seed(present(2, true, true))).submit, Some(Submit::Update), "older generation");
+    assert_eq!(assess(&seed(present(3, true, false))).submit, Some(Submit::Update), "config drifted");
+    assert_eq!(assess(&seed(present(3, false, true))).submit, Some(Submit::Enable));
+    let mut disabled = seed(present(3, true, true));
+    disabled.enabled = false;
+    assert_eq!(assess(&disabled).submit, Some(Submit::Disable));
+    let in_sync = assess(&seed(present(3, true, true)));
+    assert_eq!((in_sync.event, in_sync.submit), (Event::InSync, None));
+    assert!(in_sync.references_resolved.0);
+}
+
+#[test]
+fn router_trouble_and_unhealthy_services_are_their_own_reasons() {
+    let unimplemented = assess(&seed(Some(RouterCopy::Unimplemented("UNIMPLEMENTED".into()))));
+    assert_eq!(unimplemented.event, Event::RouterAdminUnimplemented);
+    assert!(
+        unimplemented.message.contains("lacks RouterAdmin")
+            || unimplemented.message.contains("cannot run pipelines")
+    );
+    let unreachable = assess(&seed(Some(RouterCopy::Unreachable("deadline exceeded".into()))));
+    assert_eq!((unreachable.event, unreachable.submit), (Event::RouterUnreachable, None));
+
+    let mut sick = seed(present(3, true, true));
+    sick.references[3].state = ServiceState::Unhealthy("disk full".into());
+    let assessment = assess(&sick);
+    assert_eq!(assessment.event, Event::ServiceUnhealthy);
+    assert!(assessment.message.contains("EtlSink s3-archive (sink) (disk full)"), "{}", assessment.message);
+}

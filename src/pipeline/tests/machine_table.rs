@@ -1,0 +1,42 @@
+//! Holds the EtlPipeline machine to its transition table in `states.md`.
+
+use crate::crd::Phase;
+use crate::pipeline::conditions::{conditions, event_type};
+use crate::pipeline::machine::{Event, next_phase};
+use crate::runtime::state_table::{TransitionTable, check};
+
+struct PipelineTable;
+
+impl TransitionTable for PipelineTable {
+    type Phase = Phase;
+    type Event = Event;
+    const MARKER: &'static str = "pipeline-transitions";
+
+    fn phases() -> Vec<Phase> {
+        vec![Phase::Pending, Phase::Provisioning, Phase::Ready, Phase::Degraded]
+    }
+
+    fn events() -> Vec<Event> {
+        Event::ALL.to_vec()
+    }
+
+    fn next(from: Phase, event: Event) -> Phase {
+        next_phase(from, event)
+    }
+
+    fn columns(to: Phase, event: Event) -> Vec<(&'static str, String)> {
+        let [ready, progressing, degraded] = conditions(to, event, "message");
+        vec![
+            ("Ready", ready.status.as_str().to_owned()),
+            ("Progressing", progressing.status.as_str().to_owned()),
+            ("Degraded", degraded.status.as_str().to_owned()),
+            ("Reason", ready.reason.to_owned()),
+            ("Event type", event_type(to, event).to_owned()),
+        ]
+    }
+}
+
+#[test]
+fn the_pipeline_machine_matches_states_md() {
+    check::<PipelineTable>(15);
+}
