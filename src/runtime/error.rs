@@ -10,7 +10,7 @@ pub trait Reason {
 /// Everything a reconcile of any kind can fail with.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("Kubernetes API request failed: {0}")]
+    #[error("Kubernetes API request failed: {}", api_message(.0))]
     Kube(#[from] kube::Error),
     #[error("router request failed: {0}")]
     Router(#[from] RouterError),
@@ -29,6 +29,15 @@ pub enum Error {
     /// reported with an Event; the runtime only retries it.
     #[error(transparent)]
     Reported(Box<Error>),
+}
+
+/// The API server's own sentence for a refused request (it names the verb,
+/// the resource and the user), without the client's debug dump around it.
+fn api_message(error: &kube::Error) -> String {
+    match error {
+        kube::Error::Api(status) => format!("{} ({} {})", status.message, status.code, status.reason),
+        other => other.to_string(),
+    }
 }
 
 impl Reason for Error {
@@ -93,6 +102,7 @@ mod tests {
     #[test]
     fn reasons_are_pascal_case_and_name_the_cause() {
         assert_eq!(Error::Kube(api_error(403)).reason(), "Forbidden");
+        assert_eq!(Error::Kube(api_error(403)).to_string(), "Kubernetes API request failed: refused (403 Invalid)");
         assert_eq!(Error::Kube(api_error(500)).reason(), "KubernetesApiError");
         let rejected = Error::from_apply(api_error(422), "StatefulSet", "c");
         assert_eq!((rejected.reason(), rejected.label()), ("SpecRejected", "rejected"));
