@@ -178,6 +178,22 @@ pub fn assess(observation: &Observation) -> Assessment {
         return assessment;
     }
     let scaling = if target == current { String::new() } else { format!("scaling {current} → {target}; ") };
+    // While growing, the member just added is joining, not failing: the
+    // scale is still progressing.
+    let newest = pod_name(cluster, current.max(0) as u64);
+    let joining = target > current
+        && assessment
+            .members
+            .iter()
+            .all(|m| m.pod == newest || (m.healthy && m.role != Role::Learner.as_str()))
+        && assessment.members.iter().any(|m| m.pod == newest);
+    if joining && !unhealthy.is_empty() {
+        assessment.event = Event::Scaling;
+        assessment.message = format!(
+            "scaling {current} → {target} one member at a time: waiting for {newest} (node {current}) to join"
+        );
+        return assessment;
+    }
     if !unhealthy.is_empty() {
         assessment.event = Event::MembersUnhealthy;
         let mut message = format!(

@@ -102,7 +102,10 @@ mod tests {
     #[test]
     fn reasons_are_pascal_case_and_name_the_cause() {
         assert_eq!(Error::Kube(api_error(403)).reason(), "Forbidden");
-        assert_eq!(Error::Kube(api_error(403)).to_string(), "Kubernetes API request failed: refused (403 Invalid)");
+        assert_eq!(
+            Error::Kube(api_error(403)).to_string(),
+            "Kubernetes API request failed: refused (403 Invalid)"
+        );
         assert_eq!(Error::Kube(api_error(500)).reason(), "KubernetesApiError");
         let rejected = Error::from_apply(api_error(422), "StatefulSet", "c");
         assert_eq!((rejected.reason(), rejected.label()), ("SpecRejected", "rejected"));

@@ -101,6 +101,15 @@ impl Shared {
         }
     }
 
+    /// Remembers the trace context a call arrived with (the latest 10,000).
+    pub fn record_traceparent(&self, method: &str, traceparent: Option<&str>) {
+        let mut state = self.state();
+        if state.traceparents.len() >= 10_000 {
+            state.traceparents.pop_front();
+        }
+        state.traceparents.push_back((method.to_owned(), traceparent.unwrap_or_default().to_owned()));
+    }
+
     /// Runs a write on the shared state. If the write was accepted and a crash was
     /// requested, the node goes down before answering: the write is committed but
     /// the caller never hears so (the lost-response case a client must survive).
@@ -305,6 +314,12 @@ impl SimCluster {
     /// Every mutating call accepted so far, in commit order.
     pub fn mutation_log(&self) -> Vec<Mutation> {
         self.shared.state().log.clone()
+    }
+
+    /// The `traceparent` each of the latest calls of `method` carried ("" when none), oldest first.
+    pub fn traceparents(&self, method: &str) -> Vec<String> {
+        let state = self.shared.state();
+        state.traceparents.iter().filter(|(m, _)| m == method).map(|(_, value)| value.clone()).collect()
     }
 
     /// How many calls of `method` the nodes received (served or not).

@@ -27,6 +27,18 @@ pub(crate) struct NodeServer {
     connections: Arc<Connections>,
 }
 
+/// The node's span for one request, continuing the caller's trace; the
+/// caller's `traceparent` is recorded so tests can prove the link.
+fn handling_span(node: u64, request: &http::Request<()>, shared: &Shared) -> tracing::Span {
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+    let method = request.uri().path().rsplit('/').next().unwrap_or_default().to_owned();
+    let traceparent = request.headers().get("traceparent").and_then(|value| value.to_str().ok());
+    shared.record_traceparent(&method, traceparent);
+    let span = tracing::info_span!("router_sim_call", node, method);
+    let _ = span.set_parent(crate::telemetry::extract_context(request.headers()));
+    span
+}
+
 impl NodeServer {
     /// Binds `addr` (port 0: any free port) and serves node `id`. Returns the
     /// server and the address it listens on.
@@ -49,9 +61,11 @@ impl NodeServer {
         });
 
         let admin = RouterAdminServer::new(AdminService::new(id, shared.clone()));
+        let recorder = shared.clone();
         let registry = ServiceRegistryServer::new(RegistryService::new(id, shared));
         let task = tokio::spawn(async move {
             let served = Server::builder()
+                .trace_fn(move |request| handling_span(id, request, &recorder))
                 .add_service(admin)
                 .add_service(registry)
                 .serve_with_incoming(incoming)

@@ -34,6 +34,8 @@ pub(crate) struct SimState {
     pub crash_after_next_write: bool,
     /// Calls received per method (counted before any partition or delay).
     pub calls: HashMap<&'static str, u64>,
+    /// The `traceparent` of the latest calls (method, value; empty when absent), oldest first.
+    pub traceparents: std::collections::VecDeque<(String, String)>,
     next_registration: u64,
 }
 

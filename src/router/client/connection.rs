@@ -5,6 +5,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use tonic::transport::Channel;
+use tracing::Instrument;
 
 use super::{MAX_CACHED, RouterClient};
 use crate::router::error::{RouterError, from_status};
@@ -45,13 +46,19 @@ impl RouterClient {
         F: FnOnce(Channel, Duration) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
+        let span = tracing::info_span!("router_call", method, member, outcome = tracing::field::Empty);
         let channel = self.channel(member)?;
         let timeout = self.options.call_timeout;
-        let error = match tokio::time::timeout(timeout, call(channel, timeout)).await {
-            Ok(Ok(response)) => return Ok(response.into_inner()),
+        let answer = tokio::time::timeout(timeout, call(channel, timeout)).instrument(span.clone()).await;
+        let error = match answer {
+            Ok(Ok(response)) => {
+                span.record("outcome", "ok");
+                return Ok(response.into_inner());
+            }
             Ok(Err(status)) => from_status(member, method, timeout, &status),
             Err(_elapsed) => RouterError::DeadlineExceeded { member: member.to_string(), method, timeout },
         };
+        span.record("outcome", error.label());
         if matches!(error, RouterError::Unavailable { .. } | RouterError::DeadlineExceeded { .. }) {
             self.evict_channel(member);
         }
@@ -60,10 +67,13 @@ impl RouterClient {
     }
 }
 
-/// A request carrying `grpc-timeout`, so the router can give up when we do.
+/// A request carrying `grpc-timeout`, so the router can give up when we do,
+/// and the trace context of the call's span (`traceparent`), so the trace
+/// continues into the router.
 pub(super) fn with_deadline<T>(message: T, timeout: Duration) -> tonic::Request<T> {
     let mut request = tonic::Request::new(message);
     request.set_timeout(timeout);
+    crate::telemetry::inject_context(request.metadata_mut());
     request
 }
 

@@ -139,9 +139,15 @@ fn scaling_up_adds_one_member_at_a_time_and_waits_for_it() {
 
     // The fourth member is not ready yet: hold at 4.
     let waiting = assess(&observation(5, 4, pods(4, 3), healthy_probes(3, 1)));
-    assert_eq!((waiting.event, waiting.replicas_step), (Event::MembersUnhealthy, 4));
+    assert_eq!((waiting.event, waiting.replicas_step), (Event::Scaling, 4), "the scale is still progressing");
     assert!(waiting.message.contains("scaling 4 → 5"), "{}", waiting.message);
-    assert!(waiting.message.contains("c-3 (node 4)"), "{}", waiting.message);
+    assert!(waiting.message.contains("waiting for c-3 (node 4) to join"), "{}", waiting.message);
+
+    // An older member failing meanwhile is a real problem, not part of the scale.
+    let probes = vec![Probe { pod: "c-0".into(), outcome: Ok(view(1, 1, &[true, false, true, false])) }];
+    let hurt = assess(&observation(5, 4, pods(4, 4), probes));
+    assert_eq!((hurt.event, hurt.replicas_step), (Event::MembersUnhealthy, 4));
+    assert!(hurt.message.contains("c-1 (node 2)"), "{}", hurt.message);
 }
 
 #[test]

@@ -1,5 +1,9 @@
 //! Logs to stderr and, when `OTEL_EXPORTER_OTLP_ENDPOINT` is set, traces over OTLP/gRPC.
 
+mod propagation;
+
+pub use propagation::{extract_context, inject_context};
+
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing_subscriber::{EnvFilter, layer::SubscriberExt, util::SubscriberInitExt};
