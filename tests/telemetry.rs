@@ -71,6 +71,7 @@ async fn reconciles_are_exported_as_otlp_spans() {
         .env("KUBECONFIG", &plane.kubeconfig)
         .env("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{address}"))
         .env("OTEL_BSP_SCHEDULE_DELAY", "200")
+        .env("CONVEYOR_HTTP_ADDRESS", "127.0.0.1:0")
         .stderr(Stdio::null())
         .spawn()
         .unwrap();

@@ -2,6 +2,7 @@
 //! discovers what the server serves, starts the shared watch caches, and runs
 //! every controller until shutdown.
 
+mod http;
 mod startup;
 
 use std::future::Future;
@@ -31,6 +32,9 @@ pub struct Settings {
     /// How often a settled router cluster's health is polled.
     #[arg(long, env = "CONVEYOR_HEALTH_INTERVAL", default_value = "10s", value_parser = humantime::parse_duration)]
     pub health_interval: Duration,
+    /// Address of the HTTP endpoint serving /metrics, /healthz and /readyz.
+    #[arg(long, env = "CONVEYOR_HTTP_ADDRESS", default_value = "0.0.0.0:8080")]
+    pub http_address: std::net::SocketAddr,
 }
 
 /// Connects with the kubeconfig (or in-cluster config), checks the CRDs and
@@ -44,7 +48,8 @@ pub async fn run(settings: Settings) -> Result<(), StartupError> {
     let router =
         RouterClient::new(ClientOptions { call_timeout: settings.router_timeout, ..Default::default() });
     let timing = Timing { health_interval: settings.health_interval, ..Default::default() };
-    let operator = Operator::new(client, Arc::new(router), timing, settings.namespace.clone());
+    let operator = Operator::new(client, Arc::new(router), timing, settings.namespace.clone())
+        .with_http(settings.http_address);
     let shutdown = shutdown_signal();
     tracing::info!(namespace = settings.namespace.as_deref().unwrap_or("<all>"), "operator started");
     operator.run(shutdown).await?;
@@ -69,6 +74,7 @@ pub struct Operator {
     router: Arc<dyn Router>,
     timing: Timing,
     namespace: Option<String>,
+    http: Option<std::net::SocketAddr>,
 }
 
 impl Operator {
@@ -78,7 +84,12 @@ impl Operator {
         timing: Timing,
         namespace: Option<String>,
     ) -> Operator {
-        Operator { client, router, timing, namespace }
+        Operator { client, router, timing, namespace, http: None }
+    }
+
+    /// Also serve /metrics, /healthz and /readyz on `address`.
+    pub fn with_http(self, address: std::net::SocketAddr) -> Operator {
+        Operator { http: Some(address), ..self }
     }
 
     /// Discovers the server's API versions and sets up the caches (not yet running).
@@ -97,8 +108,14 @@ impl Operator {
         shutdown: impl Future<Output = ()> + Send + Sync + 'static,
     ) -> Result<(), StartupError> {
         use futures::FutureExt;
+        let http_address = self.http;
         let (ctx, watches) = self.prepare().await?;
         let shutdown = shutdown.shared();
+        if let Some(address) = http_address {
+            let server =
+                http::serve(address, ctx.clone(), shutdown.clone()).await.map_err(StartupError::Http)?;
+            tokio::spawn(server);
+        }
         let clusters = crate::router_cluster::controller::controller(&watches, &ctx.cache);
         let controllers = reconciler::drive(clusters, ctx.clone(), shutdown.clone());
         let deadline = async {

@@ -8,6 +8,8 @@ use crate::crd;
 pub enum StartupError {
     #[error("cannot connect to the Kubernetes API (check KUBECONFIG or the in-cluster service account): {0}")]
     Connect(#[source] kube::Error),
+    #[error("cannot serve the HTTP endpoint (metrics, health): {0}")]
+    Http(#[source] std::io::Error),
     #[error("cannot discover the API versions the server serves: {0}")]
     Discovery(#[source] kube::Error),
     #[error("cannot read CustomResourceDefinitions: {0}")]

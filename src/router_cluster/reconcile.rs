@@ -80,6 +80,7 @@ impl Reconciler for EtlRouterCluster {
         span.record("phase", tracing::field::debug(phase));
         if phase != current {
             tracing::info!(from = ?current, to = ?phase, event = ?assessment.event, "phase transition");
+            ctx.metrics.transition("EtlRouterCluster", &format!("{current:?}"), &format!("{phase:?}"));
         }
 
         let outcome = if paused || !validation.is_valid() {

@@ -180,6 +180,21 @@ impl Cache {
         pdb_api_resource(self.pdb_api)
     }
 
+    /// Whether every store has been filled by its first list, without waiting.
+    pub fn is_ready(&self) -> bool {
+        use futures::FutureExt;
+        [
+            self.router_clusters.wait_until_ready().now_or_never(),
+            self.stateful_sets.wait_until_ready().now_or_never(),
+            self.services.wait_until_ready().now_or_never(),
+            self.config_maps.wait_until_ready().now_or_never(),
+            self.pods.wait_until_ready().now_or_never(),
+            self.pdbs.wait_until_ready().now_or_never(),
+        ]
+        .iter()
+        .all(|ready| matches!(ready, Some(Ok(()))))
+    }
+
     /// Resolves once every store has been filled by its first list.
     pub async fn ready(&self) {
         let _ = futures::join!(

@@ -1,5 +1,4 @@
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use kube::Client;
@@ -7,6 +6,7 @@ use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
 
 use super::cache::Cache;
+use super::metrics::Metrics;
 use super::retry::Retries;
 use crate::router::Router;
 
@@ -41,8 +41,8 @@ pub struct Context {
     pub timing: Timing,
     /// The watch caches reconciles read instead of the API server.
     pub cache: Cache,
+    pub metrics: Arc<Metrics>,
     retries: Retries,
-    reconciles: AtomicU64,
 }
 
 impl Context {
@@ -56,7 +56,7 @@ impl Context {
             retries: Retries::new(timing.min_retry_delay, timing.max_retry_delay),
             timing,
             cache,
-            reconciles: AtomicU64::new(0),
+            metrics: Arc::default(),
         }
     }
 
@@ -80,14 +80,5 @@ impl Context {
     /// How many objects have a retry history (for tests and metrics).
     pub fn objects_in_backoff(&self) -> usize {
         self.retries.tracked()
-    }
-
-    pub(crate) fn count_reconcile(&self) {
-        self.reconciles.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// Reconciles started since the operator started, every kind together.
-    pub fn reconciles(&self) -> u64 {
-        self.reconciles.load(Ordering::Relaxed)
     }
 }

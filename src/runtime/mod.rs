@@ -19,6 +19,7 @@ pub mod conditions;
 mod context;
 mod error;
 pub mod events;
+pub mod metrics;
 pub mod policy;
 pub mod reconciler;
 mod retry;

@@ -55,8 +55,10 @@ pub trait Reconciler:
 /// The controller's reconcile function for any kind.
 pub async fn run<K: Reconciler>(object: Arc<K>, ctx: Arc<Context>) -> Result<Action, Error> {
     ctx.cache.ready().await;
-    ctx.count_reconcile();
+    let started = std::time::Instant::now();
     let result = with_finalizer(&object, &ctx).await;
+    let error = result.as_ref().err().map(|error| error.label());
+    ctx.metrics.reconciled(&K::kind(&()), started.elapsed(), error);
     match &result {
         Ok(_) => ctx.forget_retries(&ObjectRef::from_obj(&*object)),
         Err(Error::Reported(_)) => {}
