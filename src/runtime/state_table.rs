@@ -24,6 +24,23 @@ pub trait TransitionTable {
     fn columns(to: Self::Phase, event: Self::Event) -> Vec<(&'static str, String)>;
 }
 
+/// The columns every kind's table has after `To`: its main conditions (as
+/// `runtime::conditions::main_conditions` builds them), their shared reason,
+/// and the Event type.
+pub fn main_columns(
+    conditions: &[super::conditions::Wanted; 3],
+    event_type: &str,
+) -> Vec<(&'static str, String)> {
+    let [ready, progressing, degraded] = conditions;
+    vec![
+        ("Ready", ready.status.as_str().to_owned()),
+        ("Progressing", progressing.status.as_str().to_owned()),
+        ("Degraded", degraded.status.as_str().to_owned()),
+        ("Reason", ready.reason.to_owned()),
+        ("Event type", event_type.to_owned()),
+    ]
+}
+
 /// The rows of the table between the markers, each as header → cell.
 pub fn rows(marker: &str) -> Vec<BTreeMap<String, String>> {
     let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/states.md")).expect("states.md");

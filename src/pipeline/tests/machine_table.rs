@@ -3,7 +3,7 @@
 use crate::crd::Phase;
 use crate::pipeline::conditions::{conditions, event_type};
 use crate::pipeline::machine::{Event, next_phase};
-use crate::runtime::state_table::{TransitionTable, check};
+use crate::runtime::state_table::{TransitionTable, check, main_columns};
 
 struct PipelineTable;
 
@@ -24,15 +24,8 @@ impl TransitionTable for PipelineTable {
         next_phase(from, event)
     }
 
-    fn columns(to: Phase, event: Event) -> Vec<(&'static str, String)> {
-        let [ready, progressing, degraded] = conditions(to, event, "message");
-        vec![
-            ("Ready", ready.status.as_str().to_owned()),
-            ("Progressing", progressing.status.as_str().to_owned()),
-            ("Degraded", degraded.status.as_str().to_owned()),
-            ("Reason", ready.reason.to_owned()),
-            ("Event type", event_type(to, event).to_owned()),
-        ]
+    fn columns(to: Self::Phase, event: Event) -> Vec<(&'static str, String)> {
+        main_columns(&conditions(to, event, "message"), event_type(to, event))
     }
 }
 

@@ -3,7 +3,7 @@
 use crate::crd::ClusterPhase;
 use crate::router_cluster::conditions::{event_type, main_conditions};
 use crate::router_cluster::machine::{Event, next_phase};
-use crate::runtime::state_table::{TransitionTable, check};
+use crate::runtime::state_table::{TransitionTable, check, main_columns};
 
 struct RouterClusterTable;
 
@@ -25,15 +25,8 @@ impl TransitionTable for RouterClusterTable {
         next_phase(from, event)
     }
 
-    fn columns(to: ClusterPhase, event: Event) -> Vec<(&'static str, String)> {
-        let [ready, progressing, degraded] = main_conditions(to, event, "message");
-        vec![
-            ("Ready", ready.status.as_str().to_owned()),
-            ("Progressing", progressing.status.as_str().to_owned()),
-            ("Degraded", degraded.status.as_str().to_owned()),
-            ("Reason", ready.reason.to_owned()),
-            ("Event type", event_type(to, event).to_owned()),
-        ]
+    fn columns(to: Self::Phase, event: Event) -> Vec<(&'static str, String)> {
+        main_columns(&main_conditions(to, event, "message"), event_type(to, event))
     }
 }
 
