@@ -53,12 +53,13 @@ impl Reconciler for EtlRouterCluster {
         let applied = live.applied(&uid);
         // Whether this generation's spec is in place at the current size: until
         // it is, no pod can run its template, so the cluster is not Ready for it.
-        let spec_applied = match own_set {
+        let desired_now = match own_set {
             Some(set) if validation.is_valid() => {
-                matches(&build::desired(self, replicas_of(set), ctx.cache.pdb_api)?, &applied)
+                Some(build::desired(self, replicas_of(set), ctx.cache.pdb_api)?)
             }
-            _ => false,
+            _ => None,
         };
+        let spec_applied = desired_now.as_ref().is_some_and(|desired| matches(desired, &applied));
         let pods: Vec<PodState> = live.pods.iter().filter_map(|pod| observe::pod_state(pod)).collect();
         let probes = observe::probe(&pods, self.spec.ports.grpc, ctx).await;
         let observation = Observation {
@@ -86,7 +87,7 @@ impl Reconciler for EtlRouterCluster {
         let outcome = if paused || !validation.is_valid() {
             Ok(())
         } else {
-            self.act(ctx, &assessment, &live, &applied).await
+            self.act(ctx, &assessment, &live, &applied, desired_now).await
         };
         let status = next_status(self, phase, &assessment, &validation, paused, outcome.as_ref().map(|_| ()));
         write_on_change(self, ctx, status, assessment.event).await?;
@@ -116,18 +117,24 @@ impl Reconciler for EtlRouterCluster {
 
 impl EtlRouterCluster {
     /// Applies this step's objects (all of them this cluster's, or none) and takes one roll step.
+    /// `desired_now` is what the current size builds, already computed; it is
+    /// reused when this step keeps the size.
     async fn act(
         &self,
         ctx: &Context,
         assessment: &Assessment,
         live: &Live,
         applied: &AppliedHashes,
+        desired_now: Option<Desired>,
     ) -> Result<(), Error> {
-        let desired = build::desired(self, assessment.replicas_step, ctx.cache.pdb_api)?;
-        act::check_ownership(self, &desired, live)?;
         let uid = self.uid().unwrap_or_default();
-        let shrinking =
-            live.own_stateful_set(&uid).is_some_and(|set| replicas_of(set) > assessment.replicas_step);
+        let current = live.own_stateful_set(&uid).map(replicas_of);
+        let desired = match desired_now {
+            Some(desired) if current == Some(assessment.replicas_step) => desired,
+            _ => build::desired(self, assessment.replicas_step, ctx.cache.pdb_api)?,
+        };
+        act::check_ownership(self, &desired, live)?;
+        let shrinking = current.is_some_and(|replicas| replicas > assessment.replicas_step);
         act::apply_changed(self, ctx, &desired, applied, shrinking).await?;
         if let Some(step) = &assessment.roll_next {
             act::roll(self, ctx, step, live).await?;

@@ -76,9 +76,4 @@ impl Context {
     {
         self.retries.forget(&object.to_string());
     }
-
-    /// How many objects have a retry history (for tests and metrics).
-    pub fn objects_in_backoff(&self) -> usize {
-        self.retries.tracked()
-    }
 }

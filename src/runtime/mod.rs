@@ -11,7 +11,9 @@
 //! [`reconciler::run`], which handles the cleanup finalizer (only while a kind
 //! needs one), the `Synced` condition, Events on failure and retry backoff;
 //! status diff-and-patch ([`status`]); ownership-checked server-side apply
-//! ([`apply`]); and the generic `states.md` table harness ([`state_table`]).
+//! ([`apply`]); Prometheus metrics ([`metrics`]); the `policy` API version
+//! the server serves ([`policy`]); and the generic `states.md` table harness
+//! (`state_table`, test builds only).
 
 pub mod apply;
 pub mod cache;

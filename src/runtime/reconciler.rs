@@ -15,8 +15,8 @@ use kube::{Api, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::conditions::{self, Wanted};
-use super::status::{self, SYNCED};
+use super::conditions;
+use super::status;
 use super::{Context, Error, events};
 
 /// The finalizer a kind holds while deleting it needs work beyond garbage collection.
@@ -118,13 +118,11 @@ async fn release_finalizer<K: Reconciler>(object: &K, ctx: &Context) -> Result<(
 /// distinct failure (a kind that already wrote it with its status is skipped).
 async fn report_failure<K: Reconciler>(object: &K, error: &Error, ctx: &Context) -> Result<(), Error> {
     let existing = object.conditions();
-    let wanted: Wanted = status::synced(Err(error));
-    let unchanged = conditions::find(existing, SYNCED)
-        .is_some_and(|c| c.status == "False" && c.reason == wanted.reason && c.message == wanted.message);
-    if unchanged || object.meta().deletion_timestamp.is_some() {
+    let merged =
+        conditions::merge(existing, &[status::synced(Err(error))], object.meta().generation, &status::now());
+    if status::new_failure(existing, &merged).is_none() || object.meta().deletion_timestamp.is_some() {
         return Ok(());
     }
-    let merged = conditions::merge(existing, &[wanted], object.meta().generation, &status::now());
     status::apply(ctx, object, &object.status_with(merged)).await?;
     events::publish(ctx, object, true, error.reason(), error.to_string()).await
 }

@@ -39,6 +39,7 @@ impl Retries {
         self.backoffs.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(key);
     }
 
+    #[cfg(test)]
     pub fn tracked(&self) -> usize {
         self.backoffs.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).len()
     }

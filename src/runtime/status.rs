@@ -1,12 +1,10 @@
 //! Status written by server-side apply, only when it changed, with the
 //! `Synced` condition every kind carries.
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::api::{Patch, PatchParams};
 use kube::{Api, Resource, ResourceExt};
 use serde::Serialize;
-
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 
 use super::conditions::{self, Wanted};
 use super::{Context, Error, FIELD_MANAGER};
