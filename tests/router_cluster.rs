@@ -45,7 +45,12 @@ async fn seed_cluster_forms_through_every_phase_and_deploys_what_the_spec_says()
     assert_eq!(condition(&ready, "Ready"), ("True", "ClusterHealthy", condition(&ready, "Ready").2));
     assert_eq!(condition(&ready, "Degraded").0, "False");
 
-    let notes: Vec<String> = s.events().await.into_iter().map(|(_, _, note)| note).collect();
+    // The Event follows the status write that showed Ready: wait for it.
+    let notes: Vec<String> = eventually(FORM_TIMEOUT, "the Ready transition's Event", || async {
+        let notes: Vec<String> = s.events().await.into_iter().map(|(_, _, note)| note).collect();
+        notes.iter().any(|n| n.starts_with("RaftForming → Ready")).then_some(notes)
+    })
+    .await;
     let transitions: Vec<&str> =
         notes.iter().map(|n| n.split(':').next().unwrap()).filter(|n| n.contains('→')).collect();
     assert_eq!(
