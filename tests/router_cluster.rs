@@ -110,11 +110,11 @@ async fn invalid_spec_stays_pending_names_the_rule_and_deploys_nothing() {
     );
     let sets: Api<StatefulSet> = Api::namespaced(s.client.clone(), &s.namespace);
     assert!(sets.get_opt("my-cluster").await.unwrap().is_none(), "deployed an invalid spec");
-    let events = s.events().await;
-    assert!(
-        events.iter().any(|(type_, reason, _)| type_ == "Warning" && reason == "InvalidSpec"),
-        "{events:?}"
-    );
+    eventually(FORM_TIMEOUT, "a Warning Event naming InvalidSpec", || async {
+        let events = s.events().await;
+        events.iter().any(|(type_, reason, _)| type_ == "Warning" && reason == "InvalidSpec").then_some(())
+    })
+    .await;
 
     // Fixing the spec deploys it.
     let fix = serde_json::json!({"spec": {"raft": {"heartbeatIntervalMs": 100}}});
@@ -517,13 +517,21 @@ async fn a_failing_reconcile_is_visible_as_synced_false_and_a_warning_event() {
     .await;
     assert_eq!(failed.reason, "Forbidden");
     assert!(failed.message.contains("poddisruptionbudgets"), "{}", failed.message);
+    // The Warning Event follows the status write: wait for it.
     let events: Api<KubeEvent> = Api::namespaced(client.clone(), &namespace);
-    let warned = events.list(&ListParams::default()).await.unwrap().items.into_iter().any(|e| {
-        e.type_.as_deref() == Some("Warning")
-            && e.reason.as_deref() == Some("Forbidden")
-            && e.regarding.as_ref().and_then(|r| r.kind.as_deref()) == Some("EtlRouterCluster")
-    });
-    assert!(warned, "no Warning event for the failed reconcile");
+    eventually(FORM_TIMEOUT, "a Warning Event for the failed reconcile", || async {
+        let listed = events.list(&ListParams::default()).await.ok()?;
+        listed
+            .items
+            .into_iter()
+            .any(|e| {
+                e.type_.as_deref() == Some("Warning")
+                    && e.reason.as_deref() == Some("Forbidden")
+                    && e.regarding.as_ref().and_then(|r| r.kind.as_deref()) == Some("EtlRouterCluster")
+            })
+            .then_some(())
+    })
+    .await;
     operator.stop().await;
 }
 
