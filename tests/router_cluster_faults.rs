@@ -327,3 +327,26 @@ async fn a_leader_cut_off_from_its_peers_is_not_believed_over_a_newer_term() {
     let healed = s.wait_phase(ClusterPhase::Ready).await;
     assert_ne!(healed.status.unwrap().leader_id, Some(old_leader));
 }
+
+#[tokio::test]
+async fn two_clusters_created_together_in_one_namespace_each_go_their_own_way() {
+    let s = Scenario::new("two-clusters").await;
+    // No kubelet plays `other`'s pods: it must wait for them while `my-cluster` forms.
+    s.create(&seed_cluster("other")).await;
+    s.create(&seed_cluster("my-cluster")).await;
+    s.wait_phase(ClusterPhase::Ready).await;
+    let other =
+        support::eventually(support::scenario::FORM_TIMEOUT, "other waiting for its pods", || async {
+            let other = s.clusters.get("other").await.ok()?;
+            (phase_of(&other) == Some(ClusterPhase::Provisioning)
+                && condition(&other, "Ready").1 == "PodsStarting")
+                .then_some(other)
+        })
+        .await;
+    assert_eq!(other.status.as_ref().unwrap().ready_replicas, Some(0));
+    let sets: Api<StatefulSet> = Api::namespaced(s.client.clone(), &s.namespace);
+    for name in ["my-cluster", "other"] {
+        let set = sets.get(name).await.unwrap();
+        assert_eq!(set.metadata.owner_references.unwrap()[0].name, name, "each owns its own StatefulSet");
+    }
+}

@@ -34,6 +34,7 @@ where
     api: Api<K>,
     config: watcher::Config,
     writer: Writer<K>,
+    synced: Synced,
 }
 
 impl<K> Watch<K>
@@ -41,10 +42,11 @@ where
     K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
     K::DynamicType: Eq + Hash + Clone + Default + Send + Sync,
 {
-    fn new(api: Api<K>, config: watcher::Config) -> (Watch<K>, Store<K>) {
+    fn new(api: Api<K>, config: watcher::Config, synced: &Synced) -> (Watch<K>, Store<K>) {
         let writer = Writer::new_shared(SUBSCRIBER_BUFFER, Default::default());
         let store = writer.as_reader();
-        (Watch { api, config, writer }, store)
+        synced.send_modify(|count| count.watches += 1);
+        (Watch { api, config, writer, synced: synced.clone() }, store)
     }
 
     /// A stream of every object the watch applies, read from the store.
@@ -60,25 +62,66 @@ where
 {
     /// A cache without subscribers: kube-runtime's subscriber streams need
     /// types known at compile time, so a dynamic type is read, not followed.
-    fn unshared(api: Api<K>, config: watcher::Config, dyntype: K::DynamicType) -> (Watch<K>, Store<K>) {
+    fn unshared(
+        api: Api<K>,
+        config: watcher::Config,
+        dyntype: K::DynamicType,
+        synced: &Synced,
+    ) -> (Watch<K>, Store<K>) {
         let writer = Writer::new(dyntype);
         let store = writer.as_reader();
-        (Watch { api, config, writer }, store)
+        synced.send_modify(|count| count.watches += 1);
+        (Watch { api, config, writer, synced: synced.clone() }, store)
     }
 
     fn run(self) -> BoxFuture<'static, ()> {
         let kind = std::any::type_name::<K>();
-        watcher(self.api, self.config)
+        let Watch { api, config, writer, synced } = self;
+        let mut listed = false;
+        watcher(api, config)
             .default_backoff()
             .modify(|object| object.managed_fields_mut().clear())
-            .reflect_shared(self.writer)
-            .for_each(move |event| async move {
-                if let Err(error) = event {
-                    tracing::warn!(kind, %error, "watch failed; retrying with backoff");
+            .reflect_shared(writer)
+            .for_each(move |event| {
+                match event {
+                    Ok(watcher::Event::InitDone) if !listed => {
+                        listed = true;
+                        synced.send_modify(|count| count.listed += 1);
+                    }
+                    Err(error) => tracing::warn!(kind, %error, "watch failed; retrying with backoff"),
+                    Ok(_) => {}
                 }
+                std::future::ready(())
             })
             .boxed()
     }
+}
+
+/// How many watches there are and how many have completed their first list.
+/// Readiness is tracked here rather than with `Store::wait_until_ready`,
+/// whose one-shot channel wakes only the last of several concurrent waiters.
+type Synced = Arc<tokio::sync::watch::Sender<Listed>>;
+
+#[derive(Clone, Copy, Debug, Default)]
+struct Listed {
+    watches: usize,
+    listed: usize,
+}
+
+impl Listed {
+    fn all(&self) -> bool {
+        self.listed >= self.watches
+    }
+}
+
+fn is_ready(synced: &tokio::sync::watch::Receiver<Listed>) -> bool {
+    synced.borrow().all()
+}
+
+/// Every caller is woken, however many wait at once.
+async fn ready(synced: &tokio::sync::watch::Receiver<Listed>) {
+    // An error means the watches were dropped: the operator is stopping.
+    let _ = synced.clone().wait_for(Listed::all).await;
 }
 
 /// Which objects of the shared types the operator watches.
@@ -100,6 +143,7 @@ pub struct Cache {
     pub pods: Store<Pod>,
     pub pdbs: Store<DynamicObject>,
     pub pdb_api: PdbApi,
+    synced: tokio::sync::watch::Receiver<Listed>,
 }
 
 /// The watches behind a [`Cache`]. Controllers subscribe to them before
@@ -134,19 +178,20 @@ impl Watches {
         selectors: &Selectors,
     ) -> (Watches, Cache) {
         let owned = || watcher::Config::default().labels(&selectors.owned);
+        let synced: Synced = Arc::new(tokio::sync::watch::Sender::new(Listed::default()));
         let (router_clusters, clusters_store) =
-            Watch::new(api(client, namespace), watcher::Config::default());
-        let (stateful_sets, sets_store) = Watch::new(api(client, namespace), owned());
-        let (services, services_store) = Watch::new(api(client, namespace), owned());
-        let (config_maps, maps_store) = Watch::new(api(client, namespace), owned());
+            Watch::new(api(client, namespace), watcher::Config::default(), &synced);
+        let (stateful_sets, sets_store) = Watch::new(api(client, namespace), owned(), &synced);
+        let (services, services_store) = Watch::new(api(client, namespace), owned(), &synced);
+        let (config_maps, maps_store) = Watch::new(api(client, namespace), owned(), &synced);
         let (pods, pods_store) =
-            Watch::new(api(client, namespace), watcher::Config::default().labels(&selectors.pods));
+            Watch::new(api(client, namespace), watcher::Config::default().labels(&selectors.pods), &synced);
         let resource: ApiResource = pdb_api_resource(pdb_api);
         let pdb_api_handle = match namespace {
             Some(namespace) => Api::namespaced_with(client.clone(), namespace, &resource),
             None => Api::all_with(client.clone(), &resource),
         };
-        let (pdbs, pdbs_store) = Watch::unshared(pdb_api_handle, owned(), resource);
+        let (pdbs, pdbs_store) = Watch::unshared(pdb_api_handle, owned(), resource, &synced);
         let cache = Cache {
             router_clusters: clusters_store,
             stateful_sets: sets_store,
@@ -155,6 +200,7 @@ impl Watches {
             pods: pods_store,
             pdbs: pdbs_store,
             pdb_api,
+            synced: synced.subscribe(),
         };
         (Watches { router_clusters, stateful_sets, services, config_maps, pods, pdbs }, cache)
     }
@@ -182,29 +228,12 @@ impl Cache {
 
     /// Whether every store has been filled by its first list, without waiting.
     pub fn is_ready(&self) -> bool {
-        use futures::FutureExt;
-        [
-            self.router_clusters.wait_until_ready().now_or_never(),
-            self.stateful_sets.wait_until_ready().now_or_never(),
-            self.services.wait_until_ready().now_or_never(),
-            self.config_maps.wait_until_ready().now_or_never(),
-            self.pods.wait_until_ready().now_or_never(),
-            self.pdbs.wait_until_ready().now_or_never(),
-        ]
-        .iter()
-        .all(|ready| matches!(ready, Some(Ok(()))))
+        is_ready(&self.synced)
     }
 
     /// Resolves once every store has been filled by its first list.
     pub async fn ready(&self) {
-        let _ = futures::join!(
-            self.router_clusters.wait_until_ready(),
-            self.stateful_sets.wait_until_ready(),
-            self.services.wait_until_ready(),
-            self.config_maps.wait_until_ready(),
-            self.pods.wait_until_ready(),
-            self.pdbs.wait_until_ready(),
-        );
+        ready(&self.synced).await
     }
 }
 
@@ -267,6 +296,28 @@ mod tests {
         cluster.status = phase
             .map(|phase| crate::crd::EtlRouterClusterStatus { phase: Some(phase), ..Default::default() });
         Arc::new(cluster)
+    }
+
+    #[tokio::test]
+    async fn every_concurrent_waiter_wakes_when_the_last_watch_has_listed() {
+        let synced = tokio::sync::watch::Sender::new(Listed { watches: 2, listed: 0 });
+        let waiters: Vec<_> = (0..3)
+            .map(|_| {
+                let receiver = synced.subscribe();
+                tokio::spawn(async move { ready(&receiver).await })
+            })
+            .collect();
+        tokio::task::yield_now().await;
+        synced.send_modify(|count| count.listed += 1);
+        assert!(!is_ready(&synced.subscribe()));
+        synced.send_modify(|count| count.listed += 1);
+        assert!(is_ready(&synced.subscribe()));
+        for waiter in waiters {
+            tokio::time::timeout(std::time::Duration::from_secs(5), waiter)
+                .await
+                .expect("a waiter was never woken")
+                .unwrap();
+        }
     }
 
     #[tokio::test]
