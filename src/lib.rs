@@ -14,5 +14,6 @@ pub mod pipeline;
 pub mod router;
 pub mod router_cluster;
 pub mod runtime;
+pub mod service;
 pub mod sim;
 pub mod telemetry;

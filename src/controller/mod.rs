@@ -19,6 +19,7 @@ use crate::router_cluster::build::{CLUSTER_LABEL, FIELD_MANAGER};
 use crate::runtime::cache::{Selectors, Watches};
 use crate::runtime::policy::PdbApi;
 use crate::runtime::{Context, Timing, reconciler};
+use crate::service::controller as service;
 
 /// Settings of the `run` subcommand.
 #[derive(Clone, Debug, clap::Args)]
@@ -117,7 +118,16 @@ impl Operator {
             tokio::spawn(server);
         }
         let clusters = crate::router_cluster::controller::controller(&watches, &ctx.cache);
-        let controllers = reconciler::drive(clusters, ctx.clone(), shutdown.clone());
+        let (cache, watched) = (&ctx.cache, &watches.router_clusters);
+        let sources = service::controller(&watches.sources, cache.sources.clone(), watched);
+        let transforms = service::controller(&watches.transforms, cache.transforms.clone(), watched);
+        let sinks = service::controller(&watches.sinks, cache.sinks.clone(), watched);
+        let controllers = futures::future::join4(
+            reconciler::drive(clusters, ctx.clone(), shutdown.clone()),
+            reconciler::drive(sources, ctx.clone(), shutdown.clone()),
+            reconciler::drive(transforms, ctx.clone(), shutdown.clone()),
+            reconciler::drive(sinks, ctx.clone(), shutdown.clone()),
+        );
         let deadline = async {
             shutdown.await;
             tokio::time::sleep(SHUTDOWN_GRACE).await;

@@ -32,7 +32,13 @@ pub struct ServiceStatus {
     /// Registration id the router returned.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub registration_id: Option<String>,
-    /// Conditions: Ready, Registered, ...
+    /// The router's view of the service's health: Healthy, Degraded, Unhealthy or Unknown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<String>,
+    /// The partitions the router assigned to the service.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub assigned_partitions: Vec<u32>,
+    /// Conditions: Ready and Synced.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(schema_with = "conditions_schema")]
     pub conditions: Vec<Condition>,

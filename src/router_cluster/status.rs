@@ -1,13 +1,13 @@
 //! The status a cluster shows, and writing it when, and only when, it changed.
 
 use super::assess::Assessment;
-use super::conditions::{self as cluster_conditions, READY};
+use super::conditions as cluster_conditions;
 use super::machine::Event;
 use super::validate::Validation;
 use crate::crd::{ClusterPhase, EtlRouterCluster, EtlRouterClusterStatus};
 use crate::runtime::conditions::{self, Wanted};
 use crate::runtime::status::synced;
-use crate::runtime::{Context, Error, events, status};
+use crate::runtime::{Context, Error, status};
 
 /// The status after a reconcile that arrived at `phase`; `outcome` is how
 /// applying the spec went (health is reported either way).
@@ -56,24 +56,13 @@ pub async fn write_on_change(
         return Ok(());
     }
     status::apply(ctx, cluster, &next).await?;
-    if let Some(failure) = status::new_failure(&previous.conditions, &next.conditions) {
-        events::publish(ctx, cluster, true, &failure.reason, failure.message.clone()).await?;
-    }
-
-    let reason_of =
-        |s: &EtlRouterClusterStatus| conditions::find(&s.conditions, READY).map(|c| c.reason.clone());
-    if previous.phase == next.phase && reason_of(&previous) == reason_of(&next) {
-        return Ok(());
-    }
     let phase = next.phase.unwrap_or_default();
-    let ready = conditions::find(&next.conditions, READY);
-    let reason = ready.map(|c| c.reason.clone()).unwrap_or_default();
-    let message = ready.map(|c| c.message.as_str()).unwrap_or_default();
-    let note = match previous.phase {
-        Some(from) if from == phase => format!("{phase:?}: {message}"),
-        Some(from) => format!("{from:?} → {phase:?}: {message}"),
-        None => format!("new → {phase:?}: {message}"),
+    let story = status::Story {
+        from: previous.phase.map(|p| format!("{p:?}")),
+        to: format!("{phase:?}"),
+        before: &previous.conditions,
+        after: &next.conditions,
+        warning: cluster_conditions::event_type(phase, event) == "Warning",
     };
-    let warning = cluster_conditions::event_type(phase, event) == "Warning";
-    events::publish(ctx, cluster, warning, &reason, note).await
+    status::announce(ctx, cluster, story).await
 }

@@ -19,7 +19,7 @@ use kube::{Api, Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
 use super::policy::{PdbApi, pdb_api_resource};
-use crate::crd::EtlRouterCluster;
+use crate::crd::{EtlRouterCluster, EtlSink, EtlSource, EtlTransform};
 
 /// How many events a slow subscriber may lag behind before the watch waits for it.
 const SUBSCRIBER_BUFFER: usize = 1024;
@@ -143,6 +143,9 @@ pub struct Cache {
     pub pods: Store<Pod>,
     pub pdbs: Store<DynamicObject>,
     pub pdb_api: PdbApi,
+    pub sources: Store<EtlSource>,
+    pub transforms: Store<EtlTransform>,
+    pub sinks: Store<EtlSink>,
     synced: tokio::sync::watch::Receiver<Listed>,
 }
 
@@ -156,6 +159,9 @@ pub struct Watches {
     pub pods: Watch<Pod>,
     /// Read from the cache only: a changed budget is put right at the next periodic reconcile.
     pdbs: Watch<DynamicObject>,
+    pub sources: Watch<EtlSource>,
+    pub transforms: Watch<EtlTransform>,
+    pub sinks: Watch<EtlSink>,
 }
 
 fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
@@ -192,6 +198,10 @@ impl Watches {
             None => Api::all_with(client.clone(), &resource),
         };
         let (pdbs, pdbs_store) = Watch::unshared(pdb_api_handle, owned(), resource, &synced);
+        let every = watcher::Config::default;
+        let (sources, sources_store) = Watch::new(api(client, namespace), every(), &synced);
+        let (transforms, transforms_store) = Watch::new(api(client, namespace), every(), &synced);
+        let (sinks, sinks_store) = Watch::new(api(client, namespace), every(), &synced);
         let cache = Cache {
             router_clusters: clusters_store,
             stateful_sets: sets_store,
@@ -200,21 +210,37 @@ impl Watches {
             pods: pods_store,
             pdbs: pdbs_store,
             pdb_api,
+            sources: sources_store,
+            transforms: transforms_store,
+            sinks: sinks_store,
             synced: synced.subscribe(),
         };
-        (Watches { router_clusters, stateful_sets, services, config_maps, pods, pdbs }, cache)
+        let watches = Watches {
+            router_clusters,
+            stateful_sets,
+            services,
+            config_maps,
+            pods,
+            pdbs,
+            sources,
+            transforms,
+            sinks,
+        };
+        (watches, cache)
     }
 
     /// Drives every watch; runs until dropped.
     pub async fn run(self) {
-        let Watches { router_clusters, stateful_sets, services, config_maps, pods, pdbs } = self;
         futures::future::join_all([
-            router_clusters.run(),
-            stateful_sets.run(),
-            services.run(),
-            config_maps.run(),
-            pods.run(),
-            pdbs.run(),
+            self.router_clusters.run(),
+            self.stateful_sets.run(),
+            self.services.run(),
+            self.config_maps.run(),
+            self.pods.run(),
+            self.pdbs.run(),
+            self.sources.run(),
+            self.transforms.run(),
+            self.sinks.run(),
         ])
         .await;
     }

@@ -8,7 +8,8 @@ use kube::runtime::reflector::ObjectRef;
 use super::cache::Cache;
 use super::metrics::Metrics;
 use super::retry::Retries;
-use crate::router::Router;
+use super::snapshot::Snapshots;
+use crate::router::{RegisteredService, Router};
 
 /// How often and how fast the controllers look again.
 #[derive(Clone, Debug)]
@@ -42,6 +43,9 @@ pub struct Context {
     /// The watch caches reconciles read instead of the API server.
     pub cache: Cache,
     pub metrics: Arc<Metrics>,
+    /// Each router cluster's registered services, read once per health interval
+    /// and shared by all of that cluster's services (keyed by namespace/cluster).
+    pub registries: Snapshots<Vec<RegisteredService>>,
     retries: Retries,
 }
 
@@ -57,6 +61,7 @@ impl Context {
             timing,
             cache,
             metrics: Arc::default(),
+            registries: Snapshots::default(),
         }
     }
 

@@ -17,6 +17,7 @@
 
 pub mod apply;
 pub mod cache;
+pub mod clusters;
 pub mod conditions;
 mod context;
 mod error;
@@ -25,6 +26,7 @@ pub mod metrics;
 pub mod policy;
 pub mod reconciler;
 mod retry;
+pub mod snapshot;
 #[cfg(test)]
 pub mod state_table;
 pub mod status;

@@ -7,7 +7,7 @@ use kube::{Api, Resource, ResourceExt};
 use serde::Serialize;
 
 use super::conditions::{self, Wanted};
-use super::{Context, Error, FIELD_MANAGER};
+use super::{Context, Error, FIELD_MANAGER, events};
 
 /// True when the last reconcile applied the spec; False with the error's
 /// reason when it failed (health is still reported beside it).
@@ -57,4 +57,45 @@ where
 pub fn now() -> Time {
     let now = k8s_openapi::jiff::Timestamp::now();
     Time(k8s_openapi::jiff::Timestamp::from_second(now.as_second()).unwrap_or(now))
+}
+
+/// A status change as `kubectl describe` should tell it.
+pub struct Story<'a> {
+    /// The phase before, `None` for a new object.
+    pub from: Option<String>,
+    pub to: String,
+    pub before: &'a [Condition],
+    pub after: &'a [Condition],
+    /// Whether the transition is a Warning Event.
+    pub warning: bool,
+}
+
+/// Records the Events a written status change tells: a Warning when `Synced`
+/// newly failed, and one Event when the phase or the `Ready` reason changed,
+/// carrying Ready's reason and message.
+pub async fn announce<K: Resource<DynamicType = ()>>(
+    ctx: &Context,
+    object: &K,
+    story: Story<'_>,
+) -> Result<(), Error> {
+    if let Some(failure) = new_failure(story.before, story.after) {
+        events::publish(ctx, object, true, &failure.reason, failure.message.clone()).await?;
+    }
+    fn ready_of(list: &[Condition]) -> Option<&Condition> {
+        conditions::find(list, "Ready")
+    }
+    let reason_of = |list| ready_of(list).map(|c| c.reason.clone());
+    if story.from.as_deref() == Some(story.to.as_str()) && reason_of(story.before) == reason_of(story.after) {
+        return Ok(());
+    }
+    let ready = ready_of(story.after);
+    let reason = ready.map(|c| c.reason.clone()).unwrap_or_default();
+    let message = ready.map(|c| c.message.as_str()).unwrap_or_default();
+    let to = &story.to;
+    let note = match &story.from {
+        Some(from) if from == to => format!("{to}: {message}"),
+        Some(from) => format!("{from} → {to}: {message}"),
+        None => format!("new → {to}: {message}"),
+    };
+    events::publish(ctx, object, story.warning, &reason, note).await
 }

@@ -45,7 +45,7 @@ pub use crate::runtime::FIELD_MANAGER;
 /// On every built object: hash of the object's content, computed with this annotation absent.
 pub const HASH_ANNOTATION: &str = "conveyor.etl/applied-hash";
 /// On every object and pod: the name of the EtlRouterCluster it belongs to.
-pub const CLUSTER_LABEL: &str = "conveyor.etl/cluster";
+pub use crate::runtime::clusters::CLUSTER_LABEL;
 /// On the pod template: hash of the Raft settings (not of the peer list), so a
 /// change of the settings rolls the pods while a scale step does not.
 pub const CONFIG_HASH_ANNOTATION: &str = "conveyor.etl/config-hash";

@@ -1,0 +1,145 @@
+//! Which router cluster a dependant (a pipeline or a service) belongs to,
+//! where that cluster's members listen, and which dependants a cluster's
+//! change concerns. Read from the watch caches only.
+
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::Pod;
+use kube::ResourceExt;
+use kube::runtime::reflector::{ObjectRef, Store};
+
+use crate::crd::{ClusterRef, EtlRouterCluster};
+
+/// Label every router pod carries: the name of its EtlRouterCluster.
+pub const CLUSTER_LABEL: &str = "conveyor.etl/cluster";
+
+/// The outcome of looking for a dependant's cluster.
+#[derive(Clone, Debug)]
+pub enum Resolution {
+    Found(Arc<EtlRouterCluster>),
+    /// No reference and no cluster in the namespace.
+    NoneInNamespace,
+    /// `spec.clusterRef` names a cluster the namespace does not have.
+    Missing(String),
+    /// No reference and several clusters: their names, sorted.
+    Ambiguous(Vec<String>),
+}
+
+impl Resolution {
+    /// What a person should know and do when no cluster was found.
+    pub fn problem(&self, namespace: &str) -> Option<String> {
+        match self {
+            Resolution::Found(_) => None,
+            Resolution::NoneInNamespace => Some(format!(
+                "no EtlRouterCluster in namespace {namespace}: create one, or set spec.clusterRef.name"
+            )),
+            Resolution::Missing(name) => Some(format!(
+                "spec.clusterRef names EtlRouterCluster {name:?}, which does not exist in namespace {namespace}"
+            )),
+            Resolution::Ambiguous(names) => Some(format!(
+                "namespace {namespace} has several EtlRouterClusters ({}) and spec.clusterRef is not set: \
+                 set spec.clusterRef.name to one of them",
+                names.join(", ")
+            )),
+        }
+    }
+}
+
+/// `reference`'s cluster, else the only cluster in `namespace`.
+pub fn resolve(
+    clusters: &[Arc<EtlRouterCluster>],
+    namespace: &str,
+    reference: Option<&ClusterRef>,
+) -> Resolution {
+    let mut in_namespace: Vec<&Arc<EtlRouterCluster>> =
+        clusters.iter().filter(|c| c.namespace().as_deref() == Some(namespace)).collect();
+    in_namespace.sort_by_key(|c| c.name_any());
+    match reference {
+        Some(reference) => in_namespace
+            .into_iter()
+            .find(|c| c.name_any() == reference.name)
+            .map(|c| Resolution::Found(c.clone()))
+            .unwrap_or_else(|| Resolution::Missing(reference.name.clone())),
+        None => match in_namespace.as_slice() {
+            [] => Resolution::NoneInNamespace,
+            [only] => Resolution::Found((*only).clone()),
+            several => Resolution::Ambiguous(several.iter().map(|c| c.name_any()).collect()),
+        },
+    }
+}
+
+/// The gRPC endpoints (`podIP:grpcPort`) of `cluster`'s ready pods, sorted.
+pub fn members(pods: &Store<Pod>, cluster: &EtlRouterCluster) -> Vec<String> {
+    let name = cluster.name_any();
+    let mut members: Vec<String> = pods
+        .state()
+        .iter()
+        .filter(|pod| {
+            pod.namespace() == cluster.namespace()
+                && pod.labels().get(CLUSTER_LABEL) == Some(&name)
+                && pod.metadata.deletion_timestamp.is_none()
+        })
+        .filter_map(|pod| {
+            let status = pod.status.as_ref()?;
+            let ready = status.conditions.as_ref()?.iter().any(|c| c.type_ == "Ready" && c.status == "True");
+            let ip = status.pod_ip.as_deref().filter(|ip| !ip.is_empty())?;
+            ready.then(|| format!("{ip}:{}", cluster.spec.ports.grpc))
+        })
+        .collect();
+    members.sort();
+    members
+}
+
+/// The objects of `store` a change of `cluster` concerns: those in its
+/// namespace that name it, or name none (they may resolve to it).
+pub fn dependants<K>(
+    store: &Store<K>,
+    cluster: &EtlRouterCluster,
+    reference: fn(&K) -> Option<&ClusterRef>,
+) -> Vec<ObjectRef<K>>
+where
+    K: kube::Resource<DynamicType = ()> + Clone + 'static,
+{
+    let name = cluster.name_any();
+    store
+        .state()
+        .iter()
+        .filter(|object| object.namespace() == cluster.namespace())
+        .filter(|object| reference(object).is_none_or(|r| r.name == name))
+        .map(|object| ObjectRef::from_obj(object.as_ref()))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cluster(namespace: &str, name: &str) -> Arc<EtlRouterCluster> {
+        let yaml = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/examples/seed.yaml"))
+            .unwrap();
+        let mut cluster: EtlRouterCluster =
+            serde_norway::from_str(yaml.split("\n---\n").next().unwrap()).unwrap();
+        cluster.metadata.name = Some(name.into());
+        cluster.metadata.namespace = Some(namespace.into());
+        Arc::new(cluster)
+    }
+
+    #[test]
+    fn a_reference_wins_else_the_only_cluster_else_a_problem_naming_them() {
+        let clusters = [cluster("a", "one"), cluster("b", "two"), cluster("b", "three")];
+        let found = |r: Resolution| match r {
+            Resolution::Found(c) => c.name_any(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(found(resolve(&clusters, "a", None)), "one");
+        let two = ClusterRef { name: "two".into() };
+        assert_eq!(found(resolve(&clusters, "b", Some(&two))), "two");
+        assert!(matches!(resolve(&clusters, "a", Some(&two)), Resolution::Missing(n) if n == "two"));
+        assert!(matches!(resolve(&clusters, "c", None), Resolution::NoneInNamespace));
+        let ambiguous = resolve(&clusters, "b", None);
+        assert!(matches!(&ambiguous, Resolution::Ambiguous(names) if names == &["three", "two"]));
+        let message = ambiguous.problem("b").unwrap();
+        assert!(message.contains("three, two") && message.contains("spec.clusterRef"), "{message}");
+        assert!(resolve(&clusters, "a", Some(&two)).problem("a").unwrap().contains("\"two\""));
+    }
+}

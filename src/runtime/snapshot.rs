@@ -1,0 +1,91 @@
+//! One router read shared by every object that needs it: a snapshot per key
+//! (e.g. one router cluster's registered services) kept for a time to live.
+//! Concurrent readers of a stale key wait for the one read in flight instead
+//! of each calling the router.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::router::RouterError;
+
+/// What a read gave: the value, or the error every reader of it sees.
+pub type Read<T> = Result<Arc<T>, Arc<RouterError>>;
+
+/// Beyond this many keys the snapshots start afresh (keys of long-gone clusters).
+const MAX_KEYS: usize = 1024;
+
+struct Taken<T> {
+    at: Instant,
+    /// The members it was read from: another member set is another cluster state.
+    members: Vec<String>,
+    read: Read<T>,
+}
+
+type Slot<T> = Arc<tokio::sync::Mutex<Option<Taken<T>>>>;
+
+pub struct Snapshots<T> {
+    slots: Mutex<HashMap<String, Slot<T>>>,
+}
+
+impl<T> Default for Snapshots<T> {
+    fn default() -> Self {
+        Snapshots { slots: Mutex::default() }
+    }
+}
+
+impl<T> Snapshots<T> {
+    /// The snapshot of `key` read from `members` less than `ttl` ago, else a fresh one from `read`.
+    pub async fn get<F, Fut>(&self, key: &str, members: &[String], ttl: Duration, read: F) -> Read<T>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, RouterError>>,
+    {
+        let slot = {
+            let mut slots = self.slots.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            if slots.len() > MAX_KEYS {
+                slots.clear();
+            }
+            slots.entry(key.to_owned()).or_default().clone()
+        };
+        let mut taken = slot.lock().await;
+        if let Some(taken) = taken.as_ref().filter(|t| t.members == members && t.at.elapsed() < ttl) {
+            return taken.read.clone();
+        }
+        let fresh: Read<T> = read().await.map(Arc::new).map_err(Arc::new);
+        *taken = Some(Taken { at: Instant::now(), members: members.to_vec(), read: fresh.clone() });
+        fresh
+    }
+
+    /// Forgets `key`'s snapshot, after a write that changed what it holds.
+    pub fn invalidate(&self, key: &str) {
+        self.slots.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(key);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    #[tokio::test]
+    async fn concurrent_readers_share_one_read_until_it_expires_or_is_invalidated() {
+        let snapshots: Snapshots<u32> = Snapshots::default();
+        let reads = AtomicU32::new(0);
+        let members = vec!["10.0.0.1:50051".to_owned()];
+        let ttl = Duration::from_secs(60);
+        let read = || async {
+            tokio::task::yield_now().await;
+            Ok(reads.fetch_add(1, Ordering::SeqCst))
+        };
+        let all = futures::future::join_all((0..10).map(|_| snapshots.get("c", &members, ttl, read))).await;
+        assert!(all.iter().all(|r| **r.as_ref().unwrap() == 0), "{all:?}");
+        assert_eq!(reads.load(Ordering::SeqCst), 1);
+        snapshots.invalidate("c");
+        assert_eq!(*snapshots.get("c", &members, ttl, read).await.unwrap(), 1);
+        let moved = vec!["10.0.0.2:50051".to_owned()];
+        assert_eq!(*snapshots.get("c", &moved, ttl, read).await.unwrap(), 2, "new members, new read");
+        assert_eq!(*snapshots.get("c", &moved, Duration::ZERO, read).await.unwrap(), 3, "expired");
+    }
+}

@@ -1,0 +1,156 @@
+//! From what a reconcile observed to the one event that drives the machine,
+//! with a message a person can act on. Pure.
+
+use crate::crd::ClusterPhase;
+use crate::router::proto::common::{Endpoint, HealthStatus};
+use crate::router::{EndpointError, RegisterRequest, RegisteredService};
+use crate::runtime::clusters::Resolution;
+use crate::runtime::snapshot::Read;
+
+use super::machine::Event;
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Assessment {
+    pub event: Event,
+    pub message: String,
+    /// The router's record of the service, when it matches the spec.
+    pub view: Option<RegisteredService>,
+}
+
+impl Assessment {
+    fn new(event: Event, message: impl Into<String>) -> Assessment {
+        Assessment { event, message: message.into(), view: None }
+    }
+}
+
+/// What keeps the service from talking to its cluster, if anything: a bad
+/// endpoint, no cluster (or several), a cluster not Ready or without members.
+pub fn blocker(
+    desired: &Result<RegisterRequest, EndpointError>,
+    resolution: &Resolution,
+    members: &[String],
+    namespace: &str,
+) -> Option<Assessment> {
+    if let Err(error) = desired {
+        return Some(Assessment::new(
+            Event::EndpointInvalid,
+            format!("spec.grpc.endpoint is invalid: {error}; nothing is registered until it is fixed"),
+        ));
+    }
+    let cluster = match resolution {
+        Resolution::Found(cluster) => cluster,
+        Resolution::Ambiguous(_) => {
+            return Some(Assessment::new(Event::AmbiguousCluster, resolution.problem(namespace)?));
+        }
+        _ => return Some(Assessment::new(Event::NoCluster, resolution.problem(namespace)?)),
+    };
+    let name = kube::ResourceExt::name_any(cluster.as_ref());
+    let phase = cluster.status.as_ref().and_then(|s| s.phase);
+    if phase != Some(ClusterPhase::Ready) {
+        let phase = phase.map_or("new".to_owned(), |p| format!("{p:?}"));
+        return Some(Assessment::new(
+            Event::ClusterNotReady,
+            format!("EtlRouterCluster {name} is {phase}; registering waits until it is Ready"),
+        ));
+    }
+    if members.is_empty() {
+        return Some(Assessment::new(
+            Event::ClusterNotReady,
+            format!("EtlRouterCluster {name} has no ready pod to talk to; registering waits for one"),
+        ));
+    }
+    None
+}
+
+/// The event once the cluster's registered services were read.
+pub fn against_registry(
+    registry: &Read<Vec<RegisteredService>>,
+    desired: &RegisterRequest,
+    registration_id: Option<&str>,
+    cluster: &str,
+) -> Assessment {
+    let services = match registry {
+        Ok(services) => services,
+        Err(error) => {
+            return Assessment::new(
+                Event::RouterUnreachable,
+                format!("could not list the services of EtlRouterCluster {cluster}: {error}"),
+            );
+        }
+    };
+    let id = desired.identity.as_ref().map(|i| i.service_id.as_str()).unwrap_or_default();
+    let found = services.iter().find(|s| s.identity.as_ref().is_some_and(|i| i.service_id == id));
+    let Some(registered) = found else {
+        let message = match registration_id {
+            Some(_) => {
+                format!("EtlRouterCluster {cluster} no longer holds the registration; registering again")
+            }
+            None => format!("registering with EtlRouterCluster {cluster}"),
+        };
+        return Assessment::new(Event::NotRegistered, message);
+    };
+    let changed = differences(registered, desired);
+    if !changed.is_empty() {
+        return Assessment::new(
+            Event::NotRegistered,
+            format!("the registration differs from the spec ({}); registering again", changed.join(", ")),
+        );
+    }
+    if registration_id.is_none() {
+        return Assessment::new(Event::NotRegistered, format!("registering with EtlRouterCluster {cluster}"));
+    }
+    let health = health_of(registered);
+    let (event, message) = match health {
+        HealthStatus::Degraded | HealthStatus::Unhealthy => {
+            let said = registered.health.as_ref().map(|h| h.message.as_str()).unwrap_or_default();
+            let said = if said.is_empty() { String::new() } else { format!(": {said}") };
+            (Event::ServiceUnhealthy, format!("the router reports the service {}{said}", health_name(health)))
+        }
+        HealthStatus::Healthy | HealthStatus::Unspecified => {
+            (Event::Registered, format!("registered with EtlRouterCluster {cluster}"))
+        }
+    };
+    Assessment { event, message, view: Some(registered.clone()) }
+}
+
+/// What differs between the router's record and the registration the spec asks for.
+pub fn differences(registered: &RegisteredService, desired: &RegisterRequest) -> Vec<String> {
+    let mut changed = Vec::new();
+    let identity = |i: Option<&crate::router::ServiceIdentity>| i.map(|i| (i.service_type, i.name.clone()));
+    if identity(registered.identity.as_ref()) != identity(desired.identity.as_ref()) {
+        changed.push("service type or name".to_owned());
+    }
+    if registered.endpoint != desired.endpoint {
+        changed.push(format!(
+            "endpoint {} → {}",
+            show(registered.endpoint.as_ref()),
+            show(desired.endpoint.as_ref())
+        ));
+    }
+    let labels = |m: Option<&crate::router::proto::registry::ServiceMetadata>| m.map(|m| m.labels.clone());
+    if labels(registered.metadata.as_ref()) != labels(desired.metadata.as_ref()) {
+        changed.push("labels".to_owned());
+    }
+    changed
+}
+
+fn show(endpoint: Option<&Endpoint>) -> String {
+    match endpoint {
+        Some(e) if e.host.contains(':') => format!("[{}]:{}", e.host, e.port),
+        Some(e) => format!("{}:{}", e.host, e.port),
+        None => "none".to_owned(),
+    }
+}
+
+pub fn health_of(service: &RegisteredService) -> HealthStatus {
+    service.health.as_ref().map(|h| h.status()).unwrap_or(HealthStatus::Unspecified)
+}
+
+pub fn health_name(health: HealthStatus) -> &'static str {
+    match health {
+        HealthStatus::Healthy => "Healthy",
+        HealthStatus::Degraded => "Degraded",
+        HealthStatus::Unhealthy => "Unhealthy",
+        HealthStatus::Unspecified => "Unknown",
+    }
+}

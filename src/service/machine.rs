@@ -1,0 +1,126 @@
+//! The machine EtlSource, EtlTransform and EtlSink share: registered with the
+//! router or on the way there. Pure; `states.md` is its specification.
+
+use statig::prelude::*;
+
+use crate::crd::Phase;
+
+/// The one fact a reconcile observed, picked by precedence in `assess`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Event {
+    /// `spec.grpc.endpoint` is not a usable `host:port`.
+    EndpointInvalid,
+    /// No cluster in the namespace, or `spec.clusterRef` names a missing one.
+    NoCluster,
+    /// Several clusters in the namespace and no `spec.clusterRef`.
+    AmbiguousCluster,
+    /// The cluster is not Ready (or has no ready member to talk to).
+    ClusterNotReady,
+    /// The router could not be read.
+    RouterUnreachable,
+    /// The router does not hold the registration, or holds a different one.
+    NotRegistered,
+    /// Registered as the spec says, and the router reports it unhealthy.
+    ServiceUnhealthy,
+    /// Registered as the spec says, and healthy.
+    Registered,
+}
+
+impl Event {
+    pub const ALL: [Event; 8] = [
+        Event::EndpointInvalid,
+        Event::NoCluster,
+        Event::AmbiguousCluster,
+        Event::ClusterNotReady,
+        Event::RouterUnreachable,
+        Event::NotRegistered,
+        Event::ServiceUnhealthy,
+        Event::Registered,
+    ];
+}
+
+#[derive(Default)]
+pub struct ServiceMachine;
+
+#[state_machine(initial = "State::pending()", state(derive(Debug, Clone, Copy, PartialEq, Eq)))]
+impl ServiceMachine {
+    /// Waiting for a valid endpoint and a Ready cluster; nothing registered.
+    #[state]
+    fn pending(event: &Event) -> Outcome<State> {
+        match event {
+            Event::NotRegistered => Transition(State::provisioning()),
+            Event::Registered => Transition(State::ready()),
+            Event::ServiceUnhealthy => Transition(State::degraded()),
+            _ => Handled,
+        }
+    }
+
+    /// Registering; what stands in the way sends it back to Pending.
+    #[state]
+    fn provisioning(event: &Event) -> Outcome<State> {
+        match event {
+            Event::Registered => Transition(State::ready()),
+            Event::ServiceUnhealthy => Transition(State::degraded()),
+            Event::EndpointInvalid | Event::NoCluster | Event::AmbiguousCluster | Event::ClusterNotReady => {
+                Transition(State::pending())
+            }
+            Event::NotRegistered | Event::RouterUnreachable => Handled,
+        }
+    }
+
+    /// Registered once: a lost or changed registration is registered again,
+    /// anything else wrong is Degraded.
+    #[superstate]
+    fn registered(event: &Event) -> Outcome<State> {
+        match event {
+            Event::Registered => Transition(State::ready()),
+            Event::NotRegistered => Transition(State::provisioning()),
+            _ => Transition(State::degraded()),
+        }
+    }
+
+    #[state(superstate = "registered")]
+    fn ready(event: &Event) -> Outcome<State> {
+        match event {
+            Event::Registered => Handled,
+            _ => Super,
+        }
+    }
+
+    #[state(superstate = "registered")]
+    fn degraded(event: &Event) -> Outcome<State> {
+        match event {
+            Event::Registered | Event::NotRegistered => Super,
+            _ => Handled,
+        }
+    }
+}
+
+impl State {
+    fn of(phase: Phase) -> State {
+        match phase {
+            Phase::Pending => State::pending(),
+            Phase::Provisioning => State::provisioning(),
+            Phase::Ready => State::ready(),
+            Phase::Degraded => State::degraded(),
+        }
+    }
+
+    fn phase(&self) -> Phase {
+        match self {
+            State::Pending {} => Phase::Pending,
+            State::Provisioning {} => Phase::Provisioning,
+            State::Ready {} => Phase::Ready,
+            State::Degraded {} => Phase::Degraded,
+        }
+    }
+}
+
+/// The phase after `event` in `current`; the machine is rebuilt each time.
+pub fn next_phase(current: Phase, event: Event) -> Phase {
+    let mut machine = ServiceMachine.uninitialized_state_machine();
+    *machine.state_mut() = State::of(current);
+    let mut machine = machine.init();
+    machine.handle(&event);
+    machine.state().phase()
+}

@@ -1,0 +1,79 @@
+//! EtlSource, EtlTransform and EtlSink: gRPC services registered with a
+//! router cluster. The three kinds behave identically, so one machine and one
+//! reconcile serve them all, through [`ServiceResource`].
+//!
+//! A reconcile reads as observe (the caches: the cluster, its ready pods; and
+//! the cluster's registered services, read once per health interval and
+//! shared by all of its services) → assess (`assess`: one event) → machine
+//! (`machine`) → register when the router lacks the registration or holds a
+//! different one → status (only on change; an Event per transition).
+//! Deletion deregisters in the runtime's finalizer. `states.md` is the
+//! machine's specification.
+
+pub mod assess;
+pub mod conditions;
+pub mod controller;
+pub mod machine;
+mod reconcile;
+#[cfg(test)]
+mod tests;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::runtime::controller::Action;
+
+use crate::crd::{ClusterRef, EtlSink, EtlSource, EtlTransform, GrpcSpec, ServiceStatus};
+use crate::router::ServiceKind;
+use crate::runtime::{Context, Error, Reconciler};
+
+/// What the service reconcile needs of each of the three kinds.
+pub trait ServiceResource: Reconciler<Status = ServiceStatus> {
+    const KIND: ServiceKind;
+    fn grpc(&self) -> &GrpcSpec;
+    fn cluster_ref(&self) -> Option<&ClusterRef>;
+    fn service_status(&self) -> Option<&ServiceStatus>;
+}
+
+macro_rules! service_resource {
+    ($type:ty, $kind:expr) => {
+        impl ServiceResource for $type {
+            const KIND: ServiceKind = $kind;
+            fn grpc(&self) -> &GrpcSpec {
+                &self.spec.grpc
+            }
+            fn cluster_ref(&self) -> Option<&ClusterRef> {
+                self.spec.cluster_ref.as_ref()
+            }
+            fn service_status(&self) -> Option<&ServiceStatus> {
+                self.status.as_ref()
+            }
+        }
+
+        impl Reconciler for $type {
+            type Status = ServiceStatus;
+
+            fn needs_cleanup(&self) -> bool {
+                reconcile::needs_cleanup(self)
+            }
+
+            fn conditions(&self) -> &[Condition] {
+                reconcile::conditions_of(self.status.as_ref())
+            }
+
+            fn status_with(&self, conditions: Vec<Condition>) -> ServiceStatus {
+                ServiceStatus { conditions, ..self.status.clone().unwrap_or_default() }
+            }
+
+            async fn reconcile(&self, ctx: &Context) -> Result<Action, Error> {
+                reconcile::reconcile(self, ctx).await
+            }
+
+            async fn cleanup(&self, ctx: &Context) -> Result<Action, Error> {
+                reconcile::cleanup(self, ctx).await
+            }
+        }
+    };
+}
+
+service_resource!(EtlSource, ServiceKind::Source);
+service_resource!(EtlTransform, ServiceKind::Transform);
+service_resource!(EtlSink, ServiceKind::Sink);

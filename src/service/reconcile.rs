@@ -1,0 +1,181 @@
+//! One reconcile of a service, and its cleanup: observe (caches, the
+//! cluster's shared registry snapshot) → assess → machine → register if
+//! needed → status, written only when it changed.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::ResourceExt;
+use kube::runtime::controller::Action;
+
+use super::ServiceResource;
+use super::assess::{self, Assessment};
+use super::conditions;
+use super::machine::{Event, next_phase};
+use crate::crd::{Phase, ServiceStatus};
+use crate::router::mapping::{self, register_request};
+use crate::router::proto::common::ServiceType;
+use crate::runtime::clusters::{self, Resolution};
+use crate::runtime::status::{self, synced};
+use crate::runtime::{self, Context, Error, events};
+
+fn namespace_of<K: ServiceResource>(service: &K) -> Result<String, Error> {
+    service.namespace().ok_or_else(|| Error::InvalidObject("no metadata.namespace".into()))
+}
+
+fn registry_key(namespace: &str, cluster: &str) -> String {
+    format!("{namespace}/{cluster}")
+}
+
+/// Held while the router may hold the registration: once registered, and
+/// from the start whenever the endpoint is valid (so that a service deleted
+/// right after its first registration is still deregistered).
+pub fn needs_cleanup<K: ServiceResource>(service: &K) -> bool {
+    let registered = service.service_status().is_some_and(|s| s.registration_id.is_some());
+    registered || mapping::parse_endpoint(&service.grpc().endpoint).is_ok()
+}
+
+/// What the reconcile found, and where it would register.
+struct Observed {
+    assessment: Assessment,
+    cluster: Option<String>,
+    members: Vec<String>,
+}
+
+async fn observe<K: ServiceResource>(service: &K, ctx: &Context, namespace: &str) -> Observed {
+    let desired = register_request(K::KIND, namespace, &service.name_any(), service.grpc());
+    let resolution = clusters::resolve(&ctx.cache.router_clusters.state(), namespace, service.cluster_ref());
+    let (cluster, members) = match &resolution {
+        Resolution::Found(cluster) => (Some(cluster.name_any()), clusters::members(&ctx.cache.pods, cluster)),
+        _ => (None, Vec::new()),
+    };
+    if let Some(assessment) = assess::blocker(&desired, &resolution, &members, namespace) {
+        return Observed { assessment, cluster, members };
+    }
+    let (Ok(desired), Some(name)) = (desired, cluster.as_deref()) else {
+        unreachable!("no blocker means a valid endpoint and a cluster")
+    };
+    let registry = ctx
+        .registries
+        .get(&registry_key(namespace, name), &members, ctx.timing.health_interval, || {
+            ctx.router.list_services(&members, ServiceType::Unspecified)
+        })
+        .await;
+    let registration_id = service.service_status().and_then(|s| s.registration_id.as_deref());
+    let assessment = assess::against_registry(&registry, &desired, registration_id, name);
+    Observed { assessment, cluster, members }
+}
+
+pub async fn reconcile<K: ServiceResource>(service: &K, ctx: &Context) -> Result<Action, Error> {
+    let namespace = namespace_of(service)?;
+    let Observed { assessment, cluster, members } = observe(service, ctx, &namespace).await;
+    let previous = service.service_status().cloned().unwrap_or_default();
+    let current = previous.phase.unwrap_or_default();
+    let phase = next_phase(current, assessment.event);
+    if phase != current {
+        tracing::info!(kind = K::kind(&()).as_ref(), name = %service.name_any(), from = ?current, to = ?phase, event = ?assessment.event, "phase transition");
+    }
+
+    let mut registration_id = previous.registration_id.clone();
+    let outcome = match (assessment.event, cluster.as_deref()) {
+        (Event::NotRegistered, Some(cluster)) if !runtime::paused(service) => {
+            register(service, ctx, &namespace, cluster, &members).await.map(|id| registration_id = Some(id))
+        }
+        _ => Ok(()),
+    };
+    let view = assessment.view.as_ref();
+    let wanted = [
+        conditions::ready(phase, assessment.event, &assessment.message),
+        synced(outcome.as_ref().map(|_| ())),
+    ];
+    let next = ServiceStatus {
+        phase: Some(phase),
+        observed_generation: service.meta().generation,
+        cluster: cluster.or(previous.cluster.clone()),
+        registration_id,
+        health: view.map(|v| assess::health_name(assess::health_of(v)).to_owned()),
+        assigned_partitions: view.map(|v| v.assigned_partitions.clone()).unwrap_or_default(),
+        conditions: runtime::conditions::merge(
+            &previous.conditions,
+            &wanted,
+            service.meta().generation,
+            &status::now(),
+        ),
+    };
+    if next != previous {
+        status::apply(ctx, service, &next).await?;
+        let story = status::Story {
+            from: previous.phase.map(|p| format!("{p:?}")),
+            to: format!("{phase:?}"),
+            before: &previous.conditions,
+            after: &next.conditions,
+            warning: conditions::event_type(phase, assessment.event) == "Warning",
+        };
+        status::announce(ctx, service, story).await?;
+    }
+    outcome.map_err(|error| Error::Reported(Box::new(error)))?;
+    let interval = match phase {
+        Phase::Provisioning => ctx.timing.progress_interval,
+        _ => ctx.timing.health_interval,
+    };
+    Ok(Action::requeue(interval))
+}
+
+async fn register<K: ServiceResource>(
+    service: &K,
+    ctx: &Context,
+    namespace: &str,
+    cluster: &str,
+    members: &[String],
+) -> Result<String, Error> {
+    let request = register_request(K::KIND, namespace, &service.name_any(), service.grpc())
+        .map_err(|error| Error::InvalidObject(error.to_string()))?;
+    let response = ctx.router.register(members, request).await;
+    // Whatever the answer, the cluster's snapshot may no longer say what the router holds.
+    ctx.registries.invalidate(&registry_key(namespace, cluster));
+    Ok(response?.registration_id)
+}
+
+/// Deregisters from the cluster it registered with; a cluster that is gone
+/// (or going) has nothing to deregister from, and the service is let go.
+pub async fn cleanup<K: ServiceResource>(service: &K, ctx: &Context) -> Result<Action, Error> {
+    let namespace = namespace_of(service)?;
+    let status = service.service_status().cloned().unwrap_or_default();
+    let resolution = match &status.cluster {
+        Some(name) => clusters::resolve(
+            &ctx.cache.router_clusters.state(),
+            &namespace,
+            Some(&crate::crd::ClusterRef { name: name.clone() }),
+        ),
+        None => clusters::resolve(&ctx.cache.router_clusters.state(), &namespace, service.cluster_ref()),
+    };
+    let cluster = match resolution {
+        Resolution::Found(cluster) if cluster.metadata.deletion_timestamp.is_none() => cluster,
+        _ => {
+            let note = match status.cluster {
+                Some(name) => {
+                    format!("EtlRouterCluster {name} is gone: nothing to deregister from; released")
+                }
+                None => {
+                    "no router cluster holds the registration: nothing to deregister; released".to_owned()
+                }
+            };
+            events::publish(ctx, service, false, "RouterClusterGone", note).await?;
+            return Ok(Action::await_change());
+        }
+    };
+    let maybe_registered = status.registration_id.is_some() || status.phase == Some(Phase::Provisioning);
+    if !maybe_registered {
+        return Ok(Action::await_change());
+    }
+    let members = clusters::members(&ctx.cache.pods, &cluster);
+    let service_id = mapping::service_id(&namespace, &service.name_any());
+    ctx.router.deregister(&members, &service_id).await?;
+    ctx.registries.invalidate(&registry_key(&namespace, &cluster.name_any()));
+    let note = format!("deregistered {service_id} from EtlRouterCluster {}", cluster.name_any());
+    events::publish(ctx, service, false, "Deregistered", note).await?;
+    Ok(Action::await_change())
+}
+
+/// The conditions of a service's status, empty without one.
+pub fn conditions_of(status: Option<&ServiceStatus>) -> &[Condition] {
+    status.map(|s| s.conditions.as_slice()).unwrap_or_default()
+}
