@@ -122,12 +122,14 @@ impl Operator {
         let sources = service::controller(&watches.sources, cache.sources.clone(), watched);
         let transforms = service::controller(&watches.transforms, cache.transforms.clone(), watched);
         let sinks = service::controller(&watches.sinks, cache.sinks.clone(), watched);
-        let controllers = futures::future::join4(
-            reconciler::drive(clusters, ctx.clone(), shutdown.clone()),
-            reconciler::drive(sources, ctx.clone(), shutdown.clone()),
-            reconciler::drive(transforms, ctx.clone(), shutdown.clone()),
-            reconciler::drive(sinks, ctx.clone(), shutdown.clone()),
-        );
+        // One task per controller, so a busy kind never holds up another; the
+        // set aborts them all when dropped.
+        let mut tasks = tokio::task::JoinSet::new();
+        tasks.spawn(reconciler::drive(clusters, ctx.clone(), shutdown.clone()));
+        tasks.spawn(reconciler::drive(sources, ctx.clone(), shutdown.clone()));
+        tasks.spawn(reconciler::drive(transforms, ctx.clone(), shutdown.clone()));
+        tasks.spawn(reconciler::drive(sinks, ctx.clone(), shutdown.clone()));
+        let controllers = async move { while tasks.join_next().await.is_some() {} };
         let deadline = async {
             shutdown.await;
             tokio::time::sleep(SHUTDOWN_GRACE).await;

@@ -1,0 +1,357 @@
+//! EtlSource, EtlTransform and EtlSink end to end: the operator (in-process,
+//! under its own RBAC) registers them with a simulated router cluster whose
+//! pods the test's kubelet runs.
+
+mod support;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use k8s_openapi::api::events::v1::Event as KubeEvent;
+use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
+use kube::core::GroupVersionKind;
+use kube::discovery::ApiResource;
+use serde_json::json;
+
+use conveyor_etl_operator::crd::{ClusterPhase, EtlSink, EtlSource, Phase, ServiceStatus};
+use conveyor_etl_operator::router::{Router, RouterClient, ServiceType, mapping};
+use support::control_plane::OPERATOR_USER;
+use support::scenario::{FORM_TIMEOUT, Scenario, seed_cluster};
+use support::{eventually, repo_path};
+
+/// The example services: the seed's source, then the transforms and the sink.
+fn examples() -> Vec<DynamicObject> {
+    let read = |file: &str| std::fs::read_to_string(repo_path(file)).unwrap();
+    let seed = read("deploy/examples/seed.yaml");
+    let services = read("deploy/examples/services.yaml");
+    seed.split("\n---\n")
+        .chain(services.split("\n---\n"))
+        .map(|doc| serde_norway::from_str::<DynamicObject>(doc).unwrap())
+        .filter(|o| {
+            o.types
+                .as_ref()
+                .is_some_and(|t| ["EtlSource", "EtlTransform", "EtlSink"].contains(&t.kind.as_str()))
+        })
+        .collect()
+}
+
+fn api_of(s: &Scenario, kind: &str) -> Api<DynamicObject> {
+    let resource = ApiResource::from_gvk(&GroupVersionKind::gvk("conveyor.etl", "v1", kind));
+    Api::namespaced_with(s.client.clone(), &s.namespace, &resource)
+}
+
+async fn create(s: &Scenario, object: &DynamicObject) {
+    let kind = &object.types.as_ref().unwrap().kind;
+    api_of(s, kind).create(&PostParams::default(), object).await.expect("create service");
+}
+
+fn service(kind: &str, name: &str, endpoint: &str) -> DynamicObject {
+    serde_json::from_value(json!({
+        "apiVersion": "conveyor.etl/v1",
+        "kind": kind,
+        "metadata": {"name": name},
+        "spec": {"grpc": {"endpoint": endpoint}},
+    }))
+    .unwrap()
+}
+
+fn status_of(object: &DynamicObject) -> ServiceStatus {
+    object.data.get("status").cloned().map(|s| serde_json::from_value(s).unwrap()).unwrap_or_default()
+}
+
+fn ready_condition(status: &ServiceStatus) -> Option<(String, String, String)> {
+    let c = status.conditions.iter().find(|c| c.type_ == "Ready")?;
+    Some((c.status.clone(), c.reason.clone(), c.message.clone()))
+}
+
+/// Polls the service until `check` holds on its status.
+async fn wait_status(
+    s: &Scenario,
+    kind: &str,
+    name: &str,
+    what: &str,
+    check: impl Fn(&ServiceStatus) -> bool,
+) -> ServiceStatus {
+    let api = api_of(s, kind);
+    let last = std::sync::Mutex::new(None);
+    let found = tokio::time::timeout(FORM_TIMEOUT, async {
+        loop {
+            if let Ok(object) = api.get(name).await {
+                let status = status_of(&object);
+                if check(&status) {
+                    return status;
+                }
+                *last.lock().unwrap() = Some(status);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await; // poll interval
+        }
+    })
+    .await;
+    found.unwrap_or_else(|_| {
+        panic!("{kind} {name}: timed out waiting for {what}; last status {:#?}", last.lock().unwrap())
+    })
+}
+
+async fn wait_ready(s: &Scenario, kind: &str, name: &str) -> ServiceStatus {
+    wait_status(s, kind, name, "Ready", |st| st.phase == Some(Phase::Ready)).await
+}
+
+fn registered_ids(s: &Scenario) -> Vec<String> {
+    let mut ids: Vec<String> =
+        s.kubelet.sim.services().into_iter().filter_map(|svc| svc.identity.map(|i| i.service_id)).collect();
+    ids.sort();
+    ids
+}
+
+async fn ready_cluster(prefix: &str) -> Scenario {
+    let s = Scenario::new(prefix).await;
+    s.create(&seed_cluster("my-cluster")).await;
+    s.wait_phase(ClusterPhase::Ready).await;
+    s
+}
+
+/// (reason, note) of the Events about `kind`/`name`.
+async fn events_of(s: &Scenario, kind: &str, name: &str) -> Vec<(String, String)> {
+    let api: Api<KubeEvent> = Api::namespaced(s.client.clone(), &s.namespace);
+    api.list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|e| {
+            e.regarding
+                .as_ref()
+                .is_some_and(|r| r.kind.as_deref() == Some(kind) && r.name.as_deref() == Some(name))
+        })
+        .map(|e| (e.reason.unwrap_or_default(), e.note.unwrap_or_default()))
+        .collect()
+}
+
+#[tokio::test]
+async fn the_example_services_wait_for_the_cluster_then_register_and_reach_ready() {
+    let s = Scenario::new("svc-examples").await;
+    let examples = examples();
+    assert_eq!(examples.len(), 4);
+    for object in &examples {
+        create(&s, object).await;
+    }
+    let waiting = wait_status(&s, "EtlSource", "kafka-users", "no cluster", |st| st.phase.is_some()).await;
+    let (status, reason, message) = ready_condition(&waiting).unwrap();
+    assert_eq!((status.as_str(), reason.as_str()), ("False", "NoRouterCluster"), "{message}");
+    assert_eq!(waiting.phase, Some(Phase::Pending));
+
+    s.create(&seed_cluster("my-cluster")).await;
+    s.wait_phase(ClusterPhase::Ready).await;
+    for object in &examples {
+        let kind = &object.types.as_ref().unwrap().kind;
+        let name = object.metadata.name.as_deref().unwrap();
+        let status = wait_ready(&s, kind, name).await;
+        assert_eq!(status.cluster.as_deref(), Some("my-cluster"));
+        assert!(status.registration_id.is_some(), "{status:?}");
+        assert_eq!(status.health.as_deref(), Some("Healthy"));
+        let (ready, reason, _) = ready_condition(&status).unwrap();
+        assert_eq!((ready.as_str(), reason.as_str()), ("True", "Registered"));
+    }
+    let ns = &s.namespace;
+    let expected: Vec<String> = ["clickhouse-analytics", "enrich-geo", "filter-active", "kafka-users"]
+        .iter()
+        .map(|name| format!("{ns}/{name}"))
+        .collect();
+    assert_eq!(registered_ids(&s), expected);
+    let sink = s
+        .kubelet
+        .sim
+        .services()
+        .into_iter()
+        .find(|svc| svc.identity.as_ref().unwrap().name == "clickhouse-analytics")
+        .unwrap();
+    assert_eq!(sink.identity.as_ref().unwrap().service_type(), ServiceType::Sink);
+    let endpoint = sink.endpoint.unwrap();
+    assert_eq!((endpoint.host.as_str(), endpoint.port), ("clickhouse-sink-svc", 50051));
+    let notes: Vec<String> =
+        events_of(&s, "EtlSink", "clickhouse-analytics").await.into_iter().map(|e| e.1).collect();
+    assert!(notes.iter().any(|n| n.starts_with("Provisioning → Ready")), "{notes:?}");
+}
+
+#[tokio::test]
+async fn a_bad_endpoint_is_quoted_and_nothing_is_registered() {
+    let s = ready_cluster("svc-bad-endpoint").await;
+    create(&s, &service("EtlSink", "broken", "clickhouse:99999")).await;
+    create(&s, &service("EtlSink", "fine", "clickhouse:9000")).await;
+    wait_ready(&s, "EtlSink", "fine").await;
+    let status = wait_status(&s, "EtlSink", "broken", "InvalidEndpoint", |st| {
+        ready_condition(st).is_some_and(|c| c.1 == "InvalidEndpoint")
+    })
+    .await;
+    let (ready, _, message) = ready_condition(&status).unwrap();
+    assert_eq!(ready, "False");
+    assert!(message.contains("\"clickhouse:99999\""), "{message}");
+    assert_eq!(status.phase, Some(Phase::Pending));
+    assert_eq!(registered_ids(&s), [format!("{}/fine", s.namespace)]);
+    assert!(s.kubelet.sim.mutation_log().iter().all(|m| !m.target.ends_with("/broken")));
+}
+
+#[tokio::test]
+async fn two_clusters_and_no_reference_is_a_condition_naming_both() {
+    let s = Scenario::new("svc-ambiguous").await;
+    s.create(&seed_cluster("my-cluster")).await;
+    s.create(&seed_cluster("other")).await;
+    create(&s, &service("EtlSource", "events", "events:50051")).await;
+    let status = wait_status(&s, "EtlSource", "events", "AmbiguousRouterCluster", |st| {
+        ready_condition(st).is_some_and(|c| c.1 == "AmbiguousRouterCluster")
+    })
+    .await;
+    let message = ready_condition(&status).unwrap().2;
+    assert!(message.contains("my-cluster, other"), "{message}");
+    assert!(registered_ids(&s).is_empty());
+
+    // Naming one resolves it by itself: the service now waits for that cluster.
+    let patch = json!({"spec": {"clusterRef": {"name": "my-cluster"}}});
+    api_of(&s, "EtlSource").patch("events", &PatchParams::default(), &Patch::Merge(patch)).await.unwrap();
+    let status = wait_status(&s, "EtlSource", "events", "waiting for my-cluster", |st| {
+        ready_condition(st).is_some_and(|c| c.1 != "AmbiguousRouterCluster")
+    })
+    .await;
+    let (_, reason, message) = ready_condition(&status).unwrap();
+    assert!(["RouterClusterNotReady", "Registered", "Registering"].contains(&reason.as_str()), "{reason}");
+    assert!(message.contains("my-cluster"), "{message}");
+}
+
+#[tokio::test]
+async fn a_registration_the_router_lost_is_registered_again() {
+    let s = ready_cluster("svc-lost").await;
+    create(&s, &service("EtlTransform", "filter", "filter:50051")).await;
+    wait_ready(&s, "EtlTransform", "filter").await;
+    let id = mapping::service_id(&s.namespace, "filter");
+    let client = RouterClient::new(support::operator::router_options());
+    client.deregister(&s.kubelet.sim.endpoints(), &id).await.unwrap();
+    assert!(registered_ids(&s).is_empty());
+    eventually(FORM_TIMEOUT, "the service registered again", || async {
+        (registered_ids(&s) == [id.clone()]).then_some(())
+    })
+    .await;
+    let registers = s.kubelet.sim.mutation_log().iter().filter(|m| m.is("Register", &id)).count();
+    assert_eq!(registers, 2, "registered once, then once more after the loss");
+    wait_ready(&s, "EtlTransform", "filter").await;
+}
+
+#[tokio::test]
+async fn an_endpoint_change_re_registers() {
+    let s = ready_cluster("svc-edit").await;
+    create(&s, &service("EtlSource", "kafka", "kafka:1")).await;
+    wait_ready(&s, "EtlSource", "kafka").await;
+    let patch = json!({"spec": {"grpc": {"endpoint": "kafka:2"}}});
+    api_of(&s, "EtlSource").patch("kafka", &PatchParams::default(), &Patch::Merge(patch)).await.unwrap();
+    eventually(FORM_TIMEOUT, "the new endpoint on the router", || async {
+        let services = s.kubelet.sim.services();
+        services.iter().any(|svc| svc.endpoint.as_ref().is_some_and(|e| e.port == 2)).then_some(())
+    })
+    .await;
+    wait_status(&s, "EtlSource", "kafka", "Ready for generation 2", |st| {
+        st.phase == Some(Phase::Ready) && st.observed_generation == Some(2)
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn deleting_a_service_deregisters_it() {
+    let s = ready_cluster("svc-delete").await;
+    create(&s, &service("EtlSink", "archive", "s3-archive:50051")).await;
+    wait_ready(&s, "EtlSink", "archive").await;
+    let sinks: Api<EtlSink> = Api::namespaced(s.client.clone(), &s.namespace);
+    let held = sinks.get("archive").await.unwrap();
+    assert!(held.metadata.finalizers.unwrap_or_default().contains(&"conveyor.etl/cleanup".to_owned()));
+    sinks.delete("archive", &DeleteParams::default()).await.unwrap();
+    eventually(FORM_TIMEOUT, "the sink gone", || async {
+        sinks.get_opt("archive").await.unwrap().is_none().then_some(())
+    })
+    .await;
+    assert!(registered_ids(&s).is_empty());
+    let id = mapping::service_id(&s.namespace, "archive");
+    assert!(s.kubelet.sim.mutation_log().iter().any(|m| m.is("Deregister", &id)));
+}
+
+#[tokio::test]
+async fn a_service_whose_cluster_is_gone_is_released_with_an_event() {
+    let s = ready_cluster("svc-orphan").await;
+    create(&s, &service("EtlSource", "kafka", "kafka:50051")).await;
+    wait_ready(&s, "EtlSource", "kafka").await;
+    s.clusters.delete("my-cluster", &DeleteParams::default()).await.unwrap();
+    eventually(FORM_TIMEOUT, "the cluster gone", || async {
+        s.clusters.get_opt("my-cluster").await.unwrap().is_none().then_some(())
+    })
+    .await;
+    let sources: Api<EtlSource> = Api::namespaced(s.client.clone(), &s.namespace);
+    sources.delete("kafka", &DeleteParams::default()).await.unwrap();
+    eventually(FORM_TIMEOUT, "the source released", || async {
+        sources.get_opt("kafka").await.unwrap().is_none().then_some(())
+    })
+    .await;
+    let events = events_of(&s, "EtlSource", "kafka").await;
+    let gone = events.iter().find(|(reason, _)| reason == "RouterClusterGone");
+    assert!(gone.is_some_and(|(_, note)| note.contains("my-cluster is gone")), "{events:?}");
+}
+
+#[tokio::test]
+async fn ready_services_cost_no_api_writes_and_one_list_per_interval_while_the_router_log_moves() {
+    let s = ready_cluster("svc-quiet").await;
+    for object in examples() {
+        create(&s, &object).await;
+    }
+    for object in examples() {
+        wait_ready(&s, &object.types.unwrap().kind, object.metadata.name.as_deref().unwrap()).await;
+    }
+    let sim = s.kubelet.sim.clone();
+    let in_namespace = format!("/namespaces/{}/", s.namespace);
+    let service_writes = || {
+        s.plane
+            .writes_by(OPERATOR_USER)
+            .into_iter()
+            .filter(|w| w.request_uri.contains(&in_namespace))
+            .filter(|w| ["etlsources", "etltransforms", "etlsinks"].iter().any(|k| w.request_uri.contains(k)))
+            .map(|w| format!("{} {}", w.verb, w.request_uri))
+            .collect::<Vec<_>>()
+    };
+    let writes_before = service_writes().len();
+    let lists_before = sim.call_count("ListServices");
+    let log_before = sim.mutation_log().len();
+
+    // Another client registers and deregisters its own service all along.
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (sim, stop) = (sim.clone(), stop.clone());
+        tokio::spawn(async move {
+            let client = RouterClient::new(support::operator::router_options());
+            let grpc = conveyor_etl_operator::crd::GrpcSpec { endpoint: "other:1".into() };
+            let request =
+                mapping::register_request(mapping::ServiceKind::Source, "elsewhere", "x", &grpc).unwrap();
+            while !stop.load(Ordering::Relaxed) {
+                let _ = client.register(&sim.endpoints(), request.clone()).await;
+                let _ = client.deregister(&sim.endpoints(), "elsewhere/x").await;
+            }
+        })
+    };
+    let window = Duration::from_secs(10);
+    tokio::time::sleep(window).await; // the observation window, not a wait for a state
+    stop.store(true, Ordering::Relaxed);
+    writer.await.unwrap();
+
+    assert!(sim.mutation_log().len() - log_before > 50, "the router's log must move during the window");
+    let writes = service_writes()[writes_before..].to_vec();
+    assert!(writes.is_empty(), "API writes while the services are unchanged: {writes:?}");
+    let ours = format!("{}/", s.namespace);
+    let router_writes: Vec<_> =
+        sim.mutation_log()[log_before..].iter().filter(|m| m.target.starts_with(&ours)).cloned().collect();
+    assert!(router_writes.is_empty(), "router writes for unchanged services: {router_writes:?}");
+    // One list per health interval (1 s in tests), shared by the four services.
+    let lists = sim.call_count("ListServices") - lists_before;
+    let allowed = 2 * window.as_secs() + 4;
+    assert!(lists <= allowed, "{lists} ListServices in {window:?} for four services; at most {allowed}");
+    for object in examples() {
+        let kind = object.types.unwrap().kind;
+        let status =
+            status_of(&api_of(&s, &kind).get(object.metadata.name.as_deref().unwrap()).await.unwrap());
+        assert_eq!(status.phase, Some(Phase::Ready), "{kind}");
+    }
+}
