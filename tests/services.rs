@@ -8,42 +8,18 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use k8s_openapi::api::events::v1::Event as KubeEvent;
-use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
-use kube::core::GroupVersionKind;
-use kube::discovery::ApiResource;
+use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams};
 use serde_json::json;
 
 use conveyor_etl_operator::crd::{ClusterPhase, EtlSink, EtlSource, Phase, ServiceStatus};
 use conveyor_etl_operator::router::{Router, RouterClient, ServiceType, mapping};
 use support::control_plane::OPERATOR_USER;
+use support::eventually;
+use support::objects::{self, SERVICE_KINDS, api_of, create};
 use support::scenario::{FORM_TIMEOUT, Scenario, seed_cluster};
-use support::{eventually, repo_path};
 
-/// The example services: the seed's source, then the transforms and the sink.
 fn examples() -> Vec<DynamicObject> {
-    let read = |file: &str| std::fs::read_to_string(repo_path(file)).unwrap();
-    let seed = read("deploy/examples/seed.yaml");
-    let services = read("deploy/examples/services.yaml");
-    seed.split("\n---\n")
-        .chain(services.split("\n---\n"))
-        .map(|doc| serde_norway::from_str::<DynamicObject>(doc).unwrap())
-        .filter(|o| {
-            o.types
-                .as_ref()
-                .is_some_and(|t| ["EtlSource", "EtlTransform", "EtlSink"].contains(&t.kind.as_str()))
-        })
-        .collect()
-}
-
-fn api_of(s: &Scenario, kind: &str) -> Api<DynamicObject> {
-    let resource = ApiResource::from_gvk(&GroupVersionKind::gvk("conveyor.etl", "v1", kind));
-    Api::namespaced_with(s.client.clone(), &s.namespace, &resource)
-}
-
-async fn create(s: &Scenario, object: &DynamicObject) {
-    let kind = &object.types.as_ref().unwrap().kind;
-    api_of(s, kind).create(&PostParams::default(), object).await.expect("create service");
+    objects::examples(&SERVICE_KINDS)
 }
 
 fn service(kind: &str, name: &str, endpoint: &str) -> DynamicObject {
@@ -57,7 +33,7 @@ fn service(kind: &str, name: &str, endpoint: &str) -> DynamicObject {
 }
 
 fn status_of(object: &DynamicObject) -> ServiceStatus {
-    object.data.get("status").cloned().map(|s| serde_json::from_value(s).unwrap()).unwrap_or_default()
+    objects::status_as(object)
 }
 
 fn ready_condition(status: &ServiceStatus) -> Option<(String, String, String)> {
@@ -65,7 +41,6 @@ fn ready_condition(status: &ServiceStatus) -> Option<(String, String, String)> {
     Some((c.status.clone(), c.reason.clone(), c.message.clone()))
 }
 
-/// Polls the service until `check` holds on its status.
 async fn wait_status(
     s: &Scenario,
     kind: &str,
@@ -73,24 +48,7 @@ async fn wait_status(
     what: &str,
     check: impl Fn(&ServiceStatus) -> bool,
 ) -> ServiceStatus {
-    let api = api_of(s, kind);
-    let last = std::sync::Mutex::new(None);
-    let found = tokio::time::timeout(FORM_TIMEOUT, async {
-        loop {
-            if let Ok(object) = api.get(name).await {
-                let status = status_of(&object);
-                if check(&status) {
-                    return status;
-                }
-                *last.lock().unwrap() = Some(status);
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await; // poll interval
-        }
-    })
-    .await;
-    found.unwrap_or_else(|_| {
-        panic!("{kind} {name}: timed out waiting for {what}; last status {:#?}", last.lock().unwrap())
-    })
+    objects::wait_status(s, kind, name, what, check).await
 }
 
 async fn wait_ready(s: &Scenario, kind: &str, name: &str) -> ServiceStatus {
@@ -111,21 +69,8 @@ async fn ready_cluster(prefix: &str) -> Scenario {
     s
 }
 
-/// (reason, note) of the Events about `kind`/`name`.
 async fn events_of(s: &Scenario, kind: &str, name: &str) -> Vec<(String, String)> {
-    let api: Api<KubeEvent> = Api::namespaced(s.client.clone(), &s.namespace);
-    api.list(&ListParams::default())
-        .await
-        .unwrap()
-        .items
-        .into_iter()
-        .filter(|e| {
-            e.regarding
-                .as_ref()
-                .is_some_and(|r| r.kind.as_deref() == Some(kind) && r.name.as_deref() == Some(name))
-        })
-        .map(|e| (e.reason.unwrap_or_default(), e.note.unwrap_or_default()))
-        .collect()
+    objects::events_about(s, kind, name).await
 }
 
 #[tokio::test]

@@ -122,6 +122,7 @@ impl Operator {
         let sources = service::controller(&watches.sources, cache.sources.clone(), watched);
         let transforms = service::controller(&watches.transforms, cache.transforms.clone(), watched);
         let sinks = service::controller(&watches.sinks, cache.sinks.clone(), watched);
+        let pipelines = crate::pipeline::controller::controller(&watches, cache);
         // One task per controller, so a busy kind never holds up another; the
         // set aborts them all when dropped.
         let mut tasks = tokio::task::JoinSet::new();
@@ -129,6 +130,7 @@ impl Operator {
         tasks.spawn(reconciler::drive(sources, ctx.clone(), shutdown.clone()));
         tasks.spawn(reconciler::drive(transforms, ctx.clone(), shutdown.clone()));
         tasks.spawn(reconciler::drive(sinks, ctx.clone(), shutdown.clone()));
+        tasks.spawn(reconciler::drive(pipelines, ctx.clone(), shutdown.clone()));
         let controllers = async move { while tasks.join_next().await.is_some() {} };
         let deadline = async {
             shutdown.await;

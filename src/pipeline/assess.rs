@@ -51,6 +51,23 @@ fn references_resolved(references: &[Reference]) -> (bool, String) {
     }
 }
 
+/// The one call that brings the router's `copy` to `generation`, enabled or
+/// not; `None` when it holds it already (or cannot be asked).
+pub fn submission(copy: &RouterCopy, generation: i64, enabled: bool) -> Option<Submit> {
+    match copy {
+        RouterCopy::Unreachable(_) | RouterCopy::Unimplemented(_) => None,
+        RouterCopy::Absent => Some(Submit::Create),
+        RouterCopy::Present { matches: false, .. } => Some(Submit::Update),
+        RouterCopy::Present { generation: applied, .. } if *applied != Some(generation) => {
+            Some(Submit::Update)
+        }
+        RouterCopy::Present { enabled: held, .. } if *held != enabled => {
+            Some(if enabled { Submit::Enable } else { Submit::Disable })
+        }
+        RouterCopy::Present { .. } => None,
+    }
+}
+
 pub fn assess(observation: &Observation) -> Assessment {
     let references_resolved = references_resolved(&observation.references);
     let done = |event: Event, message: String, submit: Option<Submit>| Assessment {
@@ -93,15 +110,7 @@ pub fn assess(observation: &Observation) -> Assessment {
             let message = format!("no member of router cluster {cluster} answered ({why}); retrying");
             return done(Event::RouterUnreachable, message, None);
         }
-        Some(RouterCopy::Absent) => Some(Submit::Create),
-        Some(RouterCopy::Present { matches: false, .. }) => Some(Submit::Update),
-        Some(RouterCopy::Present { generation: applied, .. }) if *applied != Some(generation) => {
-            Some(Submit::Update)
-        }
-        Some(RouterCopy::Present { enabled, .. }) if *enabled != observation.enabled => {
-            Some(if observation.enabled { Submit::Enable } else { Submit::Disable })
-        }
-        Some(RouterCopy::Present { .. }) => None,
+        Some(copy) => submission(copy, generation, observation.enabled),
     };
     if let Some(submit) = submit {
         let what = match submit {

@@ -46,7 +46,6 @@ pub enum RouterCopy {
     Present {
         /// The EtlPipeline generation the router's copy was made from.
         generation: Option<i64>,
-        version: u64,
         enabled: bool,
         /// Whether its config is exactly what this generation builds.
         matches: bool,

@@ -123,6 +123,32 @@ pub fn same_submission(stored: &PipelineConfig, sent: &PipelineConfig) -> bool {
             && config_generation(stored) == config_generation(sent))
 }
 
+/// Whether the router's `stored` copy runs as `desired` does: the same
+/// stages (id, name, type, the service they select and its labels), edges,
+/// enabled flag and metadata (DLQ settings, generation). Fields a router may
+/// fill in with defaults (description, parallelism, load balancing, routing
+/// rules it adds) are not compared, so only a real change is drift.
+pub fn same_pipeline(stored: &PipelineConfig, desired: &PipelineConfig) -> bool {
+    type Selected<'a> = Option<(&'a str, Vec<(&'a String, &'a String)>)>;
+    fn stage_key(stage: &Stage) -> (&str, &str, i32, Selected<'_>) {
+        let selector = stage.service_selector.as_ref().map(|selector| {
+            let mut labels: Vec<_> = selector.labels.iter().collect();
+            labels.sort();
+            (selector.service_name.as_str(), labels)
+        });
+        (&stage.id, &stage.name, stage.stage_type, selector)
+    }
+    let edges = |config: &PipelineConfig| -> Vec<(String, String)> {
+        config.edges.iter().map(|e| (e.from_stage.clone(), e.to_stage.clone())).collect()
+    };
+    stored.id == desired.id
+        && stored.enabled == desired.enabled
+        && stored.metadata == desired.metadata
+        && stored.stages.len() == desired.stages.len()
+        && stored.stages.iter().zip(&desired.stages).all(|(a, b)| stage_key(a) == stage_key(b))
+        && edges(stored) == edges(desired)
+}
+
 /// The three kinds of registered service.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ServiceKind {
@@ -277,6 +303,27 @@ mod tests {
             cluster_ref: None,
             enabled: true,
         }
+    }
+
+    #[test]
+    fn router_defaults_are_not_drift_and_a_real_change_is() {
+        let desired = pipeline_config("ns", "p", 2, &spec(&["a", "b"]));
+        let mut defaulted = desired.clone();
+        defaulted.description = "filled in by the router".into();
+        defaulted.stages.iter_mut().for_each(|stage| stage.parallelism = 4);
+        assert!(same_pipeline(&defaulted, &desired));
+        let mut reordered = desired.clone();
+        reordered.stages.swap(1, 2);
+        assert!(!same_pipeline(&reordered, &desired));
+        let mut retargeted = desired.clone();
+        retargeted.stages[3].service_selector.as_mut().unwrap().service_name = "elsewhere".into();
+        assert!(!same_pipeline(&retargeted, &desired));
+        let mut dlq_changed = desired.clone();
+        dlq_changed.metadata.insert(METADATA_DLQ_MAX_RETRIES.into(), "1".into());
+        assert!(!same_pipeline(&dlq_changed, &desired));
+        let mut disabled = desired.clone();
+        disabled.enabled = false;
+        assert!(!same_pipeline(&disabled, &desired));
     }
 
     #[test]

@@ -94,6 +94,9 @@ impl Reconciler for EtlRouterCluster {
         outcome.map_err(|error| Error::Reported(Box::new(error)))?;
 
         let settled = phase == ClusterPhase::Ready;
+        if settled && !paused {
+            crate::pipeline::orphans::sweep(self, ctx).await;
+        }
         Ok(Action::requeue(if settled { ctx.timing.health_interval } else { ctx.timing.progress_interval }))
     }
 

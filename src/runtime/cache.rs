@@ -19,7 +19,7 @@ use kube::{Api, Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
 use super::policy::{PdbApi, pdb_api_resource};
-use crate::crd::{EtlRouterCluster, EtlSink, EtlSource, EtlTransform};
+use crate::crd::{EtlPipeline, EtlRouterCluster, EtlSink, EtlSource, EtlTransform};
 
 /// How many events a slow subscriber may lag behind before the watch waits for it.
 const SUBSCRIBER_BUFFER: usize = 1024;
@@ -146,6 +146,7 @@ pub struct Cache {
     pub sources: Store<EtlSource>,
     pub transforms: Store<EtlTransform>,
     pub sinks: Store<EtlSink>,
+    pub pipelines: Store<EtlPipeline>,
     synced: tokio::sync::watch::Receiver<Listed>,
 }
 
@@ -162,6 +163,7 @@ pub struct Watches {
     pub sources: Watch<EtlSource>,
     pub transforms: Watch<EtlTransform>,
     pub sinks: Watch<EtlSink>,
+    pub pipelines: Watch<EtlPipeline>,
 }
 
 fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
@@ -202,6 +204,7 @@ impl Watches {
         let (sources, sources_store) = Watch::new(api(client, namespace), every(), &synced);
         let (transforms, transforms_store) = Watch::new(api(client, namespace), every(), &synced);
         let (sinks, sinks_store) = Watch::new(api(client, namespace), every(), &synced);
+        let (pipelines, pipelines_store) = Watch::new(api(client, namespace), every(), &synced);
         let cache = Cache {
             router_clusters: clusters_store,
             stateful_sets: sets_store,
@@ -213,6 +216,7 @@ impl Watches {
             sources: sources_store,
             transforms: transforms_store,
             sinks: sinks_store,
+            pipelines: pipelines_store,
             synced: synced.subscribe(),
         };
         let watches = Watches {
@@ -225,6 +229,7 @@ impl Watches {
             sources,
             transforms,
             sinks,
+            pipelines,
         };
         (watches, cache)
     }
@@ -241,6 +246,7 @@ impl Watches {
             self.sources.run(),
             self.transforms.run(),
             self.sinks.run(),
+            self.pipelines.run(),
         ])
         .await;
     }

@@ -45,6 +45,11 @@ impl Resolution {
     }
 }
 
+/// The key of a cluster's shared router snapshots (registered services, pipelines).
+pub fn snapshot_key(namespace: &str, cluster: &str) -> String {
+    format!("{namespace}/{cluster}")
+}
+
 /// `reference`'s cluster, else the only cluster in `namespace`.
 pub fn resolve(
     clusters: &[Arc<EtlRouterCluster>],

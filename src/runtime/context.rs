@@ -9,7 +9,7 @@ use super::cache::Cache;
 use super::metrics::Metrics;
 use super::retry::Retries;
 use super::snapshot::Snapshots;
-use crate::router::{RegisteredService, Router};
+use crate::router::{PipelineConfig, RegisteredService, Router};
 
 /// How often and how fast the controllers look again.
 #[derive(Clone, Debug)]
@@ -46,6 +46,8 @@ pub struct Context {
     /// Each router cluster's registered services, read once per health interval
     /// and shared by all of that cluster's services (keyed by namespace/cluster).
     pub registries: Snapshots<Vec<RegisteredService>>,
+    /// Each router cluster's pipelines, read the same way (keyed by namespace/cluster).
+    pub pipeline_lists: Snapshots<Vec<PipelineConfig>>,
     retries: Retries,
 }
 
@@ -62,6 +64,7 @@ impl Context {
             cache,
             metrics: Arc::default(),
             registries: Snapshots::default(),
+            pipeline_lists: Snapshots::default(),
         }
     }
 

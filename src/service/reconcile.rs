@@ -21,10 +21,6 @@ fn namespace_of<K: ServiceResource>(service: &K) -> Result<String, Error> {
     service.namespace().ok_or_else(|| Error::InvalidObject("no metadata.namespace".into()))
 }
 
-fn registry_key(namespace: &str, cluster: &str) -> String {
-    format!("{namespace}/{cluster}")
-}
-
 /// Held while the router may hold the registration: once registered, and
 /// from the start whenever the endpoint is valid (so that a service deleted
 /// right after its first registration is still deregistered).
@@ -55,7 +51,7 @@ async fn observe<K: ServiceResource>(service: &K, ctx: &Context, namespace: &str
     };
     let registry = ctx
         .registries
-        .get(&registry_key(namespace, name), &members, ctx.timing.health_interval, || {
+        .get(&clusters::snapshot_key(namespace, name), &members, ctx.timing.health_interval, || {
             ctx.router.list_services(&members, ServiceType::Unspecified)
         })
         .await;
@@ -130,7 +126,7 @@ async fn register<K: ServiceResource>(
         .map_err(|error| Error::InvalidObject(error.to_string()))?;
     let response = ctx.router.register(members, request).await;
     // Whatever the answer, the cluster's snapshot may no longer say what the router holds.
-    ctx.registries.invalidate(&registry_key(namespace, cluster));
+    ctx.registries.invalidate(&clusters::snapshot_key(namespace, cluster));
     Ok(response?.registration_id)
 }
 
@@ -169,7 +165,7 @@ pub async fn cleanup<K: ServiceResource>(service: &K, ctx: &Context) -> Result<A
     let members = clusters::members(&ctx.cache.pods, &cluster);
     let service_id = mapping::service_id(&namespace, &service.name_any());
     ctx.router.deregister(&members, &service_id).await?;
-    ctx.registries.invalidate(&registry_key(&namespace, &cluster.name_any()));
+    ctx.registries.invalidate(&clusters::snapshot_key(&namespace, &cluster.name_any()));
     let note = format!("deregistered {service_id} from EtlRouterCluster {}", cluster.name_any());
     events::publish(ctx, service, false, "Deregistered", note).await?;
     Ok(Action::await_change())

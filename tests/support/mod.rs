@@ -8,6 +8,7 @@ pub mod certs;
 pub mod control_plane;
 pub mod kube_helpers;
 pub mod kubelet;
+pub mod objects;
 pub mod operator;
 pub mod router_sim;
 pub mod scenario;

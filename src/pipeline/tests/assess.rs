@@ -24,7 +24,7 @@ fn seed(router: Option<RouterCopy>) -> Observation {
 }
 
 fn present(generation: i64, enabled: bool, matches: bool) -> Option<RouterCopy> {
-    Some(RouterCopy::Present { generation: Some(generation), version: 2, enabled, matches })
+    Some(RouterCopy::Present { generation: Some(generation), enabled, matches })
 }
 
 #[test]

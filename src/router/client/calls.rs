@@ -14,7 +14,7 @@ use crate::router::proto::registry::{
 use crate::router::proto::router::router_admin_client::RouterAdminClient;
 use crate::router::proto::router::{
     CreatePipelineRequest, DeletePipelineRequest, DisablePipelineRequest, EnablePipelineRequest,
-    GetPipelineRequest, GetPipelineResponse, PipelineConfig, UpdatePipelineRequest,
+    GetPipelineRequest, GetPipelineResponse, ListPipelinesRequest, PipelineConfig, UpdatePipelineRequest,
 };
 
 impl RouterClient {
@@ -184,5 +184,15 @@ impl RouterClient {
             })
             .await?;
         Ok(response.services)
+    }
+
+    pub(super) async fn list_pipelines_on(&self, member: &str) -> Result<Vec<PipelineConfig>, RouterError> {
+        let request = ListPipelinesRequest { include_disabled: true };
+        let response = self
+            .unary(member, "ListPipelines", |channel, timeout| async move {
+                RouterAdminClient::new(channel).list_pipelines(with_deadline(request, timeout)).await
+            })
+            .await?;
+        Ok(response.pipelines)
     }
 }

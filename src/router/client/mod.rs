@@ -83,6 +83,8 @@ pub trait Router: Send + Sync + 'static {
         members: &Members,
         pipeline_id: &str,
     ) -> Result<Option<GetPipelineResponse>, RouterError>;
+    /// Every pipeline the router holds, disabled ones included.
+    async fn list_pipelines(&self, members: &Members) -> Result<Vec<PipelineConfig>, RouterError>;
     /// Enables or (without draining) disables a pipeline.
     async fn set_pipeline_enabled(
         &self,
@@ -251,6 +253,15 @@ impl Router for RouterClient {
         self.on_leader(members, "Deregister", |member| async move {
             self.deregister_on(&member, service_id).await
         })
+        .await
+    }
+
+    async fn list_pipelines(&self, members: &Members) -> Result<Vec<PipelineConfig>, RouterError> {
+        self.on_leader(
+            members,
+            "ListPipelines",
+            |member| async move { self.list_pipelines_on(&member).await },
+        )
         .await
     }
 

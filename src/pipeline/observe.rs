@@ -1,0 +1,166 @@
+//! Reads what a pipeline reconcile needs: its cluster and references from the
+//! watch caches, and the router's copy from the cluster's shared pipeline
+//! list (one `ListPipelines` per cluster per health interval, shared by all
+//! of its pipelines). Reads only; never writes, never GETs.
+
+use std::sync::Arc;
+
+use kube::ResourceExt;
+use kube::runtime::reflector::Store;
+
+use super::observation::{ClusterView, Observation, Reference, RouterCopy, ServiceState};
+use crate::crd::{EtlPipeline, Phase, ServiceStatus};
+use crate::router::mapping::{self, config_generation, pipeline_config, same_pipeline};
+use crate::router::{ErrorClass, PipelineConfig, RouterError};
+use crate::runtime::cache::get;
+use crate::runtime::clusters::{self, Resolution};
+use crate::runtime::{Context, Error, conditions};
+
+/// What one reconcile saw, and where it would submit.
+pub struct Observed {
+    pub observation: Observation,
+    /// The resolved cluster's name.
+    pub cluster: Option<String>,
+    /// Its members' gRPC endpoints.
+    pub members: Vec<String>,
+    /// What this generation builds.
+    pub desired: PipelineConfig,
+}
+
+pub fn namespace_of(pipeline: &EtlPipeline) -> Result<String, Error> {
+    pipeline.namespace().ok_or_else(|| Error::InvalidObject("no metadata.namespace".into()))
+}
+
+pub async fn observe(pipeline: &EtlPipeline, ctx: &Context) -> Result<Observed, Error> {
+    let namespace = namespace_of(pipeline)?;
+    let generation = pipeline.metadata.generation.unwrap_or_default();
+    let desired = pipeline_config(&namespace, &pipeline.name_any(), generation, &pipeline.spec);
+    let resolution =
+        clusters::resolve(&ctx.cache.router_clusters.state(), &namespace, pipeline.spec.cluster_ref.as_ref());
+    let (cluster_view, cluster, members) = match &resolution {
+        Resolution::Found(found) => {
+            let name = found.name_any();
+            let members = clusters::members(&ctx.cache.pods, found);
+            let ready = found.status.as_ref().and_then(|s| s.phase) == Some(crate::crd::ClusterPhase::Ready);
+            let view = if ready && !members.is_empty() {
+                ClusterView::Ready { name: name.clone() }
+            } else {
+                ClusterView::NotReady { name: name.clone() }
+            };
+            (view, Some(name), members)
+        }
+        unresolved => {
+            (ClusterView::Unresolved(unresolved.problem(&namespace).unwrap_or_default()), None, vec![])
+        }
+    };
+    let references = references(pipeline, ctx, &namespace);
+    let settled =
+        references.iter().all(|r| !matches!(r.state, ServiceState::Missing | ServiceState::NotReady));
+    let router = match (&cluster_view, &cluster) {
+        (ClusterView::Ready { .. }, Some(name)) if settled => {
+            let list = listed(ctx, &namespace, name, &members).await;
+            Some(router_copy(list.as_ref().map(|l| l.as_slice()).map_err(|e| e.as_ref()), &desired))
+        }
+        _ => None,
+    };
+    let observation =
+        Observation { generation, enabled: pipeline.spec.enabled, cluster: cluster_view, references, router };
+    Ok(Observed { observation, cluster, members, desired })
+}
+
+/// The cluster's pipelines, from the snapshot shared by all of its pipelines.
+pub async fn listed(
+    ctx: &Context,
+    namespace: &str,
+    cluster: &str,
+    members: &[String],
+) -> crate::runtime::snapshot::Read<Vec<PipelineConfig>> {
+    ctx.pipeline_lists
+        .get(&clusters::snapshot_key(namespace, cluster), members, ctx.timing.health_interval, || {
+            ctx.router.list_pipelines(members)
+        })
+        .await
+}
+
+/// What the router holds of `desired`'s pipeline, from a list of its pipelines.
+pub fn router_copy(list: Result<&[PipelineConfig], &RouterError>, desired: &PipelineConfig) -> RouterCopy {
+    match list {
+        Err(error) if error.class() == ErrorClass::Unimplemented => {
+            RouterCopy::Unimplemented(error.to_string())
+        }
+        Err(error) => RouterCopy::Unreachable(error.to_string()),
+        Ok(list) => match list.iter().find(|stored| stored.id == desired.id) {
+            None => RouterCopy::Absent,
+            Some(stored) => copy_of(stored, desired),
+        },
+    }
+}
+
+/// The router's copy `stored`, compared with `desired`.
+pub fn copy_of(stored: &PipelineConfig, desired: &PipelineConfig) -> RouterCopy {
+    // `enabled` is compared on its own: a copy that differs only there is
+    // enabled or disabled, not replaced.
+    let as_desired = PipelineConfig { enabled: desired.enabled, ..stored.clone() };
+    RouterCopy::Present {
+        generation: config_generation(stored),
+        enabled: stored.enabled,
+        matches: same_pipeline(&as_desired, desired),
+    }
+}
+
+/// The source, steps and sink in pipeline order, each as its service stands.
+fn references(pipeline: &EtlPipeline, ctx: &Context, namespace: &str) -> Vec<Reference> {
+    let cache = &ctx.cache;
+    let spec = &pipeline.spec;
+    let mut references = Vec::with_capacity(spec.steps.len() + 2);
+    let source = state_in(&cache.sources, namespace, &spec.source, |s| s.status.as_ref());
+    references.push(reference("source".into(), "EtlSource", &spec.source, source));
+    for (index, step) in spec.steps.iter().enumerate() {
+        let state = state_in(&cache.transforms, namespace, step, |s| s.status.as_ref());
+        references.push(reference(format!("step {}", index + 1), "EtlTransform", step, state));
+    }
+    let sink = state_in(&cache.sinks, namespace, &spec.sink, |s| s.status.as_ref());
+    references.push(reference("sink".into(), "EtlSink", &spec.sink, sink));
+    references
+}
+
+fn reference(role: String, kind: &'static str, name: &str, state: ServiceState) -> Reference {
+    Reference { role, kind, name: name.to_owned(), state }
+}
+
+fn state_in<K>(
+    store: &Store<K>,
+    namespace: &str,
+    name: &str,
+    status: fn(&K) -> Option<&ServiceStatus>,
+) -> ServiceState
+where
+    K: kube::Resource<DynamicType = ()> + Clone + 'static,
+{
+    let found: Option<Arc<K>> = get(store, namespace, name);
+    match found.as_deref() {
+        None => ServiceState::Missing,
+        Some(service) => service_state(status(service)),
+    }
+}
+
+/// A service is usable once Ready; registered but Degraded is unhealthy
+/// (the router still routes to it); anything else is not Ready yet.
+pub fn service_state(status: Option<&ServiceStatus>) -> ServiceState {
+    let Some(status) = status else { return ServiceState::NotReady };
+    match status.phase {
+        Some(Phase::Ready) => ServiceState::Ready,
+        Some(Phase::Degraded) if status.registration_id.is_some() => {
+            let why = conditions::find(&status.conditions, conditions::READY)
+                .map(|c| c.message.clone())
+                .unwrap_or_else(|| format!("health {}", status.health.as_deref().unwrap_or("Unknown")));
+            ServiceState::Unhealthy(why)
+        }
+        _ => ServiceState::NotReady,
+    }
+}
+
+/// The id the router knows this pipeline by.
+pub fn pipeline_id(pipeline: &EtlPipeline) -> Result<String, Error> {
+    Ok(mapping::pipeline_id(&namespace_of(pipeline)?, &pipeline.name_any()))
+}

@@ -1,0 +1,83 @@
+//! Router pipelines left behind by an EtlPipeline deleted without its
+//! finalizer (a forced deletion): ids of this operator's form in the
+//! cluster's namespace, carrying the generation it writes into every
+//! submission, with no EtlPipeline of that name. Swept from the cluster's
+//! periodic reconcile, reading the same shared list the pipelines read.
+
+use kube::ResourceExt;
+use kube::runtime::reflector::Store;
+
+use super::observe::listed;
+use crate::crd::{EtlPipeline, EtlRouterCluster};
+use crate::router::PipelineConfig;
+use crate::router::mapping::config_generation;
+use crate::runtime::cache::get;
+use crate::runtime::{Context, clusters, events};
+
+/// The ids in `listed` whose EtlPipeline in `namespace` no longer exists.
+pub fn orphans(listed: &[PipelineConfig], namespace: &str, pipelines: &Store<EtlPipeline>) -> Vec<String> {
+    let prefix = format!("{namespace}/");
+    listed
+        .iter()
+        .filter(|config| config_generation(config).is_some())
+        .filter(|config| {
+            config.id.strip_prefix(&prefix).is_some_and(|name| get(pipelines, namespace, name).is_none())
+        })
+        .map(|config| config.id.clone())
+        .collect()
+}
+
+/// Deletes `cluster`'s orphans, each with an Event on the cluster. Best
+/// effort: a router that cannot list or delete is left for the next pass.
+pub async fn sweep(cluster: &EtlRouterCluster, ctx: &Context) {
+    let (Some(namespace), name) = (cluster.namespace(), cluster.name_any()) else { return };
+    let members = clusters::members(&ctx.cache.pods, cluster);
+    if members.is_empty() {
+        return;
+    }
+    let list = match listed(ctx, &namespace, &name, &members).await {
+        Ok(list) => list,
+        Err(error) => {
+            tracing::debug!(%error, "cannot list the router's pipelines to sweep orphans");
+            return;
+        }
+    };
+    for id in orphans(&list, &namespace, &ctx.cache.pipelines) {
+        if let Err(error) = ctx.router.delete_pipeline(&members, &id, true).await {
+            tracing::warn!(%error, id, "could not delete an orphaned router pipeline");
+            continue;
+        }
+        ctx.pipeline_lists.invalidate(&clusters::snapshot_key(&namespace, &name));
+        let note = format!("deleted router pipeline {id}: no EtlPipeline of that name exists any more");
+        if let Err(error) = events::publish(ctx, cluster, false, "OrphanDeleted", note).await {
+            tracing::warn!(%error, "could not record an orphan's deletion");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::EtlPipelineSpec;
+    use crate::router::mapping::pipeline_config;
+    use kube::runtime::reflector;
+    use kube::runtime::watcher::Event;
+
+    #[test]
+    fn only_this_operators_submissions_without_a_pipeline_are_orphans() {
+        let spec = EtlPipelineSpec { source: "s".into(), sink: "k".into(), ..Default::default() };
+        let (store, mut writer) = reflector::store::<EtlPipeline>();
+        let mut live = EtlPipeline::new("live", spec.clone());
+        live.metadata.namespace = Some("ns".into());
+        writer.apply_watcher_event(&Event::Apply(live));
+        let mut foreign = pipeline_config("ns", "hand-made", 1, &spec);
+        foreign.metadata.clear();
+        let listed = [
+            pipeline_config("ns", "live", 1, &spec),
+            pipeline_config("ns", "gone", 4, &spec),
+            pipeline_config("other", "gone", 1, &spec),
+            foreign,
+        ];
+        assert_eq!(orphans(&listed, "ns", &store), ["ns/gone"]);
+    }
+}

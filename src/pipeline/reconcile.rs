@@ -1,0 +1,220 @@
+//! One reconcile of an EtlPipeline, and its cleanup: observe (caches, the
+//! cluster's shared pipeline list) → assess → machine → submit when the
+//! router's copy is out of sync (looked up first, read back after) → assess
+//! again on what was read back → status, written only when it changed.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::ResourceExt;
+use kube::runtime::controller::Action;
+
+use super::assess::{Assessment, Submit, assess};
+use super::conditions;
+use super::machine::next_phase;
+use super::observation::RouterCopy;
+use super::observe::{Observed, namespace_of, observe, pipeline_id};
+use super::submit::submit;
+use crate::crd::{EtlPipeline, EtlPipelineStatus, Phase};
+use crate::router::ErrorClass;
+use crate::runtime::clusters::{self, Resolution};
+use crate::runtime::conditions::Wanted;
+use crate::runtime::status::{self, synced};
+use crate::runtime::{self, Context, Error, Reconciler, events};
+
+/// Condition naming the source, steps and sink that are missing or not Ready.
+pub const REFERENCES_RESOLVED: &str = "ReferencesResolved";
+
+impl Reconciler for EtlPipeline {
+    type Status = EtlPipelineStatus;
+
+    /// The router may hold the pipeline from its first submission on, and a
+    /// pipeline deleted right after it must still leave the router.
+    fn needs_cleanup(&self) -> bool {
+        true
+    }
+
+    fn conditions(&self) -> &[Condition] {
+        self.status.as_ref().map(|status| status.conditions.as_slice()).unwrap_or_default()
+    }
+
+    fn status_with(&self, conditions: Vec<Condition>) -> EtlPipelineStatus {
+        EtlPipelineStatus { conditions, ..self.status.clone().unwrap_or_default() }
+    }
+
+    #[tracing::instrument(
+        name = "reconcile_pipeline",
+        skip_all,
+        fields(namespace = self.namespace().unwrap_or_default(), name = %self.name_any(), generation = self.metadata.generation, event, from, phase)
+    )]
+    async fn reconcile(&self, ctx: &Context) -> Result<Action, Error> {
+        reconcile(self, ctx).await
+    }
+
+    async fn cleanup(&self, ctx: &Context) -> Result<Action, Error> {
+        cleanup(self, ctx).await
+    }
+}
+
+fn step(ctx: &Context, from: Phase, assessment: &Assessment) -> Phase {
+    let to = next_phase(from, assessment.event);
+    if to != from {
+        tracing::info!(?from, ?to, event = ?assessment.event, "phase transition");
+        ctx.metrics.transition("EtlPipeline", &format!("{from:?}"), &format!("{to:?}"));
+    }
+    to
+}
+
+fn references_resolved(assessment: &Assessment) -> Wanted {
+    let (resolved, message) = &assessment.references_resolved;
+    let reason = if *resolved { "ReferencesReady" } else { "ReferencesNotReady" };
+    Wanted::new(REFERENCES_RESOLVED, *resolved, reason, message.clone())
+}
+
+async fn reconcile(pipeline: &EtlPipeline, ctx: &Context) -> Result<Action, Error> {
+    let namespace = namespace_of(pipeline)?;
+    let generation = pipeline.metadata.generation.unwrap_or_default();
+    let Observed { mut observation, cluster, members, desired } = observe(pipeline, ctx).await?;
+    let mut assessment = assess(&observation);
+    let previous = pipeline.status.clone().unwrap_or_default();
+    let current = previous.phase.unwrap_or_default();
+    let mut phase = step(ctx, current, &assessment);
+    let span = tracing::Span::current();
+    span.record("event", tracing::field::debug(assessment.event));
+    span.record("from", tracing::field::debug(current));
+
+    let mut version = previous.router_version;
+    let mut outcome: Result<Option<Submit>, Error> = Ok(None);
+    if let (Some(_), Some(name), false) = (assessment.submit, &cluster, runtime::paused(pipeline)) {
+        let result = submit(ctx, &members, &desired, generation).await;
+        ctx.pipeline_lists.invalidate(&clusters::snapshot_key(&namespace, name));
+        match result {
+            Ok(submitted) => {
+                version = submitted.version.or(version);
+                observation.router = Some(submitted.copy);
+                assessment = assess(&observation);
+                phase = step(ctx, phase, &assessment);
+                outcome = Ok(submitted.call);
+            }
+            Err(error) => outcome = Err(error.into()),
+        }
+    }
+    span.record("phase", tracing::field::debug(phase));
+
+    let applied_generation = match &observation.router {
+        Some(RouterCopy::Present { generation, .. }) => *generation,
+        Some(RouterCopy::Absent) => None,
+        _ => previous.applied_generation,
+    };
+    let [ready, progressing, degraded] = conditions::conditions(phase, assessment.event, &assessment.message);
+    let wanted = [
+        ready,
+        progressing,
+        degraded,
+        references_resolved(&assessment),
+        synced(outcome.as_ref().map(|_| ())),
+    ];
+    let next = EtlPipelineStatus {
+        phase: Some(phase),
+        observed_generation: pipeline.metadata.generation,
+        cluster: cluster.or(previous.cluster.clone()),
+        applied_generation,
+        router_version: if applied_generation.is_some() { version } else { None },
+        conditions: runtime::conditions::merge(
+            &previous.conditions,
+            &wanted,
+            pipeline.metadata.generation,
+            &status::now(),
+        ),
+    };
+    let transition = next.phase != previous.phase || ready_reason(&next) != ready_reason(&previous);
+    if next != previous {
+        status::apply(ctx, pipeline, &next).await?;
+        let story = status::Story {
+            from: previous.phase.map(|p| format!("{p:?}")),
+            to: format!("{phase:?}"),
+            before: &previous.conditions,
+            after: &next.conditions,
+            warning: conditions::event_type(phase, assessment.event) == "Warning",
+        };
+        status::announce(ctx, pipeline, story).await?;
+    }
+    if let (Ok(Some(call)), false) = (&outcome, transition) {
+        announce_write(ctx, pipeline, *call, &previous, generation).await?;
+    }
+    outcome.map_err(|error| Error::Reported(Box::new(error)))?;
+    let interval = match phase {
+        Phase::Provisioning => ctx.timing.progress_interval,
+        _ => ctx.timing.health_interval,
+    };
+    Ok(Action::requeue(interval))
+}
+
+fn ready_reason(status: &EtlPipelineStatus) -> Option<&str> {
+    runtime::conditions::find(&status.conditions, runtime::conditions::READY).map(|c| c.reason.as_str())
+}
+
+/// An Event for a router write that no phase change already tells: a spec
+/// edit taken, or a copy the router lost or changed behind the operator's
+/// back put back (a Warning: someone or something else wrote to the router).
+async fn announce_write(
+    ctx: &Context,
+    pipeline: &EtlPipeline,
+    call: Submit,
+    previous: &EtlPipelineStatus,
+    generation: i64,
+) -> Result<(), Error> {
+    let id = pipeline_id(pipeline)?;
+    let drifted = previous.applied_generation == Some(generation);
+    let (reason, note) = match call {
+        _ if drifted => (
+            "DriftCorrected",
+            format!(
+                "the router's copy of {id} was {} behind the operator's back; put back generation {generation}",
+                if call == Submit::Create { "deleted" } else { "changed" }
+            ),
+        ),
+        Submit::Create => ("Created", format!("created {id} at generation {generation}")),
+        Submit::Update => ("Updated", format!("updated {id} to generation {generation}")),
+        Submit::Enable => ("Enabled", format!("enabled {id}")),
+        Submit::Disable => ("Disabled", format!("disabled {id}")),
+    };
+    events::publish(ctx, pipeline, drifted, reason, note).await
+}
+
+/// Deletes the pipeline from its cluster. A cluster that is gone (or going)
+/// holds nothing to delete: the pipeline is let go, with an Event saying so.
+async fn cleanup(pipeline: &EtlPipeline, ctx: &Context) -> Result<Action, Error> {
+    let namespace = namespace_of(pipeline)?;
+    let status = pipeline.status.clone().unwrap_or_default();
+    let reference = status.cluster.clone().map(|name| crate::crd::ClusterRef { name });
+    let reference = reference.as_ref().or(pipeline.spec.cluster_ref.as_ref());
+    let resolution = clusters::resolve(&ctx.cache.router_clusters.state(), &namespace, reference);
+    let cluster = match resolution {
+        Resolution::Found(cluster) if cluster.metadata.deletion_timestamp.is_none() => cluster,
+        _ => {
+            let note = match status.cluster {
+                Some(name) => {
+                    format!("EtlRouterCluster {name} is gone: nothing to delete the pipeline from; released")
+                }
+                None => "no router cluster holds the pipeline: nothing to delete; released".to_owned(),
+            };
+            events::publish(ctx, pipeline, false, "RouterClusterGone", note).await?;
+            return Ok(Action::await_change());
+        }
+    };
+    let members = clusters::members(&ctx.cache.pods, &cluster);
+    let id = pipeline_id(pipeline)?;
+    // Forced: the pipeline is being deleted; records it still buffers go with it.
+    match ctx.router.delete_pipeline(&members, &id, true).await {
+        Err(error) if error.class() == ErrorClass::Unimplemented => {
+            let note =
+                format!("the router cannot delete pipelines ({error}); released without deleting {id}");
+            events::publish(ctx, pipeline, true, "RouterAdminUnimplemented", note).await?;
+            return Ok(Action::await_change());
+        }
+        result => result?,
+    }
+    ctx.pipeline_lists.invalidate(&clusters::snapshot_key(&namespace, &cluster.name_any()));
+    let note = format!("deleted {id} from EtlRouterCluster {}", cluster.name_any());
+    events::publish(ctx, pipeline, false, "Deleted", note).await?;
+    Ok(Action::await_change())
+}

@@ -1,0 +1,53 @@
+//! The one router write a reconcile may make, made exactly once. The
+//! router's current copy is looked up first, so a stale shared list, an
+//! operator restarted between a write and its status, or a lost reply never
+//! leads to a second create; and the result is read back before the status
+//! may call it applied. Writes are rare, so these reads are not a poll.
+
+use super::assess::{Submit, submission};
+use super::observation::RouterCopy;
+use super::observe::copy_of;
+use crate::router::{GetPipelineResponse, PipelineConfig, RouterError};
+use crate::runtime::Context;
+
+/// The router's copy after a submission.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Submitted {
+    /// The call made; `None` when the fresh look found nothing to do.
+    pub call: Option<Submit>,
+    /// The router's copy, read back.
+    pub copy: RouterCopy,
+    /// The router's version of it, when it holds it.
+    pub version: Option<u64>,
+}
+
+fn read(response: Option<&GetPipelineResponse>, desired: &PipelineConfig) -> (RouterCopy, Option<u64>) {
+    match response.and_then(|r| r.config.as_ref().map(|config| (config, r.status.as_ref()))) {
+        None => (RouterCopy::Absent, None),
+        Some((config, status)) => (copy_of(config, desired), status.map(|s| s.version)),
+    }
+}
+
+/// Brings the router's copy of `desired` to `generation` (enabled or not).
+pub async fn submit(
+    ctx: &Context,
+    members: &[String],
+    desired: &PipelineConfig,
+    generation: i64,
+) -> Result<Submitted, RouterError> {
+    let id = desired.id.as_str();
+    let before = ctx.router.get_pipeline(members, id).await?;
+    let (copy, version) = read(before.as_ref(), desired);
+    let Some(call) = submission(&copy, generation, desired.enabled) else {
+        return Ok(Submitted { call: None, copy, version });
+    };
+    match call {
+        Submit::Create => ctx.router.create_pipeline(members, desired.clone()).await.map(drop)?,
+        Submit::Update => ctx.router.update_pipeline(members, desired.clone()).await.map(drop)?,
+        Submit::Enable => ctx.router.set_pipeline_enabled(members, id, true).await?,
+        Submit::Disable => ctx.router.set_pipeline_enabled(members, id, false).await?,
+    }
+    let after = ctx.router.get_pipeline(members, id).await?;
+    let (copy, version) = read(after.as_ref(), desired);
+    Ok(Submitted { call: Some(call), copy, version })
+}

@@ -1,0 +1,348 @@
+//! EtlPipeline end to end: the operator (in-process, under its own RBAC)
+//! submits the pipeline to a simulated router cluster whose pods the test's
+//! kubelet runs, keeps the router's copy in line with the spec, and removes
+//! it on deletion.
+
+mod support;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams};
+use serde_json::json;
+
+use conveyor_etl_operator::crd::{ClusterPhase, EtlPipeline, EtlPipelineSpec, EtlPipelineStatus, Phase};
+use conveyor_etl_operator::router::mapping::{self, METADATA_DLQ_ENABLED, METADATA_DLQ_MAX_RETRIES};
+use conveyor_etl_operator::router::{Router, RouterClient};
+use conveyor_etl_operator::sim::Mutation;
+use support::control_plane::OPERATOR_USER;
+use support::eventually;
+use support::objects::{self, SERVICE_KINDS, create, event_count, events_about, name_of};
+use support::scenario::{FORM_TIMEOUT, Scenario, seed_cluster};
+
+const PIPELINE: &str = "user-analytics";
+
+fn seed_pipeline() -> DynamicObject {
+    objects::examples(&["EtlPipeline"]).remove(0)
+}
+
+async fn ready_cluster(prefix: &str) -> Scenario {
+    let s = Scenario::new(prefix).await;
+    s.create(&seed_cluster("my-cluster")).await;
+    s.wait_phase(ClusterPhase::Ready).await;
+    s
+}
+
+async fn create_services(s: &Scenario) {
+    for service in objects::examples(&SERVICE_KINDS) {
+        create(s, &service).await;
+    }
+}
+
+async fn wait_pipeline(
+    s: &Scenario,
+    what: &str,
+    check: impl Fn(&EtlPipelineStatus) -> bool,
+) -> EtlPipelineStatus {
+    objects::wait_status(s, "EtlPipeline", PIPELINE, what, check).await
+}
+
+async fn wait_ready(s: &Scenario, generation: i64) -> EtlPipelineStatus {
+    wait_pipeline(s, &format!("Ready at generation {generation}"), |st| {
+        st.phase == Some(Phase::Ready) && st.applied_generation == Some(generation)
+    })
+    .await
+}
+
+fn condition(status: &EtlPipelineStatus, type_: &str) -> (String, String, String) {
+    let c = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .unwrap_or_else(|| panic!("no {type_}: {status:#?}"));
+    (c.status.clone(), c.reason.clone(), c.message.clone())
+}
+
+fn id(s: &Scenario) -> String {
+    mapping::pipeline_id(&s.namespace, PIPELINE)
+}
+
+/// The router's mutations of this pipeline, by method.
+fn writes(s: &Scenario, method: &str) -> Vec<Mutation> {
+    let id = id(s);
+    s.kubelet.sim.mutation_log().into_iter().filter(|m| m.is(method, &id)).collect()
+}
+
+fn pipelines(s: &Scenario) -> Api<EtlPipeline> {
+    Api::namespaced(s.client.clone(), &s.namespace)
+}
+
+/// A cluster, the example services and the seed's pipeline, all Ready.
+async fn ready_example_set(prefix: &str) -> Scenario {
+    let s = ready_cluster(prefix).await;
+    create_services(&s).await;
+    create(&s, &seed_pipeline()).await;
+    wait_ready(&s, 1).await;
+    s
+}
+
+#[tokio::test]
+async fn the_example_set_reaches_ready_with_the_pipeline_in_order_on_the_router() {
+    let s = ready_example_set("pl-examples").await;
+    let status = wait_ready(&s, 1).await;
+    assert_eq!(status.cluster.as_deref(), Some("my-cluster"));
+    assert_eq!(status.router_version, Some(1));
+    assert_eq!(status.observed_generation, Some(1));
+    let (ready, reason, _) = condition(&status, "Ready");
+    assert_eq!((ready.as_str(), reason.as_str()), ("True", "PipelineRunning"));
+    assert_eq!(condition(&status, "ReferencesResolved").0, "True");
+
+    let (config, router_status) = s.kubelet.sim.pipeline(&id(&s)).expect("the router holds the pipeline");
+    let stages: Vec<(String, String)> =
+        config.stages.iter().map(|st| (st.id.clone(), st.name.clone())).collect();
+    let expected = [
+        ("source", "kafka-users"),
+        ("step-0", "filter-active"),
+        ("step-1", "enrich-geo"),
+        ("sink", "clickhouse-analytics"),
+    ];
+    assert_eq!(stages, expected.map(|(a, b)| (a.to_owned(), b.to_owned())));
+    let edges: Vec<(String, String)> =
+        config.edges.iter().map(|e| (e.from_stage.clone(), e.to_stage.clone())).collect();
+    assert_eq!(
+        edges,
+        [("source", "step-0"), ("step-0", "step-1"), ("step-1", "sink")]
+            .map(|(a, b)| (a.to_owned(), b.to_owned()))
+    );
+    assert_eq!(config.metadata.get(METADATA_DLQ_ENABLED).map(String::as_str), Some("true"));
+    assert_eq!(config.metadata.get(METADATA_DLQ_MAX_RETRIES).map(String::as_str), Some("3"));
+    assert!(router_status.enabled);
+    assert_eq!(s.kubelet.sim.services().len(), 4);
+    assert_eq!(writes(&s, "CreatePipeline").len(), 1);
+    let pipeline = pipelines(&s).get(PIPELINE).await.unwrap();
+    assert!(pipeline.metadata.finalizers.unwrap_or_default().contains(&"conveyor.etl/cleanup".to_owned()));
+}
+
+#[tokio::test]
+async fn a_pipeline_applied_before_its_services_names_them_all_then_goes_on_by_itself() {
+    let s = ready_cluster("pl-before").await;
+    create(&s, &seed_pipeline()).await;
+    let waiting = wait_pipeline(&s, "ReferencesMissing", |st| {
+        st.conditions.iter().any(|c| c.type_ == "Ready" && c.reason == "ReferencesMissing")
+    })
+    .await;
+    assert_eq!(waiting.phase, Some(Phase::Pending));
+    let (resolved, _, message) = condition(&waiting, "ReferencesResolved");
+    assert_eq!(resolved, "False");
+    for name in [
+        "EtlSource kafka-users (source)",
+        "EtlTransform filter-active (step 1)",
+        "EtlTransform enrich-geo (step 2)",
+        "EtlSink clickhouse-analytics (sink)",
+    ] {
+        assert!(message.contains(name), "{name} not named in {message:?}");
+    }
+    for service in objects::examples(&SERVICE_KINDS) {
+        create(&s, &service).await;
+        let name = name_of(&service);
+        if name != "clickhouse-analytics" {
+            let status = wait_pipeline(&s, &format!("{name} no longer named"), |st| {
+                st.conditions
+                    .iter()
+                    .any(|c| c.type_ == "ReferencesResolved" && !c.message.contains(&format!(" {name} ")))
+            })
+            .await;
+            assert_ne!(status.phase, Some(Phase::Ready), "Ready before every reference is");
+        }
+    }
+    wait_ready(&s, 1).await;
+    assert!(s.kubelet.sim.pipeline(&id(&s)).is_some());
+    assert_eq!(writes(&s, "CreatePipeline").len(), 1);
+}
+
+#[tokio::test]
+async fn editing_the_steps_sends_exactly_one_update_and_applied_generation_follows() {
+    let s = ready_example_set("pl-edit").await;
+    let patch = json!({"spec": {"steps": ["enrich-geo", "filter-active"]}});
+    pipelines(&s).patch(PIPELINE, &PatchParams::default(), &Patch::Merge(patch)).await.unwrap();
+    let status = wait_ready(&s, 2).await;
+    assert_eq!(status.router_version, Some(2));
+    assert_eq!(status.observed_generation, Some(2));
+    let (config, router_status) = s.kubelet.sim.pipeline(&id(&s)).unwrap();
+    assert_eq!(config.stages[1].name, "enrich-geo");
+    assert_eq!(router_status.version, 2);
+    assert_eq!(writes(&s, "UpdatePipeline").len(), 1);
+    assert_eq!(writes(&s, "CreatePipeline").len(), 1);
+    let events = events_about(&s, "EtlPipeline", PIPELINE).await;
+    assert!(
+        events.iter().any(|(reason, note)| reason == "Updated" && note.contains("generation 2")),
+        "{events:?}"
+    );
+
+    // Disabling is its own call, not an update.
+    let patch = json!({"spec": {"enabled": false}});
+    pipelines(&s).patch(PIPELINE, &PatchParams::default(), &Patch::Merge(patch)).await.unwrap();
+    wait_pipeline(&s, "disabled", |st| {
+        st.applied_generation == Some(3)
+            && st.conditions.iter().any(|c| c.type_ == "Ready" && c.message.contains("disabled"))
+    })
+    .await;
+    assert!(!s.kubelet.sim.pipeline(&id(&s)).unwrap().1.enabled);
+    assert_eq!(writes(&s, "UpdatePipeline").len(), 2, "generation 3 changes the config's generation");
+}
+
+#[tokio::test]
+async fn deleting_the_pipeline_removes_it_from_the_router() {
+    let s = ready_example_set("pl-delete").await;
+    pipelines(&s).delete(PIPELINE, &DeleteParams::default()).await.unwrap();
+    eventually(FORM_TIMEOUT, "the pipeline gone", || async {
+        pipelines(&s).get_opt(PIPELINE).await.unwrap().is_none().then_some(())
+    })
+    .await;
+    assert!(s.kubelet.sim.pipeline(&id(&s)).is_none());
+    assert_eq!(writes(&s, "DeletePipeline").len(), 1);
+}
+
+#[tokio::test]
+async fn a_submission_the_router_already_holds_is_never_created_twice() {
+    // As if the operator had submitted generation 1 and stopped before writing status.
+    let s = ready_cluster("pl-once").await;
+    create_services(&s).await;
+    let spec: EtlPipelineSpec = serde_json::from_value(seed_pipeline().data["spec"].clone()).unwrap();
+    let config = mapping::pipeline_config(&s.namespace, PIPELINE, 1, &spec);
+    let client = RouterClient::new(support::operator::router_options());
+    client.create_pipeline(&s.kubelet.sim.endpoints(), config).await.unwrap();
+    create(&s, &seed_pipeline()).await;
+    wait_ready(&s, 1).await;
+    assert_eq!(writes(&s, "CreatePipeline").len(), 1, "only the first create");
+    assert!(writes(&s, "UpdatePipeline").is_empty());
+}
+
+#[tokio::test]
+async fn a_pipeline_deleted_or_changed_behind_the_operators_back_is_put_back() {
+    let s = ready_example_set("pl-drift").await;
+    let client = RouterClient::new(support::operator::router_options());
+    let members = s.kubelet.sim.endpoints();
+    client.delete_pipeline(&members, &id(&s), true).await.unwrap();
+    eventually(FORM_TIMEOUT, "the pipeline back on the router", || async {
+        s.kubelet.sim.pipeline(&id(&s)).map(|_| ())
+    })
+    .await;
+    assert_eq!(writes(&s, "CreatePipeline").len(), 2);
+
+    let (mut config, _) = s.kubelet.sim.pipeline(&id(&s)).unwrap();
+    config.stages.swap(1, 2);
+    client.update_pipeline(&members, config).await.unwrap();
+    eventually(FORM_TIMEOUT, "the steps back in order", || async {
+        let (config, _) = s.kubelet.sim.pipeline(&id(&s))?;
+        (config.stages[1].name == "filter-active").then_some(())
+    })
+    .await;
+    eventually(FORM_TIMEOUT, "a DriftCorrected Event for each repair", || async {
+        (event_count(&s, "EtlPipeline", PIPELINE, "DriftCorrected").await == 2).then_some(())
+    })
+    .await;
+    let events = events_about(&s, "EtlPipeline", PIPELINE).await;
+    assert!(events.iter().any(|(_, note)| note.contains("deleted behind the operator's back")), "{events:?}");
+    wait_ready(&s, 1).await;
+}
+
+#[tokio::test]
+async fn an_orphan_on_the_router_is_swept() {
+    let s = ready_example_set("pl-orphan").await;
+    let spec: EtlPipelineSpec = serde_json::from_value(seed_pipeline().data["spec"].clone()).unwrap();
+    let ghost = mapping::pipeline_config(&s.namespace, "ghost", 2, &spec);
+    let mut hand_made = mapping::pipeline_config(&s.namespace, "hand-made", 1, &spec);
+    hand_made.metadata.clear();
+    let client = RouterClient::new(support::operator::router_options());
+    let members = s.kubelet.sim.endpoints();
+    client.create_pipeline(&members, ghost.clone()).await.unwrap();
+    client.create_pipeline(&members, hand_made.clone()).await.unwrap();
+    eventually(FORM_TIMEOUT, "the orphan swept", || async {
+        s.kubelet.sim.pipeline(&ghost.id).is_none().then_some(())
+    })
+    .await;
+    assert!(
+        s.kubelet.sim.pipeline(&hand_made.id).is_some(),
+        "a pipeline the operator did not submit is left alone"
+    );
+    assert!(s.kubelet.sim.pipeline(&id(&s)).is_some());
+    let events = s.events().await;
+    assert!(
+        events.iter().any(|(_, reason, note)| reason == "OrphanDeleted" && note.contains("ghost")),
+        "{events:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_ready_pipeline_costs_no_writes_while_the_routers_log_moves() {
+    let s = ready_example_set("pl-quiet").await;
+    let sim = s.kubelet.sim.clone();
+    let in_namespace = format!("/namespaces/{}/", s.namespace);
+    let pipeline_writes = || {
+        s.plane
+            .writes_by(OPERATOR_USER)
+            .into_iter()
+            .filter(|w| w.request_uri.contains(&in_namespace))
+            .map(|w| format!("{} {}", w.verb, w.request_uri))
+            .collect::<Vec<_>>()
+    };
+    let writes_before = pipeline_writes().len();
+    let lists_before = sim.call_count("ListPipelines");
+    let gets_before = sim.call_count("GetPipeline");
+    let log_before = sim.mutation_log().len();
+
+    // Another client writes its own pipeline over and over.
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (sim, stop) = (sim.clone(), stop.clone());
+        let spec: EtlPipelineSpec = serde_json::from_value(seed_pipeline().data["spec"].clone()).unwrap();
+        tokio::spawn(async move {
+            let client = RouterClient::new(support::operator::router_options());
+            let mut config = mapping::pipeline_config("elsewhere", "x", 1, &spec);
+            config.metadata.clear();
+            while !stop.load(Ordering::Relaxed) {
+                let _ = client.create_pipeline(&sim.endpoints(), config.clone()).await;
+                let _ = client.delete_pipeline(&sim.endpoints(), &config.id, true).await;
+            }
+        })
+    };
+    let window = Duration::from_secs(10);
+    tokio::time::sleep(window).await; // the observation window, not a wait for a state
+    stop.store(true, Ordering::Relaxed);
+    writer.await.unwrap();
+
+    assert!(sim.mutation_log().len() - log_before > 50, "the router's log must move during the window");
+    let writes = pipeline_writes()[writes_before..].to_vec();
+    assert!(writes.is_empty(), "API writes while nothing changed: {writes:?}");
+    let ours = format!("{}/", s.namespace);
+    let router_writes: Vec<_> =
+        sim.mutation_log()[log_before..].iter().filter(|m| m.target.starts_with(&ours)).cloned().collect();
+    assert!(router_writes.is_empty(), "router writes for an unchanged pipeline: {router_writes:?}");
+    assert_eq!(sim.call_count("GetPipeline") - gets_before, 0, "no per-pipeline reads while in sync");
+    // One list per health interval (1 s in tests), shared by the pipeline and the cluster's sweep.
+    let lists = sim.call_count("ListPipelines") - lists_before;
+    let allowed = 2 * window.as_secs() + 4;
+    assert!(lists <= allowed, "{lists} ListPipelines in {window:?}; at most {allowed}");
+    assert_eq!(wait_ready(&s, 1).await.phase, Some(Phase::Ready));
+}
+
+#[tokio::test]
+async fn a_router_that_cannot_be_reached_degrades_the_pipeline_until_it_returns() {
+    let s = ready_example_set("pl-down").await;
+    let sim = s.kubelet.sim.clone();
+    for node in 1..=3 {
+        sim.partition_node_with(node, conveyor_etl_operator::sim::Partition::Refuse);
+    }
+    let status = wait_pipeline(&s, "Degraded", |st| st.phase == Some(Phase::Degraded)).await;
+    let (ready, reason, message) = condition(&status, "Ready");
+    assert!(ready != "True", "{reason}: {message}");
+    let lists_during = sim.call_count("ListPipelines");
+    for node in 1..=3 {
+        sim.heal_node(node);
+    }
+    wait_pipeline(&s, "Ready again", |st| st.phase == Some(Phase::Ready)).await;
+    assert!(lists_during < 200, "{lists_during} list attempts in the outage: not a hot loop");
+    assert_eq!(writes(&s, "CreatePipeline").len(), 1);
+}

@@ -1,0 +1,113 @@
+//! The conveyor kinds as untyped objects: the examples, create, read, wait
+//! and the Events about one object.
+
+use std::time::Duration;
+
+use k8s_openapi::api::events::v1::Event as KubeEvent;
+use kube::api::{Api, DynamicObject, ListParams, PostParams};
+use kube::core::GroupVersionKind;
+use kube::discovery::ApiResource;
+use serde::de::DeserializeOwned;
+
+use super::repo_path;
+use super::scenario::{FORM_TIMEOUT, Scenario};
+
+/// The example objects of `kinds`, from `seed.yaml` then `services.yaml`.
+pub fn examples(kinds: &[&str]) -> Vec<DynamicObject> {
+    let read = |file: &str| std::fs::read_to_string(repo_path(file)).unwrap();
+    let seed = read("deploy/examples/seed.yaml");
+    let services = read("deploy/examples/services.yaml");
+    seed.split("\n---\n")
+        .chain(services.split("\n---\n"))
+        .map(|doc| serde_norway::from_str::<DynamicObject>(doc).unwrap())
+        .filter(|o| o.types.as_ref().is_some_and(|t| kinds.contains(&t.kind.as_str())))
+        .collect()
+}
+
+pub const SERVICE_KINDS: [&str; 3] = ["EtlSource", "EtlTransform", "EtlSink"];
+
+pub fn kind_of(object: &DynamicObject) -> String {
+    object.types.as_ref().unwrap().kind.clone()
+}
+
+pub fn name_of(object: &DynamicObject) -> String {
+    object.metadata.name.clone().unwrap()
+}
+
+pub fn api_of(s: &Scenario, kind: &str) -> Api<DynamicObject> {
+    let resource = ApiResource::from_gvk(&GroupVersionKind::gvk("conveyor.etl", "v1", kind));
+    Api::namespaced_with(s.client.clone(), &s.namespace, &resource)
+}
+
+pub async fn create(s: &Scenario, object: &DynamicObject) {
+    let kind = kind_of(object);
+    api_of(s, &kind)
+        .create(&PostParams::default(), object)
+        .await
+        .unwrap_or_else(|e| panic!("create {kind}: {e}"));
+}
+
+/// The object's `.status` as `T` (its default when there is none yet).
+pub fn status_as<T: DeserializeOwned + Default>(object: &DynamicObject) -> T {
+    object.data.get("status").cloned().map(|s| serde_json::from_value(s).unwrap()).unwrap_or_default()
+}
+
+/// Polls `kind`/`name` until `check` holds on its status.
+pub async fn wait_status<T>(s: &Scenario, kind: &str, name: &str, what: &str, check: impl Fn(&T) -> bool) -> T
+where
+    T: DeserializeOwned + Default + std::fmt::Debug,
+{
+    let api = api_of(s, kind);
+    let mut last = None;
+    let deadline = tokio::time::Instant::now() + FORM_TIMEOUT;
+    while tokio::time::Instant::now() < deadline {
+        if let Ok(object) = api.get(name).await {
+            let status: T = status_as(&object);
+            if check(&status) {
+                return status;
+            }
+            last = Some(status);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await; // poll interval
+    }
+    let events = events_about(s, kind, name).await;
+    panic!("{kind} {name}: timed out waiting for {what}; last status {last:#?}; events {events:#?}")
+}
+
+/// How many times an Event with `reason` about `kind`/`name` was recorded:
+/// the recorder folds repeats within minutes into one Event's series.
+pub async fn event_count(s: &Scenario, kind: &str, name: &str, reason: &str) -> i32 {
+    let api: Api<KubeEvent> = Api::namespaced(s.client.clone(), &s.namespace);
+    api.list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|e| e.reason.as_deref() == Some(reason))
+        .filter(|e| {
+            e.regarding
+                .as_ref()
+                .is_some_and(|r| r.kind.as_deref() == Some(kind) && r.name.as_deref() == Some(name))
+        })
+        .map(|e| e.series.map_or(1, |series| series.count))
+        .sum()
+}
+
+/// (reason, note) of the Events about `kind`/`name`, oldest first.
+pub async fn events_about(s: &Scenario, kind: &str, name: &str) -> Vec<(String, String)> {
+    let api: Api<KubeEvent> = Api::namespaced(s.client.clone(), &s.namespace);
+    let mut events: Vec<KubeEvent> = api
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|e| {
+            e.regarding
+                .as_ref()
+                .is_some_and(|r| r.kind.as_deref() == Some(kind) && r.name.as_deref() == Some(name))
+        })
+        .collect();
+    events.sort_by_key(|e| e.event_time.as_ref().map(|t| t.0));
+    events.into_iter().map(|e| (e.reason.unwrap_or_default(), e.note.unwrap_or_default())).collect()
+}
