@@ -12,7 +12,7 @@ use std::time::Duration;
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams};
 use serde_json::json;
 
-use conveyor_etl_operator::crd::{ClusterPhase, EtlPipeline, EtlPipelineSpec, EtlPipelineStatus, Phase};
+use conveyor_etl_operator::crd::{ClusterPhase, EtlPipeline, EtlPipelineSpec, EtlPipelineStatus, EtlSink, Phase};
 use conveyor_etl_operator::router::mapping::{self, METADATA_DLQ_ENABLED, METADATA_DLQ_MAX_RETRIES};
 use conveyor_etl_operator::router::{Router, RouterClient};
 use conveyor_etl_operator::sim::Mutation;
@@ -345,4 +345,33 @@ async fn a_router_that_cannot_be_reached_degrades_the_pipeline_until_it_returns(
     wait_pipeline(&s, "Ready again", |st| st.phase == Some(Phase::Ready)).await;
     assert!(lists_during < 200, "{lists_during} list attempts in the outage: not a hot loop");
     assert_eq!(writes(&s, "CreatePipeline").len(), 1);
+}
+
+#[tokio::test]
+async fn a_service_in_use_is_held_with_a_condition_until_its_pipeline_goes() {
+    let s = ready_example_set("pl-hold").await;
+    let sinks: Api<EtlSink> = Api::namespaced(s.client.clone(), &s.namespace);
+    sinks.delete("clickhouse-analytics", &DeleteParams::default()).await.unwrap();
+    let held = eventually(FORM_TIMEOUT, "the sink held by its pipeline", || async {
+        let sink = sinks.get_opt("clickhouse-analytics").await.unwrap()?;
+        let synced = sink.status?.conditions.into_iter().find(|c| c.type_ == "Synced")?;
+        (synced.reason == "InUseByPipelines").then_some(synced)
+    })
+    .await;
+    assert_eq!(held.status, "False");
+    assert!(held.message.contains("EtlPipeline user-analytics"), "{}", held.message);
+    let sink_id = mapping::service_id(&s.namespace, "clickhouse-analytics");
+    assert!(s.kubelet.sim.services().iter().any(|svc| svc.identity.as_ref().unwrap().service_id == sink_id));
+    eventually(FORM_TIMEOUT, "an InUseByPipelines Event", || async {
+        (event_count(&s, "EtlSink", "clickhouse-analytics", "InUseByPipelines").await >= 1).then_some(())
+    })
+    .await;
+
+    pipelines(&s).delete(PIPELINE, &DeleteParams::default()).await.unwrap();
+    eventually(FORM_TIMEOUT, "the sink deregistered and gone", || async {
+        sinks.get_opt("clickhouse-analytics").await.unwrap().is_none().then_some(())
+    })
+    .await;
+    assert!(s.kubelet.sim.pipeline(&id(&s)).is_none());
+    assert!(s.kubelet.sim.services().iter().all(|svc| svc.identity.as_ref().unwrap().service_id != sink_id));
 }

@@ -119,9 +119,11 @@ impl Operator {
         }
         let clusters = crate::router_cluster::controller::controller(&watches, &ctx.cache);
         let (cache, watched) = (&ctx.cache, &watches.router_clusters);
-        let sources = service::controller(&watches.sources, cache.sources.clone(), watched);
-        let transforms = service::controller(&watches.transforms, cache.transforms.clone(), watched);
-        let sinks = service::controller(&watches.sinks, cache.sinks.clone(), watched);
+        let referrers = &watches.pipelines;
+        let sources = service::controller(&watches.sources, cache.sources.clone(), watched, referrers);
+        let transforms =
+            service::controller(&watches.transforms, cache.transforms.clone(), watched, referrers);
+        let sinks = service::controller(&watches.sinks, cache.sinks.clone(), watched, referrers);
         let pipelines = crate::pipeline::controller::controller(&watches, cache);
         // One task per controller, so a busy kind never holds up another; the
         // set aborts them all when dropped.

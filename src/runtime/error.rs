@@ -23,6 +23,11 @@ pub enum Error {
     NotOwned { kind: &'static str, name: String, owner: String },
     #[error("the API server rejected {kind} {name}: {message}")]
     Rejected { kind: String, name: String, message: String },
+    #[error(
+        "{kind} {name} is still referenced by {holders}; it is deregistered and deleted once no pipeline \
+         references it"
+    )]
+    InUse { kind: String, name: String, holders: String },
     #[error("finalizer: {0}")]
     Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
     /// An error the kind already wrote to status (with its health) and
@@ -48,6 +53,7 @@ impl Reason for Error {
             Error::InvalidObject(_) => "invalid_object",
             Error::NotOwned { .. } => "not_owned",
             Error::Rejected { .. } => "rejected",
+            Error::InUse { .. } => "in_use",
             Error::Finalizer(_) => "finalizer",
             Error::Reported(error) => error.label(),
         }
@@ -62,6 +68,7 @@ impl Reason for Error {
             Error::InvalidObject(_) => "InvalidObject",
             Error::NotOwned { .. } => "ObjectOwnedElsewhere",
             Error::Rejected { .. } => "SpecRejected",
+            Error::InUse { .. } => "InUseByPipelines",
             Error::Finalizer(_) => "FinalizerFailed",
             Error::Reported(error) => error.reason(),
         }

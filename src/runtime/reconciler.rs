@@ -115,12 +115,21 @@ async fn release_finalizer<K: Reconciler>(object: &K, ctx: &Context) -> Result<(
 }
 
 /// Records a failed reconcile as `Synced=False` and a Warning Event, once per
-/// distinct failure (a kind that already wrote it with its status is skipped).
+/// distinct failure (a kind that already wrote it with its status is
+/// skipped), unless the object is being deleted.
 async fn report_failure<K: Reconciler>(object: &K, error: &Error, ctx: &Context) -> Result<(), Error> {
+    if object.meta().deletion_timestamp.is_some() {
+        return Ok(());
+    }
+    record_failure(object, error, ctx).await
+}
+
+/// Writes `error` as `Synced=False` with a Warning Event, once per distinct failure.
+pub async fn record_failure<K: Reconciler>(object: &K, error: &Error, ctx: &Context) -> Result<(), Error> {
     let existing = object.conditions();
     let merged =
         conditions::merge(existing, &[status::synced(Err(error))], object.meta().generation, &status::now());
-    if status::new_failure(existing, &merged).is_none() || object.meta().deletion_timestamp.is_some() {
+    if status::new_failure(existing, &merged).is_none() {
         return Ok(());
     }
     status::apply(ctx, object, &object.status_with(merged)).await?;

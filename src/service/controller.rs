@@ -3,10 +3,11 @@
 //! Ready resumes its services at once, without polling).
 
 use kube::runtime::Controller;
-use kube::runtime::reflector::Store;
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::ResourceExt;
 
 use super::ServiceResource;
-use crate::crd::EtlRouterCluster;
+use crate::crd::{EtlPipeline, EtlRouterCluster};
 use crate::runtime::cache::Watch;
 use crate::runtime::clusters::dependants;
 use crate::runtime::reconciler;
@@ -15,10 +16,25 @@ pub fn controller<K: ServiceResource>(
     services: &Watch<K>,
     store: Store<K>,
     clusters: &Watch<EtlRouterCluster>,
+    pipelines: &Watch<EtlPipeline>,
 ) -> Controller<K> {
-    let by_cluster = store.clone();
+    let (by_cluster, deleting) = (store.clone(), store.clone());
     reconciler::controller(services.subscribe(), store)
         .watches_shared_stream(clusters.subscribe(), move |cluster| {
             dependants(&by_cluster, &cluster, K::cluster_ref)
         })
+        .watches_shared_stream(pipelines.subscribe(), move |pipeline| deleting_in(&deleting, &pipeline))
+}
+
+/// The services of `pipeline`'s namespace being deleted: a pipeline change
+/// may release them (its deletion, or an edit that drops the reference).
+/// Deletions are rare, so pipeline changes cost nothing otherwise.
+fn deleting_in<K: ServiceResource>(store: &Store<K>, pipeline: &EtlPipeline) -> Vec<ObjectRef<K>> {
+    store
+        .state()
+        .iter()
+        .filter(|service| service.namespace() == pipeline.namespace())
+        .filter(|service| service.meta().deletion_timestamp.is_some())
+        .map(|service| ObjectRef::from_obj(service.as_ref()))
+        .collect()
 }

@@ -21,7 +21,8 @@ mod tests;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::runtime::controller::Action;
 
-use crate::crd::{ClusterRef, EtlSink, EtlSource, EtlTransform, GrpcSpec, ServiceStatus};
+use crate::crd::{ClusterRef, EtlPipelineSpec, EtlSink, EtlSource, EtlTransform, GrpcSpec, ServiceStatus};
+use crate::pipeline::controller::{names_sink, names_source, names_step};
 use crate::router::ServiceKind;
 use crate::runtime::{Context, Error, Reconciler};
 
@@ -31,12 +32,17 @@ pub trait ServiceResource: Reconciler<Status = ServiceStatus> {
     fn grpc(&self) -> &GrpcSpec;
     fn cluster_ref(&self) -> Option<&ClusterRef>;
     fn service_status(&self) -> Option<&ServiceStatus>;
+    /// Whether a pipeline's spec names a service of this kind called `name`.
+    fn referenced_by(spec: &EtlPipelineSpec, name: &str) -> bool;
 }
 
 macro_rules! service_resource {
-    ($type:ty, $kind:expr) => {
+    ($type:ty, $kind:expr, $names:expr) => {
         impl ServiceResource for $type {
             const KIND: ServiceKind = $kind;
+            fn referenced_by(spec: &EtlPipelineSpec, name: &str) -> bool {
+                $names(spec, name)
+            }
             fn grpc(&self) -> &GrpcSpec {
                 &self.spec.grpc
             }
@@ -74,6 +80,6 @@ macro_rules! service_resource {
     };
 }
 
-service_resource!(EtlSource, ServiceKind::Source);
-service_resource!(EtlTransform, ServiceKind::Transform);
-service_resource!(EtlSink, ServiceKind::Sink);
+service_resource!(EtlSource, ServiceKind::Source, names_source);
+service_resource!(EtlTransform, ServiceKind::Transform, names_step);
+service_resource!(EtlSink, ServiceKind::Sink, names_sink);

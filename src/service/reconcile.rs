@@ -15,7 +15,7 @@ use crate::router::mapping::{self, register_request};
 use crate::router::proto::common::ServiceType;
 use crate::runtime::clusters::{self, Resolution};
 use crate::runtime::status::{self, synced};
-use crate::runtime::{self, Context, Error, events};
+use crate::runtime::{self, Context, Error, events, reconciler};
 
 fn namespace_of<K: ServiceResource>(service: &K) -> Result<String, Error> {
     service.namespace().ok_or_else(|| Error::InvalidObject("no metadata.namespace".into()))
@@ -134,6 +134,16 @@ async fn register<K: ServiceResource>(
 /// (or going) has nothing to deregister from, and the service is let go.
 pub async fn cleanup<K: ServiceResource>(service: &K, ctx: &Context) -> Result<Action, Error> {
     let namespace = namespace_of(service)?;
+    let holders = holders(service, ctx, &namespace);
+    if !holders.is_empty() {
+        let error = Error::InUse {
+            kind: K::kind(&()).into_owned(),
+            name: service.name_any(),
+            holders: holders.join(", "),
+        };
+        reconciler::record_failure(service, &error, ctx).await?;
+        return Err(Error::Reported(Box::new(error)));
+    }
     let status = service.service_status().cloned().unwrap_or_default();
     let resolution = match &status.cluster {
         Some(name) => clusters::resolve(
@@ -169,6 +179,24 @@ pub async fn cleanup<K: ServiceResource>(service: &K, ctx: &Context) -> Result<A
     let note = format!("deregistered {service_id} from EtlRouterCluster {}", cluster.name_any());
     events::publish(ctx, service, false, "Deregistered", note).await?;
     Ok(Action::await_change())
+}
+
+/// The pipelines that still reference `service` ("EtlPipeline a, EtlPipeline
+/// b"); one whose own cleanup is done (deleting, no finalizer left) no longer counts.
+fn holders<K: ServiceResource>(service: &K, ctx: &Context, namespace: &str) -> Vec<String> {
+    let name = service.name_any();
+    let mut holders: Vec<String> = ctx
+        .cache
+        .pipelines
+        .state()
+        .iter()
+        .filter(|pipeline| pipeline.namespace().as_deref() == Some(namespace))
+        .filter(|pipeline| pipeline.metadata.deletion_timestamp.is_none() || !pipeline.finalizers().is_empty())
+        .filter(|pipeline| K::referenced_by(&pipeline.spec, &name))
+        .map(|pipeline| format!("EtlPipeline {}", pipeline.name_any()))
+        .collect();
+    holders.sort();
+    holders
 }
 
 /// The conditions of a service's status, empty without one.
