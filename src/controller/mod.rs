@@ -33,6 +33,10 @@ pub struct Settings {
     /// How often a settled router cluster's health is polled.
     #[arg(long, env = "CONVEYOR_HEALTH_INTERVAL", default_value = "10s", value_parser = humantime::parse_duration)]
     pub health_interval: Duration,
+    /// How often each pipeline's stage figures are read from the router (the
+    /// one per-pipeline router read; status moves with them at most this often).
+    #[arg(long, env = "CONVEYOR_STATS_INTERVAL", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub stats_interval: Duration,
     /// Address of the HTTP endpoint serving /metrics, /healthz and /readyz.
     #[arg(long, env = "CONVEYOR_HTTP_ADDRESS", default_value = "0.0.0.0:8080")]
     pub http_address: std::net::SocketAddr,
@@ -48,7 +52,11 @@ pub async fn run(settings: Settings) -> Result<(), StartupError> {
     ensure_crds_installed(&client).await?;
     let router =
         RouterClient::new(ClientOptions { call_timeout: settings.router_timeout, ..Default::default() });
-    let timing = Timing { health_interval: settings.health_interval, ..Default::default() };
+    let timing = Timing {
+        health_interval: settings.health_interval,
+        stats_interval: settings.stats_interval,
+        ..Default::default()
+    };
     let operator = Operator::new(client, Arc::new(router), timing, settings.namespace.clone())
         .with_http(settings.http_address);
     let shutdown = shutdown_signal();

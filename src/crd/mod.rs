@@ -9,7 +9,7 @@ mod router_cluster;
 mod service;
 
 pub use common::{ClusterRef, Phase, conditions_schema};
-pub use pipeline::{DlqSpec, EtlPipeline, EtlPipelineSpec, EtlPipelineStatus};
+pub use pipeline::{DlqSpec, EtlPipeline, EtlPipelineSpec, EtlPipelineStatus, PipelineStage};
 pub use router_cluster::{
     ClusterPhase, EtlRouterCluster, EtlRouterClusterSpec, EtlRouterClusterStatus, ImagePullPolicy,
     MemberStatus, PdbSpec, PlacementSpec, PortsSpec, RaftSpec, StorageRetention, StorageSpec,

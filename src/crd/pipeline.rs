@@ -93,7 +93,34 @@ pub struct EtlPipelineStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub router_version: Option<u64>,
     /// Conditions: Ready, ReferencesResolved, Submitted, ...
+    /// Per stage, in pipeline order: the service it runs on, where that
+    /// listens and its partitions (from the router's registry), and the
+    /// router's figures for the stage (refreshed at most once per stats interval).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stages: Vec<PipelineStage>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(schema_with = "conditions_schema")]
     pub conditions: Vec<Condition>,
+}
+
+/// One stage of a pipeline as the router runs it.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct PipelineStage {
+    /// The router's stage id: `source`, `step-0`, `step-1`, ..., `sink`.
+    pub id: String,
+    /// The EtlSource, EtlTransform or EtlSink it runs on.
+    pub service: String,
+    /// `host:port` the router routes the stage's records to, once registered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    /// Partitions the router assigned to the service.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub assigned_partitions: Vec<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub records_processed: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub records_buffered: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub errors: Option<u64>,
 }

@@ -15,6 +15,7 @@ pub mod machine;
 pub mod observation;
 pub mod observe;
 pub mod orphans;
+pub mod stages;
 mod reconcile;
 pub mod submit;
 

@@ -11,7 +11,7 @@ use kube::runtime::reflector::Store;
 use super::observation::{ClusterView, Observation, Reference, RouterCopy, ServiceState};
 use crate::crd::{EtlPipeline, Phase, ServiceStatus};
 use crate::router::mapping::{self, config_generation, pipeline_config, same_pipeline};
-use crate::router::{ErrorClass, PipelineConfig, RouterError};
+use crate::router::{ErrorClass, PipelineConfig, RegisteredService, RouterError, ServiceType};
 use crate::runtime::cache::get;
 use crate::runtime::clusters::{self, Resolution};
 use crate::runtime::{Context, Error, conditions};
@@ -25,6 +25,8 @@ pub struct Observed {
     pub members: Vec<String>,
     /// What this generation builds.
     pub desired: PipelineConfig,
+    /// The cluster's registered services, when the cluster is Ready and answered.
+    pub registry: Option<Arc<Vec<RegisteredService>>>,
 }
 
 pub fn namespace_of(pipeline: &EtlPipeline) -> Result<String, Error> {
@@ -63,9 +65,27 @@ pub async fn observe(pipeline: &EtlPipeline, ctx: &Context) -> Result<Observed, 
         }
         _ => None,
     };
+    let registry = match (&cluster_view, &cluster) {
+        (ClusterView::Ready { .. }, Some(name)) => registered(ctx, &namespace, name, &members).await.ok(),
+        _ => None,
+    };
     let observation =
         Observation { generation, enabled: pipeline.spec.enabled, cluster: cluster_view, references, router };
-    Ok(Observed { observation, cluster, members, desired })
+    Ok(Observed { observation, cluster, members, desired, registry })
+}
+
+/// The cluster's registered services, from the snapshot its services share.
+async fn registered(
+    ctx: &Context,
+    namespace: &str,
+    cluster: &str,
+    members: &[String],
+) -> crate::runtime::snapshot::Read<Vec<RegisteredService>> {
+    ctx.registries
+        .get(&clusters::snapshot_key(namespace, cluster), members, ctx.timing.health_interval, || {
+            ctx.router.list_services(members, ServiceType::Unspecified)
+        })
+        .await
 }
 
 /// The cluster's pipelines, from the snapshot shared by all of its pipelines.

@@ -12,6 +12,7 @@ use super::conditions;
 use super::machine::next_phase;
 use super::observation::RouterCopy;
 use super::observe::{Observed, namespace_of, observe, pipeline_id};
+use super::stages::stages;
 use super::submit::submit;
 use crate::crd::{EtlPipeline, EtlPipelineStatus, Phase};
 use crate::router::ErrorClass;
@@ -72,7 +73,7 @@ fn references_resolved(assessment: &Assessment) -> Wanted {
 async fn reconcile(pipeline: &EtlPipeline, ctx: &Context) -> Result<Action, Error> {
     let namespace = namespace_of(pipeline)?;
     let generation = pipeline.metadata.generation.unwrap_or_default();
-    let Observed { mut observation, cluster, members, desired } = observe(pipeline, ctx).await?;
+    let Observed { mut observation, cluster, members, desired, registry } = observe(pipeline, ctx).await?;
     let mut assessment = assess(&observation);
     let previous = pipeline.status.clone().unwrap_or_default();
     let current = previous.phase.unwrap_or_default();
@@ -88,6 +89,7 @@ async fn reconcile(pipeline: &EtlPipeline, ctx: &Context) -> Result<Action, Erro
         ctx.pipeline_lists.invalidate(&clusters::snapshot_key(&namespace, name));
         match result {
             Ok(submitted) => {
+                ctx.pipeline_reads.put(&desired.id, &members, submitted.response.clone());
                 version = submitted.version.or(version);
                 observation.router = Some(submitted.copy);
                 assessment = assess(&observation);
@@ -104,6 +106,19 @@ async fn reconcile(pipeline: &EtlPipeline, ctx: &Context) -> Result<Action, Erro
         Some(RouterCopy::Absent) => None,
         _ => previous.applied_generation,
     };
+    let read = match &observation.router {
+        Some(RouterCopy::Present { .. }) => {
+            let stats = ctx.timing.stats_interval;
+            let read = ctx
+                .pipeline_reads
+                .get(&desired.id, &members, stats, || ctx.router.get_pipeline(&members, &desired.id))
+                .await;
+            read.ok()
+        }
+        _ => None,
+    };
+    let response = read.as_deref().and_then(Option::as_ref);
+    let stages = stages(&desired, &namespace, registry.as_deref().map(Vec::as_slice), response, &previous.stages);
     let [ready, progressing, degraded] = conditions::conditions(phase, assessment.event, &assessment.message);
     let wanted = [
         ready,
@@ -118,6 +133,7 @@ async fn reconcile(pipeline: &EtlPipeline, ctx: &Context) -> Result<Action, Erro
         cluster: cluster.or(previous.cluster.clone()),
         applied_generation,
         router_version: if applied_generation.is_some() { version } else { None },
+        stages,
         conditions: runtime::conditions::merge(
             &previous.conditions,
             &wanted,
@@ -214,6 +230,7 @@ async fn cleanup(pipeline: &EtlPipeline, ctx: &Context) -> Result<Action, Error>
         result => result?,
     }
     ctx.pipeline_lists.invalidate(&clusters::snapshot_key(&namespace, &cluster.name_any()));
+    ctx.pipeline_reads.invalidate(&id);
     let note = format!("deleted {id} from EtlRouterCluster {}", cluster.name_any());
     events::publish(ctx, pipeline, false, "Deleted", note).await?;
     Ok(Action::await_change())

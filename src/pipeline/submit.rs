@@ -19,6 +19,8 @@ pub struct Submitted {
     pub copy: RouterCopy,
     /// The router's version of it, when it holds it.
     pub version: Option<u64>,
+    /// What the router answered to the last read.
+    pub response: Option<GetPipelineResponse>,
 }
 
 fn read(response: Option<&GetPipelineResponse>, desired: &PipelineConfig) -> (RouterCopy, Option<u64>) {
@@ -39,7 +41,7 @@ pub async fn submit(
     let before = ctx.router.get_pipeline(members, id).await?;
     let (copy, version) = read(before.as_ref(), desired);
     let Some(call) = submission(&copy, generation, desired.enabled) else {
-        return Ok(Submitted { call: None, copy, version });
+        return Ok(Submitted { call: None, copy, version, response: before });
     };
     match call {
         Submit::Create => ctx.router.create_pipeline(members, desired.clone()).await.map(drop)?,
@@ -49,5 +51,5 @@ pub async fn submit(
     }
     let after = ctx.router.get_pipeline(members, id).await?;
     let (copy, version) = read(after.as_ref(), desired);
-    Ok(Submitted { call: Some(call), copy, version })
+    Ok(Submitted { call: Some(call), copy, version, response: after })
 }

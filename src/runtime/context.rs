@@ -9,7 +9,7 @@ use super::cache::Cache;
 use super::metrics::Metrics;
 use super::retry::Retries;
 use super::snapshot::Snapshots;
-use crate::router::{PipelineConfig, RegisteredService, Router};
+use crate::router::{GetPipelineResponse, PipelineConfig, RegisteredService, Router};
 
 /// How often and how fast the controllers look again.
 #[derive(Clone, Debug)]
@@ -18,6 +18,9 @@ pub struct Timing {
     pub health_interval: Duration,
     /// Poll interval while a resource forms, scales or rolls.
     pub progress_interval: Duration,
+    /// How often a pipeline's stage figures are read from the router: the one
+    /// per-pipeline router read, kept rare so status does not move with them.
+    pub stats_interval: Duration,
     /// First retry delay after an error; doubles up to `max_retry_delay`, with jitter.
     pub min_retry_delay: Duration,
     pub max_retry_delay: Duration,
@@ -28,6 +31,7 @@ impl Default for Timing {
         Timing {
             health_interval: Duration::from_secs(10),
             progress_interval: Duration::from_secs(2),
+            stats_interval: Duration::from_secs(300),
             min_retry_delay: Duration::from_millis(500),
             max_retry_delay: Duration::from_secs(60),
         }
@@ -48,6 +52,8 @@ pub struct Context {
     pub registries: Snapshots<Vec<RegisteredService>>,
     /// Each router cluster's pipelines, read the same way (keyed by namespace/cluster).
     pub pipeline_lists: Snapshots<Vec<PipelineConfig>>,
+    /// Each pipeline's config and status as the router last reported them (keyed by pipeline id).
+    pub pipeline_reads: Snapshots<Option<GetPipelineResponse>>,
     retries: Retries,
 }
 
@@ -65,6 +71,7 @@ impl Context {
             metrics: Arc::default(),
             registries: Snapshots::default(),
             pipeline_lists: Snapshots::default(),
+            pipeline_reads: Snapshots::default(),
         }
     }
 

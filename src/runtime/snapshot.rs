@@ -13,8 +13,9 @@ use crate::router::RouterError;
 /// What a read gave: the value, or the error every reader of it sees.
 pub type Read<T> = Result<Arc<T>, Arc<RouterError>>;
 
-/// Beyond this many keys the snapshots start afresh (keys of long-gone clusters).
-const MAX_KEYS: usize = 1024;
+/// Beyond this many keys, snapshots older than the time to live being asked
+/// for are dropped (keys of objects long gone).
+const PRUNE_ABOVE: usize = 1024;
 
 struct Taken<T> {
     at: Instant,
@@ -44,8 +45,11 @@ impl<T> Snapshots<T> {
     {
         let slot = {
             let mut slots = self.slots.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            if slots.len() > MAX_KEYS {
-                slots.clear();
+            if slots.len() > PRUNE_ABOVE {
+                // A slot in use is kept; so is one read within `ttl`.
+                slots.retain(|_, slot| {
+                    slot.try_lock().map_or(true, |taken| taken.as_ref().is_some_and(|t| t.at.elapsed() < ttl))
+                });
             }
             slots.entry(key.to_owned()).or_default().clone()
         };
@@ -56,6 +60,13 @@ impl<T> Snapshots<T> {
         let fresh: Read<T> = read().await.map(Arc::new).map_err(Arc::new);
         *taken = Some(Taken { at: Instant::now(), members: members.to_vec(), read: fresh.clone() });
         fresh
+    }
+
+    /// Records `value`, just read from `members`, as `key`'s snapshot.
+    pub fn put(&self, key: &str, members: &[String], value: T) {
+        let taken = Taken { at: Instant::now(), members: members.to_vec(), read: Ok(Arc::new(value)) };
+        let slot = Arc::new(tokio::sync::Mutex::new(Some(taken)));
+        self.slots.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(key.to_owned(), slot);
     }
 
     /// Forgets `key`'s snapshot, after a write that changed what it holds.
@@ -87,5 +98,8 @@ mod tests {
         let moved = vec!["10.0.0.2:50051".to_owned()];
         assert_eq!(*snapshots.get("c", &moved, ttl, read).await.unwrap(), 2, "new members, new read");
         assert_eq!(*snapshots.get("c", &moved, Duration::ZERO, read).await.unwrap(), 3, "expired");
+        snapshots.put("c", &moved, 7);
+        assert_eq!(*snapshots.get("c", &moved, ttl, read).await.unwrap(), 7, "a value put is read back");
+        assert_eq!(reads.load(Ordering::SeqCst), 4);
     }
 }

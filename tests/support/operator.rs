@@ -30,6 +30,7 @@ pub fn timing() -> Timing {
     Timing {
         health_interval: Duration::from_secs(1),
         progress_interval: Duration::from_millis(300),
+        stats_interval: Duration::from_secs(3),
         min_retry_delay: Duration::from_millis(200),
         max_retry_delay: Duration::from_secs(5),
     }
