@@ -11,6 +11,7 @@ pub mod kubelet;
 pub mod operator;
 pub mod router_sim;
 pub mod scenario;
+pub mod tools;
 
 pub use control_plane::ControlPlane;
 pub use kube_helpers::*;
