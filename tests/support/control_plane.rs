@@ -292,14 +292,26 @@ impl ControlPlane {
     }
 
     pub fn kubeconfig_yaml(&self, user: &str) -> String {
+        self.kubeconfig_yaml_with_token(user, self.token(user))
+    }
+
+    /// A kubeconfig that authenticates with `token` (e.g. a service account's
+    /// from the TokenRequest API); `user` only names the entry.
+    pub fn kubeconfig_yaml_with_token(&self, user: &str, token: &str) -> String {
         use base64::Engine;
         let encode = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
         format!(
             "apiVersion: v1\nkind: Config\nclusters:\n- name: test\n  cluster:\n    server: {server}\n    certificate-authority-data: {ca}\nusers:\n- name: {user}\n  user:\n    token: {token}\ncontexts:\n- name: test\n  context:\n    cluster: test\n    user: {user}\n    namespace: default\ncurrent-context: test\n",
             server = self.server,
             ca = encode(self.ca_cert_pem.as_bytes()),
-            token = self.token(user),
         )
+    }
+
+    /// A kube client config that authenticates with a bearer `token`.
+    pub async fn config_with_token(&self, token: &str) -> Config {
+        let yaml = self.kubeconfig_yaml_with_token("token-user", token);
+        let kubeconfig = Kubeconfig::from_yaml(&yaml).expect("valid kubeconfig");
+        Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await.expect("config")
     }
 
     /// A kube client config for one of the token users.

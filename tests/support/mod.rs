@@ -12,6 +12,7 @@ pub mod objects;
 pub mod operator;
 pub mod router_sim;
 pub mod scenario;
+pub mod tools;
 
 pub use control_plane::ControlPlane;
 pub use kube_helpers::*;

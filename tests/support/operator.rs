@@ -79,11 +79,16 @@ impl RunningOperator {
 
     /// The operator running as `user`, watching `namespace` only.
     pub async fn start_as(plane: &ControlPlane, namespace: &str, user: &str) -> RunningOperator {
+        let client = client_as(plane, user).await;
+        Self::start_with_client(client, namespace)
+    }
+
+    /// The operator running with `client`'s credentials, watching `namespace` only.
+    pub fn start_with_client(client: Client, namespace: &str) -> RunningOperator {
         let _ = tracing_subscriber::fmt()
             .with_test_writer()
             .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
             .try_init();
-        let client = client_as(plane, user).await;
         let router = Arc::new(RouterClient::new(router_options()));
         let operator = Operator::new(client, router, timing(), Some(namespace.to_string()));
         let (stop, stopped) = oneshot::channel::<()>();
