@@ -57,7 +57,11 @@ async fn router_calls_carry_the_traceparent_of_their_own_span() {
             .unwrap_or_else(|| panic!("round {round}: no router_call span among {spans:?}"));
         assert_eq!(call.parent_span_id, caller.span_id(), "round {round}: the call is a child of its caller");
         assert_eq!(call.span_context.trace_id(), caller.trace_id());
-        assert_eq!(trace, caller.trace_id().to_string(), "round {round}: the call continues the caller's trace");
+        assert_eq!(
+            trace,
+            caller.trace_id().to_string(),
+            "round {round}: the call continues the caller's trace"
+        );
         assert_eq!(
             parent,
             call.span_context.span_id().to_string(),
@@ -105,8 +109,10 @@ async fn retried_calls_are_numbered_by_attempt_and_fail_with_their_outcome() {
     attempts.dedup();
     assert!(attempts.len() >= 2 && attempts[0] == 1 && attempts[1] == 2, "attempts {attempts:?}");
     assert!(
-        spans.iter().filter(|span| span.name == "router_call").all(|span| attribute(span, "outcome")
-            == Some("unavailable".into())),
+        spans
+            .iter()
+            .filter(|span| span.name == "router_call")
+            .all(|span| attribute(span, "outcome") == Some("unavailable".into())),
         "{spans:?}"
     );
 }
