@@ -28,6 +28,15 @@ fn attribute(span: &SpanData, key: &str) -> Option<Value> {
     span.attributes.iter().find(|kv| kv.key.as_str() == key).map(|kv| kv.value.clone())
 }
 
+/// The client's call metrics in the text format, as the operator exports them.
+fn encoded_metrics(client: &RouterClient) -> String {
+    let mut registry = prometheus_client::registry::Registry::with_prefix("conveyor");
+    client.metrics().register(&mut registry);
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+    text
+}
+
 #[tokio::test]
 async fn router_calls_carry_the_traceparent_of_their_own_span() {
     let exporter = InMemorySpanExporter::default();
@@ -76,6 +85,15 @@ async fn router_calls_carry_the_traceparent_of_their_own_span() {
     }
     traces.dedup();
     assert_eq!(traces.len(), 20, "every reconcile is its own trace");
+    let text = encoded_metrics(&client);
+    assert!(
+        text.contains(r#"conveyor_router_calls_total{method="GetClusterStatus",outcome="ok"} 20"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"conveyor_router_call_duration_seconds_count{method="GetClusterStatus"} 20"#),
+        "{text}"
+    );
     sim.shutdown().await;
 }
 
@@ -115,6 +133,11 @@ async fn retried_calls_are_numbered_by_attempt_and_fail_with_their_outcome() {
             .all(|span| attribute(span, "outcome") == Some("unavailable".into())),
         "{spans:?}"
     );
+    let calls = spans.iter().filter(|span| span.name == "router_call").count();
+    let text = encoded_metrics(&client);
+    let failed =
+        format!(r#"conveyor_router_calls_total{{method="GetClusterStatus",outcome="unavailable"}} {calls}"#);
+    assert!(text.contains(&failed), "{failed} not in {text}");
 }
 
 #[tokio::test]

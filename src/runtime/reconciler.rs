@@ -60,8 +60,7 @@ pub async fn run<K: Reconciler>(object: Arc<K>, ctx: Arc<Context>) -> Result<Act
     let span = tracing::info_span!(
         "reconcile",
         kind = K::kind(&()).as_ref(),
-        namespace = object.namespace().unwrap_or_default(),
-        name = object.name_any(),
+        object = format!("{}/{}", object.namespace().unwrap_or_default(), object.name_any()),
         trace_id = tracing::field::Empty,
     );
     if let Some(trace_id) = crate::telemetry::trace_id(&span) {

@@ -9,6 +9,8 @@ pub mod control_plane;
 pub mod kube_helpers;
 pub mod kubelet;
 pub mod operator;
+pub mod operator_process;
+pub mod otlp;
 pub mod router_sim;
 pub mod scenario;
 
