@@ -142,6 +142,10 @@ async fn retried_calls_are_numbered_by_attempt_and_fail_with_their_outcome() {
 
 #[tokio::test]
 async fn without_a_recorded_trace_nothing_is_sent() {
+    // A subscriber without OpenTelemetry, set before any span: tracing caches
+    // whether a span is enabled process-wide, and a thread with no subscriber
+    // at all racing the other tests could have `router_call` cached as off.
+    let _guard = tracing::subscriber::set_default(tracing_subscriber::registry());
     let sim = SimCluster::start(vec![(1, node_addr(72, 1))], SimOptions::default()).await.unwrap();
     let client = RouterClient::new(fast_options());
     client.member_status(&sim.endpoints()[0]).await.unwrap();
