@@ -11,6 +11,9 @@ struct Cli {
     /// Settings of `run` when no subcommand is given.
     #[command(flatten)]
     run: controller::Settings,
+    /// Log lines as JSON, as text, or (auto) JSON unless stderr is a terminal.
+    #[arg(long, global = true, env = "CONVEYOR_LOG_FORMAT", value_enum, default_value_t)]
+    log_format: telemetry::LogFormat,
 }
 
 #[derive(Subcommand)]
@@ -26,13 +29,13 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Some(Command::Crds) => print_crds(),
-        Some(Command::Run(settings)) => run(settings).await,
-        None => run(cli.run).await,
+        Some(Command::Run(settings)) => run(settings, cli.log_format).await,
+        None => run(cli.run, cli.log_format).await,
     }
 }
 
-async fn run(settings: controller::Settings) -> anyhow::Result<()> {
-    let _telemetry = telemetry::init()?;
+async fn run(settings: controller::Settings, log_format: telemetry::LogFormat) -> anyhow::Result<()> {
+    let _telemetry = telemetry::init(log_format)?;
     let result = controller::run(settings).await;
     if let Err(error) = &result {
         tracing::error!(%error, "operator stopped");

@@ -34,7 +34,7 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let _telemetry = telemetry::init()?;
+    let _telemetry = telemetry::init(telemetry::LogFormat::Auto)?;
     let nodes = consecutive_nodes(args.listen, args.nodes).with_context(|| {
         format!("{} nodes from {} run past the end of the address space", args.nodes, args.listen)
     })?;

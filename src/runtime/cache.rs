@@ -16,6 +16,9 @@ use kube::api::{ApiResource, DynamicObject};
 use kube::runtime::reflector::{self, ReflectHandle, Store, store::Writer};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use serde::de::DeserializeOwned;
 
 use super::policy::{PdbApi, pdb_api_resource};
@@ -35,6 +38,8 @@ where
     config: watcher::Config,
     writer: Writer<K>,
     synced: Synced,
+    /// Counts the watch's failures, each followed by a restart with backoff.
+    restarts: Counter,
 }
 
 impl<K> Watch<K>
@@ -45,8 +50,9 @@ where
     fn new(api: Api<K>, config: watcher::Config, synced: &Synced) -> (Watch<K>, Store<K>) {
         let writer = Writer::new_shared(SUBSCRIBER_BUFFER, Default::default());
         let store = writer.as_reader();
-        synced.send_modify(|count| count.watches += 1);
-        (Watch { api, config, writer, synced: synced.clone() }, store)
+        synced.listed.send_modify(|count| count.watches += 1);
+        let restarts = synced.restarts_of(&K::kind(&Default::default()));
+        (Watch { api, config, writer, synced: synced.clone(), restarts }, store)
     }
 
     /// A stream of every object the watch applies, read from the store.
@@ -68,15 +74,16 @@ where
         dyntype: K::DynamicType,
         synced: &Synced,
     ) -> (Watch<K>, Store<K>) {
+        let restarts = synced.restarts_of(&K::kind(&dyntype));
         let writer = Writer::new(dyntype);
         let store = writer.as_reader();
-        synced.send_modify(|count| count.watches += 1);
-        (Watch { api, config, writer, synced: synced.clone() }, store)
+        synced.listed.send_modify(|count| count.watches += 1);
+        (Watch { api, config, writer, synced: synced.clone(), restarts }, store)
     }
 
     fn run(self) -> BoxFuture<'static, ()> {
         let kind = std::any::type_name::<K>();
-        let Watch { api, config, writer, synced } = self;
+        let Watch { api, config, writer, synced, restarts } = self;
         let mut listed = false;
         watcher(api, config)
             .default_backoff()
@@ -86,9 +93,12 @@ where
                 match event {
                     Ok(watcher::Event::InitDone) if !listed => {
                         listed = true;
-                        synced.send_modify(|count| count.listed += 1);
+                        synced.listed.send_modify(|count| count.listed += 1);
                     }
-                    Err(error) => tracing::warn!(kind, %error, "watch failed; retrying with backoff"),
+                    Err(error) => {
+                        restarts.inc();
+                        tracing::warn!(kind, %error, "watch failed; retrying with backoff");
+                    }
                     Ok(_) => {}
                 }
                 std::future::ready(())
@@ -97,10 +107,27 @@ where
     }
 }
 
-/// How many watches there are and how many have completed their first list.
-/// Readiness is tracked here rather than with `Store::wait_until_ready`,
-/// whose one-shot channel wakes only the last of several concurrent waiters.
-type Synced = Arc<tokio::sync::watch::Sender<Listed>>;
+/// What every watch reports to: how many watches there are and how many have
+/// completed their first list (readiness is tracked here rather than with
+/// `Store::wait_until_ready`, whose one-shot channel wakes only the last of
+/// several concurrent waiters), and each watch's restarts.
+type Synced = Arc<Reports>;
+
+struct Reports {
+    listed: tokio::sync::watch::Sender<Listed>,
+    restarts: Family<WatchLabels, Counter>,
+}
+
+impl Reports {
+    fn restarts_of(&self, kind: &str) -> Counter {
+        self.restarts.get_or_create(&WatchLabels { kind: kind.to_owned() }).clone()
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WatchLabels {
+    kind: String,
+}
 
 #[derive(Clone, Copy, Debug, Default)]
 struct Listed {
@@ -148,6 +175,7 @@ pub struct Cache {
     pub sinks: Store<EtlSink>,
     pub pipelines: Store<EtlPipeline>,
     synced: tokio::sync::watch::Receiver<Listed>,
+    restarts: Family<WatchLabels, Counter>,
 }
 
 /// The watches behind a [`Cache`]. Controllers subscribe to them before
@@ -186,7 +214,10 @@ impl Watches {
         selectors: &Selectors,
     ) -> (Watches, Cache) {
         let owned = || watcher::Config::default().labels(&selectors.owned);
-        let synced: Synced = Arc::new(tokio::sync::watch::Sender::new(Listed::default()));
+        let synced: Synced = Arc::new(Reports {
+            listed: tokio::sync::watch::Sender::new(Listed::default()),
+            restarts: Family::default(),
+        });
         let (router_clusters, clusters_store) =
             Watch::new(api(client, namespace), watcher::Config::default(), &synced);
         let (stateful_sets, sets_store) = Watch::new(api(client, namespace), owned(), &synced);
@@ -217,7 +248,8 @@ impl Watches {
             transforms: transforms_store,
             sinks: sinks_store,
             pipelines: pipelines_store,
-            synced: synced.subscribe(),
+            synced: synced.listed.subscribe(),
+            restarts: synced.restarts.clone(),
         };
         let watches = Watches {
             router_clusters,
@@ -266,6 +298,15 @@ impl Cache {
     /// Resolves once every store has been filled by its first list.
     pub async fn ready(&self) {
         ready(&self.synced).await
+    }
+
+    /// Adds `watch_restarts_total` (by kind) to `registry`.
+    pub fn register_metrics(&self, registry: &mut prometheus_client::registry::Registry) {
+        registry.register(
+            "watch_restarts",
+            "Watch failures, each followed by a restart with backoff, by kind",
+            self.restarts.clone(),
+        );
     }
 }
 

@@ -61,14 +61,15 @@ impl Context {
     pub fn new(client: Client, router: Arc<dyn Router>, timing: Timing, cache: Cache) -> Context {
         let reporter =
             Reporter { controller: "conveyor-etl-operator".into(), instance: std::env::var("POD_NAME").ok() };
+        let metrics = Arc::new(Metrics::new(router.as_ref(), &cache));
         Context {
             recorder: Recorder::new(client.clone(), reporter),
             client,
             router,
             retries: Retries::new(timing.min_retry_delay, timing.max_retry_delay),
+            metrics,
             timing,
             cache,
-            metrics: Arc::default(),
             registries: Snapshots::default(),
             pipeline_lists: Snapshots::default(),
             pipeline_reads: Snapshots::default(),

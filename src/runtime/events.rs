@@ -9,6 +9,8 @@ use super::{Context, Error};
 const NOTE_LIMIT: usize = 1000;
 
 /// Records an Event about `object`. Callers publish only when something changed.
+/// Inside a sampled trace the note ends with ` (trace <id>)`, so a person can
+/// go from `kubectl describe` to the trace of the reconcile that published it.
 pub async fn publish<K>(
     ctx: &Context,
     object: &K,
@@ -22,12 +24,23 @@ where
     let event = Event {
         type_: if warning { EventType::Warning } else { EventType::Normal },
         reason: reason.to_owned(),
-        note: Some(truncate(note, NOTE_LIMIT)),
+        note: Some(with_trace_id(note, crate::telemetry::current_trace_id().as_deref())),
         action: "Reconcile".into(),
         secondary: None,
     };
     ctx.recorder.publish(&event, &object.object_ref(&())).await?;
     Ok(())
+}
+
+/// `note` within the API server's limit, the trace id (if any) kept whole at its end.
+fn with_trace_id(note: String, trace_id: Option<&str>) -> String {
+    match trace_id {
+        Some(id) => {
+            let suffix = format!(" (trace {id})");
+            truncate(note, NOTE_LIMIT - suffix.len()) + &suffix
+        }
+        None => truncate(note, NOTE_LIMIT),
+    }
 }
 
 fn truncate(mut text: String, limit: usize) -> String {
@@ -48,5 +61,18 @@ mod tests {
         assert_eq!(super::truncate("abc".into(), 10), "abc");
         assert_eq!(super::truncate("aé".into(), 2), "a");
         assert_eq!(super::truncate("x".repeat(1200), 1000).len(), 1000);
+    }
+
+    #[test]
+    fn the_trace_id_ends_the_note_and_survives_truncation() {
+        let id = "4bf92f3577b34da6a3ce929d0e0e4736";
+        assert_eq!(
+            super::with_trace_id("Pending → Provisioning".into(), Some(id)),
+            format!("Pending → Provisioning (trace {id})")
+        );
+        assert_eq!(super::with_trace_id("plain".into(), None), "plain");
+        let long = super::with_trace_id("é".repeat(800), Some(id));
+        assert!(long.len() <= 1000, "{}", long.len());
+        assert!(long.ends_with(&format!(" (trace {id})")), "{long}");
     }
 }

@@ -14,6 +14,7 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use tracing::Instrument;
 
 use super::conditions;
 use super::status;
@@ -52,8 +53,23 @@ pub trait Reconciler:
     fn cleanup(&self, ctx: &Context) -> impl Future<Output = Result<Action, Error>> + Send;
 }
 
-/// The controller's reconcile function for any kind.
+/// The controller's reconcile function for any kind: one `reconcile` span
+/// naming the object and, when the trace is sampled, its trace id, so every
+/// log line inside carries both.
 pub async fn run<K: Reconciler>(object: Arc<K>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let span = tracing::info_span!(
+        "reconcile",
+        kind = K::kind(&()).as_ref(),
+        object = format!("{}/{}", object.namespace().unwrap_or_default(), object.name_any()),
+        trace_id = tracing::field::Empty,
+    );
+    if let Some(trace_id) = crate::telemetry::trace_id(&span) {
+        span.record("trace_id", trace_id);
+    }
+    reconcile_and_report(object, ctx).instrument(span).await
+}
+
+async fn reconcile_and_report<K: Reconciler>(object: Arc<K>, ctx: Arc<Context>) -> Result<Action, Error> {
     ctx.cache.ready().await;
     let started = std::time::Instant::now();
     let result = with_finalizer(&object, &ctx).await;

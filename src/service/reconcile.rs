@@ -68,6 +68,7 @@ pub async fn reconcile<K: ServiceResource>(service: &K, ctx: &Context) -> Result
     let phase = next_phase(current, assessment.event);
     if phase != current {
         tracing::info!(kind = K::kind(&()).as_ref(), name = %service.name_any(), from = ?current, to = ?phase, event = ?assessment.event, "phase transition");
+        ctx.metrics.transition(&K::kind(&()), &format!("{current:?}"), &format!("{phase:?}"));
     }
 
     let mut registration_id = previous.registration_id.clone();

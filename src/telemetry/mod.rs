@@ -1,12 +1,19 @@
-//! Logs to stderr and, when `OTEL_EXPORTER_OTLP_ENDPOINT` is set, traces over OTLP/gRPC.
+//! Logs to stderr (JSON or text) and, when the standard OpenTelemetry
+//! environment names an endpoint, traces over OTLP (gRPC or HTTP/protobuf).
 
+mod logs;
+mod otlp;
 mod propagation;
+mod trace_id;
 
+pub use logs::LogFormat;
 pub use propagation::{extract_context, inject_context};
+pub use trace_id::{current_trace_id, trace_id};
 
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::trace::SdkTracerProvider;
-use tracing_subscriber::{EnvFilter, layer::SubscriberExt, util::SubscriberInitExt};
+use tracing_subscriber::filter::{LevelFilter, Targets};
+use tracing_subscriber::{Layer, layer::SubscriberExt, util::SubscriberInitExt};
 
 /// Keeps the OTLP pipeline alive; flushes pending spans when dropped.
 pub struct Guard {
@@ -21,24 +28,20 @@ impl Drop for Guard {
     }
 }
 
-/// Installs the global subscriber: `RUST_LOG` filters (default `info`), and an
-/// OTLP exporter when the standard OpenTelemetry environment asks for one.
-pub fn init() -> anyhow::Result<Guard> {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
-    let provider = match std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT") {
-        Ok(endpoint) if !endpoint.is_empty() => Some(otlp_provider()?),
-        _ => None,
-    };
-    let otel = provider
-        .as_ref()
-        .map(|p| tracing_opentelemetry::layer().with_tracer(p.tracer("conveyor-etl-operator")));
-    tracing_subscriber::registry().with(filter).with(fmt).with(otel).try_init()?;
+/// Installs the global subscriber: log lines in `format`, filtered by
+/// `RUST_LOG` (default `info`), and an OTLP exporter when the standard
+/// OpenTelemetry environment asks for one. Must run inside the Tokio runtime
+/// (the exporters' connections live on it).
+pub fn init(format: LogFormat) -> anyhow::Result<Guard> {
+    let provider = otlp::provider_from_env()?;
+    // Spans go to the exporter whatever `RUST_LOG` keeps of the log lines;
+    // the exporter's own spans and logs never feed back into it.
+    let spans = Targets::new().with_default(LevelFilter::INFO).with_target("opentelemetry", LevelFilter::OFF);
+    let otel = provider.as_ref().map(|provider| {
+        tracing_opentelemetry::layer()
+            .with_tracer(provider.tracer("conveyor-etl-operator"))
+            .with_filter(spans)
+    });
+    tracing_subscriber::registry().with(logs::layer(format)).with(otel).try_init()?;
     Ok(Guard { provider })
-}
-
-fn otlp_provider() -> anyhow::Result<SdkTracerProvider> {
-    let exporter = opentelemetry_otlp::SpanExporter::builder().with_tonic().build()?;
-    let resource = opentelemetry_sdk::Resource::builder().with_service_name("conveyor-etl-operator").build();
-    Ok(SdkTracerProvider::builder().with_batch_exporter(exporter).with_resource(resource).build())
 }

@@ -10,6 +10,8 @@ pub mod kube_helpers;
 pub mod kubelet;
 pub mod objects;
 pub mod operator;
+pub mod operator_process;
+pub mod otlp;
 pub mod router_sim;
 pub mod scenario;
 pub mod tools;

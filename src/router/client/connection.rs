@@ -2,7 +2,7 @@
 
 use std::future::Future;
 use std::sync::{Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tonic::transport::Channel;
 use tracing::Instrument;
@@ -34,8 +34,10 @@ impl RouterClient {
         lock(&self.channels).remove(member);
     }
 
-    /// One unary call to `member`, bounded by the call deadline. A member that was
-    /// unreachable or timed out loses its channel, so the next call reconnects.
+    /// One unary call to `member`, bounded by the call deadline, as a
+    /// `router_call` span (method, member, attempt, outcome) and in the call
+    /// metrics. A member that was unreachable or timed out loses its channel,
+    /// so the next call reconnects.
     pub(super) async fn unary<T, F, Fut>(
         &self,
         member: &str,
@@ -46,25 +48,45 @@ impl RouterClient {
         F: FnOnce(Channel, Duration) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
-        let span = tracing::info_span!("router_call", method, member, outcome = tracing::field::Empty);
+        let attempt = ATTEMPT.try_with(|attempt| *attempt).unwrap_or(1) as i64;
+        let span =
+            tracing::info_span!("router_call", method, member, attempt, outcome = tracing::field::Empty);
+        let started = Instant::now();
+        let result = self.unary_in_span(member, method, call).instrument(span.clone()).await;
+        let outcome = result.as_ref().map_or_else(RouterError::label, |_| "ok");
+        span.record("outcome", outcome);
+        self.metrics.observe(method, outcome, started.elapsed());
+        result
+    }
+
+    async fn unary_in_span<T, F, Fut>(
+        &self,
+        member: &str,
+        method: &'static str,
+        call: F,
+    ) -> Result<T, RouterError>
+    where
+        F: FnOnce(Channel, Duration) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
         let channel = self.channel(member)?;
         let timeout = self.options.call_timeout;
-        let answer = tokio::time::timeout(timeout, call(channel, timeout)).instrument(span.clone()).await;
-        let error = match answer {
-            Ok(Ok(response)) => {
-                span.record("outcome", "ok");
-                return Ok(response.into_inner());
-            }
+        let error = match tokio::time::timeout(timeout, call(channel, timeout)).await {
+            Ok(Ok(response)) => return Ok(response.into_inner()),
             Ok(Err(status)) => from_status(member, method, timeout, &status),
             Err(_elapsed) => RouterError::DeadlineExceeded { member: member.to_string(), method, timeout },
         };
-        span.record("outcome", error.label());
         if matches!(error, RouterError::Unavailable { .. } | RouterError::DeadlineExceeded { .. }) {
             self.evict_channel(member);
         }
         tracing::debug!(member, method, %error, "router call failed");
         Err(error)
     }
+}
+
+tokio::task_local! {
+    /// Which attempt of a retried operation the calls made now belong to (1 when not retried).
+    pub(super) static ATTEMPT: usize;
 }
 
 /// A request carrying `grpc-timeout`, so the router can give up when we do,

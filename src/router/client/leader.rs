@@ -8,7 +8,7 @@ use backon::{ExponentialBuilder, Retryable};
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 
-use super::connection::lock;
+use super::connection::{ATTEMPT, lock};
 use super::{MAX_CACHED, Members, Router, RouterClient};
 use crate::router::error::{RouterError, service_of};
 use crate::router::proto::router::ClusterHealth;
@@ -51,8 +51,8 @@ impl RouterClient {
             .with_max_times(self.options.max_attempts.saturating_sub(1))
             .with_jitter();
         let result = (|| async {
-            attempts.fetch_add(1, Ordering::Relaxed);
-            self.attempt_on_leader(members, &key, method, &op).await
+            let attempt = attempts.fetch_add(1, Ordering::Relaxed) + 1;
+            ATTEMPT.scope(attempt, self.attempt_on_leader(members, &key, method, &op)).await
         })
         .retry(backoff)
         .sleep(tokio::time::sleep)

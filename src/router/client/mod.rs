@@ -35,6 +35,7 @@
 mod calls;
 mod connection;
 mod leader;
+mod metrics;
 #[cfg(test)]
 mod tests;
 
@@ -53,6 +54,7 @@ use super::proto::router::{
 };
 use connection::{lock, with_deadline};
 use leader::members_key;
+pub use metrics::CallMetrics;
 
 /// gRPC endpoints (`host:port`) of a router cluster's members, e.g. pod IPs.
 pub type Members = [String];
@@ -106,6 +108,8 @@ pub trait Router: Send + Sync + 'static {
         members: &Members,
         type_filter: ServiceType,
     ) -> Result<Vec<RegisteredService>, RouterError>;
+    /// Adds the implementation's own metrics, if any, to the operator's registry.
+    fn register_metrics(&self, _registry: &mut prometheus_client::registry::Registry) {}
 }
 
 /// Deadlines and retry budget of a [`RouterClient`].
@@ -149,12 +153,18 @@ pub struct RouterClient {
     channels: Mutex<HashMap<String, Channel>>,
     /// Known leader endpoint per member set (key: [`members_key`]).
     leaders: Mutex<HashMap<String, String>>,
+    metrics: CallMetrics,
 }
 
 impl RouterClient {
     /// A client with no open connections; channels are made on first use.
     pub fn new(options: ClientOptions) -> Self {
-        Self { options, channels: Mutex::default(), leaders: Mutex::default() }
+        Self {
+            options,
+            channels: Mutex::default(),
+            leaders: Mutex::default(),
+            metrics: CallMetrics::default(),
+        }
     }
 
     /// The options the client was made with.
@@ -165,6 +175,11 @@ impl RouterClient {
     /// The leader endpoint cached for `members`, if any (for tests and diagnostics).
     pub fn cached_leader(&self, members: &Members) -> Option<String> {
         lock(&self.leaders).get(&members_key(members)).cloned()
+    }
+
+    /// The calls' counters and latencies.
+    pub fn metrics(&self) -> &CallMetrics {
+        &self.metrics
     }
 }
 
@@ -274,5 +289,9 @@ impl Router for RouterClient {
             self.list_services_on(&member, type_filter).await
         })
         .await
+    }
+
+    fn register_metrics(&self, registry: &mut prometheus_client::registry::Registry) {
+        self.metrics.register(registry);
     }
 }

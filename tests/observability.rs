@@ -1,0 +1,360 @@
+//! The operator binary's telemetry end to end, on the real control plane:
+//! a transition's Event and log line name the trace that made it, and that
+//! trace reaches a real OTLP receiver (gRPC or HTTP/protobuf); `/metrics`
+//! parses and tells the transitions and the objects per phase as they
+//! change; a collector that is down costs one warning, not reconciles; no
+//! exporter means no trace id; a watch that fails is counted.
+
+mod support;
+
+use std::collections::{BTreeMap, HashSet};
+use std::time::Duration;
+
+use k8s_openapi::api::events::v1::Event;
+use kube::Api;
+use kube::api::ListParams;
+
+use support::operator_process::OperatorProcess;
+use support::otlp::{self, Spans};
+use support::{ControlPlane, eventually, kubectl_ok, repo_path, shared_with_crds, test_namespace};
+
+const DEADLINE: Duration = Duration::from_secs(60);
+
+/// Creates a fresh namespace on the shared control plane.
+async fn namespace(plane: &ControlPlane, prefix: &str) -> String {
+    test_namespace(&plane.client().await, prefix).await
+}
+
+fn apply_seed(plane: &ControlPlane, namespace: &str) {
+    let seed = repo_path("deploy/examples/seed.yaml");
+    kubectl_ok(plane, &["apply", "-n", namespace, "-f", seed.to_str().unwrap()]);
+}
+
+/// The notes of the Events about router cluster `name`.
+async fn cluster_event_notes(plane: &ControlPlane, namespace: &str, name: &str) -> Vec<String> {
+    let api: Api<Event> = Api::namespaced(plane.client().await, namespace);
+    api.list(&ListParams::default())
+        .await
+        .map(|list| list.items)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|event| {
+            event.regarding.as_ref().is_some_and(|r| {
+                r.kind.as_deref() == Some("EtlRouterCluster") && r.name.as_deref() == Some(name)
+            })
+        })
+        .filter_map(|event| event.note)
+        .collect()
+}
+
+/// The trace id a note ends with: `... (trace <32 hex digits>)`.
+fn trace_id_of(note: &str) -> Option<String> {
+    let id = note.strip_suffix(')')?.rsplit_once(" (trace ")?.1;
+    (id.len() == 32 && id.chars().all(|c| c.is_ascii_hexdigit())).then(|| id.to_owned())
+}
+
+/// The first note about `name`'s move into Provisioning, once published.
+async fn provisioning_note(plane: &ControlPlane, namespace: &str) -> String {
+    eventually(DEADLINE, "the Event of the move to Provisioning", || async {
+        cluster_event_notes(plane, namespace, "my-cluster")
+            .await
+            .into_iter()
+            .find(|n| n.contains("→ Provisioning"))
+    })
+    .await
+}
+
+/// Parses the Prometheus/OpenMetrics text format strictly enough to catch
+/// a broken exposition: `# HELP`/`# TYPE`/`# UNIT` comments, samples
+/// `name{label="value",...} number`, and `# EOF` last. Returns series → value.
+fn parse_exposition(text: &str) -> BTreeMap<String, f64> {
+    let mut samples = BTreeMap::new();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.last(), Some(&"# EOF"), "the exposition ends with # EOF");
+    let valid_name = |name: &str| {
+        !name.is_empty()
+            && !name.starts_with(|c: char| c.is_ascii_digit())
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+    };
+    for line in &lines[..lines.len() - 1] {
+        if let Some(comment) = line.strip_prefix("# ") {
+            let mut words = comment.splitn(3, ' ');
+            let keyword = words.next().unwrap_or_default();
+            assert!(["HELP", "TYPE", "UNIT"].contains(&keyword), "unknown comment {line:?}");
+            assert!(valid_name(words.next().unwrap_or_default()), "bad metric name in {line:?}");
+            continue;
+        }
+        let (series, value) = line.rsplit_once(' ').unwrap_or_else(|| panic!("no value in {line:?}"));
+        let value: f64 = match value {
+            "+Inf" => f64::INFINITY,
+            number => number.parse().unwrap_or_else(|_| panic!("bad value in {line:?}")),
+        };
+        let name = series.split('{').next().unwrap();
+        assert!(valid_name(name), "bad metric name in {line:?}");
+        let labels = &series[name.len()..];
+        if !labels.is_empty() {
+            let inner = labels.strip_prefix('{').and_then(|l| l.strip_suffix('}'));
+            let inner = inner.unwrap_or_else(|| panic!("bad label set in {line:?}"));
+            for pair in inner.split("\",").filter(|p| !p.is_empty()) {
+                let (label, quoted) = pair.split_once('=').unwrap_or_else(|| panic!("bad label in {line:?}"));
+                assert!(valid_name(label) && quoted.starts_with('"'), "bad label {pair:?} in {line:?}");
+            }
+        }
+        assert!(samples.insert(series.to_owned(), value).is_none(), "series twice: {line:?}");
+    }
+    samples
+}
+
+fn value(samples: &BTreeMap<String, f64>, series: &str) -> Option<f64> {
+    samples.get(series).copied()
+}
+
+/// Scrapes until `check` holds on the parsed samples.
+async fn scrape_until(
+    operator: &OperatorProcess,
+    what: &str,
+    check: impl Fn(&BTreeMap<String, f64>) -> bool,
+) -> BTreeMap<String, f64> {
+    eventually(DEADLINE, what, || {
+        let samples = operator.metrics().map(|text| parse_exposition(&text));
+        std::future::ready(samples.filter(|samples| check(samples)))
+    })
+    .await
+}
+
+fn exported_traces(spans: &Spans) -> HashSet<String> {
+    spans.all().into_iter().map(|span| span.trace_id).collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn transitions_link_to_exported_traces_and_metrics_follow_the_objects() {
+    let plane = shared_with_crds();
+    let namespace = namespace(plane, "obs-grpc").await;
+    let (address, spans) = otlp::grpc_receiver().await;
+    let operator = OperatorProcess::start(
+        plane,
+        &namespace,
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{address}")),
+            ("OTEL_BSP_SCHEDULE_DELAY", "100".into()),
+        ],
+        &[],
+    );
+    apply_seed(plane, &namespace);
+
+    // The Event names a trace, and that trace is exported.
+    let note = provisioning_note(plane, &namespace).await;
+    let trace = trace_id_of(&note).unwrap_or_else(|| panic!("no trace id in {note:?}"));
+    eventually(DEADLINE, "the Event's trace at the receiver", || {
+        std::future::ready(exported_traces(&spans).contains(&trace).then_some(()))
+    })
+    .await;
+    let in_trace: Vec<_> = spans.all().into_iter().filter(|span| span.trace_id == trace).collect();
+    let reconcile = in_trace.iter().find(|span| span.name == "reconcile").expect("the reconcile span");
+    assert_eq!(reconcile.attributes.get("kind").map(String::as_str), Some("EtlRouterCluster"));
+    assert_eq!(reconcile.attributes.get("object"), Some(&format!("{namespace}/my-cluster")));
+    assert_eq!(reconcile.resource.get("service.name").map(String::as_str), Some("conveyor-etl-operator"));
+    let kind_span =
+        in_trace.iter().find(|span| span.name == "reconcile_router_cluster").expect("the kind's span");
+    assert_eq!(kind_span.parent_span_id, reconcile.span_id, "the kind's span is inside the reconcile span");
+    assert!(kind_span.events.iter().any(|e| e == "phase transition"), "transition span event: {kind_span:?}");
+
+    // Its log line is JSON (stderr is no terminal) and carries the object and the same trace.
+    let line = eventually(DEADLINE, "the transition's log line", || {
+        let found = operator
+            .lines()
+            .into_iter()
+            .find(|l| l.contains("phase transition") && l.contains("Provisioning"));
+        std::future::ready(found)
+    })
+    .await;
+    let json: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
+    let outer = json["spans"].as_array().and_then(|spans| spans.iter().find(|s| s["name"] == "reconcile"));
+    let outer = outer.unwrap_or_else(|| panic!("no reconcile span in {line}"));
+    assert_eq!(outer["trace_id"], trace.as_str(), "{line}");
+    assert_eq!(outer["object"], format!("{namespace}/my-cluster"), "{line}");
+
+    // /metrics parses, and counts what happened: one transition, one cluster in Provisioning.
+    let objects = |phase: &str| format!(r#"conveyor_objects{{kind="EtlRouterCluster",phase="{phase}"}}"#);
+    let samples = scrape_until(&operator, "the cluster counted in Provisioning", |s| {
+        value(s, &objects("Provisioning")) == Some(1.0)
+    })
+    .await;
+    assert_eq!(value(&samples, &objects("Pending")), Some(0.0));
+    assert_eq!(value(&samples, &objects("Ready")), Some(0.0));
+    let transitions: Vec<(&String, &f64)> = samples
+        .iter()
+        .filter(|(series, _)| series.starts_with(r#"conveyor_transitions_total{kind="EtlRouterCluster""#))
+        .collect();
+    assert_eq!(
+        transitions,
+        [(
+            &r#"conveyor_transitions_total{kind="EtlRouterCluster",from="Pending",to="Provisioning"}"#
+                .to_owned(),
+            &1.0
+        )],
+        "exactly the transition the Events tell"
+    );
+    let notes = cluster_event_notes(plane, &namespace, "my-cluster").await;
+    assert_eq!(notes.iter().filter(|n| n.contains(" → ")).count(), 1, "{notes:?}");
+
+    // The gauge follows a deletion.
+    kubectl_ok(plane, &["delete", "-n", &namespace, "etlrc", "my-cluster", "--wait=false"]);
+    scrape_until(&operator, "the deleted cluster no longer counted", |s| {
+        value(s, &objects("Provisioning")) == Some(0.0)
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn spans_go_over_http_protobuf_named_by_the_environment() {
+    let plane = shared_with_crds();
+    let namespace = namespace(plane, "obs-http").await;
+    let (address, spans) = otlp::http_receiver().await;
+    let _operator = OperatorProcess::start(
+        plane,
+        &namespace,
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{address}")),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf".into()),
+            ("OTEL_SERVICE_NAME", "conveyor-under-test".into()),
+            ("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment=test,team=etl".into()),
+            ("OTEL_BSP_SCHEDULE_DELAY", "100".into()),
+        ],
+        &[],
+    );
+    apply_seed(plane, &namespace);
+    let note = provisioning_note(plane, &namespace).await;
+    let trace = trace_id_of(&note).unwrap_or_else(|| panic!("no trace id in {note:?}"));
+    let span = eventually(DEADLINE, "the Event's reconcile span over HTTP", || {
+        let found = spans.all().into_iter().find(|span| span.trace_id == trace && span.name == "reconcile");
+        std::future::ready(found)
+    })
+    .await;
+    assert_eq!(span.resource.get("service.name").map(String::as_str), Some("conveyor-under-test"));
+    assert_eq!(span.resource.get("deployment.environment").map(String::as_str), Some("test"));
+    assert_eq!(span.resource.get("team").map(String::as_str), Some("etl"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_collector_that_is_down_costs_one_warning_and_no_reconcile() {
+    let plane = shared_with_crds();
+    let namespace = namespace(plane, "obs-down").await;
+    // Nothing listens on this port.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let operator = OperatorProcess::start(
+        plane,
+        &namespace,
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{closed}")),
+            ("OTEL_EXPORTER_OTLP_TIMEOUT", "500".into()),
+            ("OTEL_BSP_SCHEDULE_DELAY", "100".into()),
+        ],
+        &[],
+    );
+    apply_seed(plane, &namespace);
+    provisioning_note(plane, &namespace).await;
+    let warnings = || -> Vec<String> {
+        operator.lines().into_iter().filter(|line| line.contains("cannot export spans")).collect()
+    };
+    eventually(DEADLINE, "a warning about the collector", || {
+        std::future::ready((!warnings().is_empty()).then_some(()))
+    })
+    .await;
+
+    // A Provisioning cluster is reconciled every 2 s, and each reconcile's
+    // spans make an export attempt that fails: let four more go by.
+    let reconciles = r#"conveyor_reconciles_total{kind="EtlRouterCluster"}"#;
+    let before =
+        scrape_until(&operator, "a reconcile counted", |s| value(s, reconciles).is_some()).await[reconciles];
+    let samples = scrape_until(&operator, "four more reconciles", |s| {
+        value(s, reconciles).is_some_and(|n| n >= before + 4.0)
+    })
+    .await;
+    let duration = |part: &str| {
+        value(&samples, &format!(r#"conveyor_reconcile_duration_seconds_{part}{{kind="EtlRouterCluster"}}"#))
+    };
+    let mean = duration("sum").unwrap() / duration("count").unwrap();
+    assert!(mean < 0.5, "reconciles slowed down by the missing collector: mean {mean} s");
+    assert_eq!(warnings().len(), 1, "one warning, not one per batch: {:#?}", warnings());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_an_exporter_events_carry_no_trace_and_text_logs_on_request() {
+    let plane = shared_with_crds();
+    let namespace = namespace(plane, "obs-none").await;
+    let operator = OperatorProcess::start(plane, &namespace, &[], &["--log-format", "text"]);
+    apply_seed(plane, &namespace);
+    let note = provisioning_note(plane, &namespace).await;
+    assert!(!note.contains("(trace "), "no exporter, no trace id: {note:?}");
+    let line = eventually(DEADLINE, "the transition's log line", || {
+        std::future::ready(operator.lines().into_iter().find(|l| l.contains("phase transition")))
+    })
+    .await;
+    assert!(serde_json::from_str::<serde_json::Value>(&line).is_err(), "asked for text: {line}");
+    assert!(
+        line.contains(&format!("object=\"{namespace}/my-cluster\""))
+            || line.contains(&format!("object={namespace}/my-cluster")),
+        "{line}"
+    );
+    assert!(!line.contains("trace_id"), "{line}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_sampling_off_events_carry_no_trace() {
+    let plane = shared_with_crds();
+    let namespace = namespace(plane, "obs-unsampled").await;
+    let (address, _spans) = otlp::grpc_receiver().await;
+    let _operator = OperatorProcess::start(
+        plane,
+        &namespace,
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{address}")),
+            ("OTEL_TRACES_SAMPLER", "always_off".into()),
+        ],
+        &[],
+    );
+    apply_seed(plane, &namespace);
+    let note = provisioning_note(plane, &namespace).await;
+    assert!(!note.contains("(trace "), "an unsampled trace is not named: {note:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn failing_watches_are_counted_as_restarts() {
+    let plane = shared_with_crds();
+    let namespace = namespace(plane, "obs-forbidden").await;
+    // The restricted user may read the CRDs (the start-up check) but watch nothing.
+    kubectl_ok(
+        plane,
+        &[
+            "create",
+            "clusterrole",
+            "obs-crd-reader",
+            "--verb=get,list",
+            "--resource=customresourcedefinitions.apiextensions.k8s.io",
+        ],
+    );
+    kubectl_ok(
+        plane,
+        &[
+            "create",
+            "clusterrolebinding",
+            "obs-crd-reader",
+            "--clusterrole=obs-crd-reader",
+            &format!("--user={}", support::control_plane::RESTRICTED_USER),
+        ],
+    );
+    let kubeconfig = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(kubeconfig.path(), plane.kubeconfig_yaml(support::control_plane::RESTRICTED_USER))
+        .unwrap();
+    let operator = OperatorProcess::start(
+        plane,
+        &namespace,
+        &[("KUBECONFIG", kubeconfig.path().to_str().unwrap().to_owned())],
+        &[],
+    );
+    let restarts = r#"conveyor_watch_restarts_total{kind="EtlRouterCluster"}"#;
+    scrape_until(&operator, "a counted watch restart", |s| value(s, restarts).is_some_and(|n| n >= 1.0))
+        .await;
+    assert_eq!(operator.get("/readyz").map(|(code, _)| code), Some(503), "never listed, never ready");
+}

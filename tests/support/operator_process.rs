@@ -1,0 +1,86 @@
+//! The real operator binary as a child process: its stderr kept line by
+//! line, its HTTP port on loopback, killed when dropped.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use super::ControlPlane;
+
+pub struct OperatorProcess {
+    child: Child,
+    lines: Arc<Mutex<Vec<String>>>,
+    pub port: u16,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+impl OperatorProcess {
+    /// The operator watching `namespace`, with no OTEL_* setting but those in `env`.
+    pub fn start(
+        plane: &ControlPlane,
+        namespace: &str,
+        env: &[(&str, String)],
+        args: &[&str],
+    ) -> OperatorProcess {
+        let port = free_port();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_conveyor-etl-operator"));
+        for (name, _) in
+            std::env::vars().filter(|(name, _)| name.starts_with("OTEL_") || name == "CONVEYOR_LOG_FORMAT")
+        {
+            command.env_remove(name);
+        }
+        command
+            .args(args)
+            .env("KUBECONFIG", &plane.kubeconfig)
+            .env("RUST_LOG", "info")
+            .env("CONVEYOR_WATCH_NAMESPACE", namespace)
+            .env("CONVEYOR_HTTP_ADDRESS", format!("127.0.0.1:{port}"))
+            .envs(env.iter().map(|(name, value)| (*name, value.as_str())))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = command.spawn().expect("the operator binary starts");
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let stderr = child.stderr.take().unwrap();
+        let kept = lines.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                kept.lock().unwrap().push(line);
+            }
+        });
+        OperatorProcess { child, lines, port }
+    }
+
+    /// Every stderr line so far.
+    pub fn lines(&self) -> Vec<String> {
+        self.lines.lock().unwrap().clone()
+    }
+
+    /// `(status, body)` of a GET on the operator's HTTP port, `None` while it does not answer.
+    pub fn get(&self, path: &str) -> Option<(u16, String)> {
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
+        stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        write!(stream, "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").ok()?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response).ok()?;
+        let code = response.split_whitespace().nth(1)?.parse().ok()?;
+        let body = response.split_once("\r\n\r\n").map(|(_, body)| body.to_string()).unwrap_or_default();
+        Some((code, body))
+    }
+
+    /// The `/metrics` text, `None` while it does not answer 200.
+    pub fn metrics(&self) -> Option<String> {
+        self.get("/metrics").filter(|(code, _)| *code == 200).map(|(_, body)| body)
+    }
+}
+
+impl Drop for OperatorProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
