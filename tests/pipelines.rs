@@ -12,7 +12,9 @@ use std::time::Duration;
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams};
 use serde_json::json;
 
-use conveyor_etl_operator::crd::{ClusterPhase, EtlPipeline, EtlPipelineSpec, EtlPipelineStatus, EtlSink, Phase};
+use conveyor_etl_operator::crd::{
+    ClusterPhase, EtlPipeline, EtlPipelineSpec, EtlPipelineStatus, EtlSink, Phase,
+};
 use conveyor_etl_operator::router::mapping::{self, METADATA_DLQ_ENABLED, METADATA_DLQ_MAX_RETRIES};
 use conveyor_etl_operator::router::{Router, RouterClient};
 use conveyor_etl_operator::sim::Mutation;
@@ -322,7 +324,10 @@ async fn a_ready_pipeline_costs_no_writes_while_the_routers_log_moves() {
     assert!(router_writes.is_empty(), "router writes for an unchanged pipeline: {router_writes:?}");
     // The stage figures are read once per stats interval (3 s in tests), and unchanged they write nothing.
     let gets = sim.call_count("GetPipeline") - gets_before;
-    assert!(gets <= window.as_secs() / 3 + 1, "{gets} GetPipeline in {window:?}: more than one per stats interval");
+    assert!(
+        gets <= window.as_secs() / 3 + 1,
+        "{gets} GetPipeline in {window:?}: more than one per stats interval"
+    );
     // One list per health interval (1 s in tests), shared by the pipeline and the cluster's sweep.
     let lists = sim.call_count("ListPipelines") - lists_before;
     let allowed = 2 * window.as_secs() + 4;
@@ -382,8 +387,11 @@ async fn a_service_in_use_is_held_with_a_condition_until_its_pipeline_goes() {
 async fn the_status_shows_each_stage_with_its_service_endpoint_and_figures() {
     let s = ready_example_set("pl-stages").await;
     let status = wait_ready(&s, 1).await;
-    let services: Vec<(&str, &str, Option<&str>)> =
-        status.stages.iter().map(|st| (st.id.as_str(), st.service.as_str(), st.endpoint.as_deref())).collect();
+    let services: Vec<(&str, &str, Option<&str>)> = status
+        .stages
+        .iter()
+        .map(|st| (st.id.as_str(), st.service.as_str(), st.endpoint.as_deref()))
+        .collect();
     assert_eq!(
         services,
         [
@@ -407,4 +415,127 @@ async fn the_status_shows_each_stage_with_its_service_endpoint_and_figures() {
     let stage = &status.stages[2];
     assert_eq!((stage.records_buffered, stage.errors), (Some(7), Some(2)));
     assert_eq!(status.phase, Some(Phase::Ready));
+}
+
+#[tokio::test]
+async fn a_thousand_reconciles_of_an_unchanged_ready_pipeline_and_its_services_write_nothing() {
+    use conveyor_etl_operator::crd::{EtlSource, EtlTransform};
+    use conveyor_etl_operator::runtime::reconciler::run;
+    let mut s = ready_example_set("pl-thousand").await;
+    // From here on only the direct reconciles below run.
+    s.operator.take().unwrap().stop().await;
+    let in_namespace = format!("/namespaces/{}/", s.namespace);
+    let api_writes = || {
+        let all = s.plane.writes_by(OPERATOR_USER);
+        all.into_iter().filter(|w| w.request_uri.contains(&in_namespace)).collect::<Vec<_>>()
+    };
+    let before = api_writes().len();
+    let ours = format!("{}/", s.namespace);
+    let router_writes =
+        || s.kubelet.sim.mutation_log().into_iter().filter(|m| m.target.starts_with(&ours)).count();
+    let router_before = router_writes();
+    let (ctx, _caches) = support::operator::direct_context(s.plane, &s.namespace).await;
+    let pipeline = Arc::new(pipelines(&s).get(PIPELINE).await.unwrap());
+    let source = Arc::new(
+        Api::<EtlSource>::namespaced(s.client.clone(), &s.namespace).get("kafka-users").await.unwrap(),
+    );
+    let transform_api = Api::<EtlTransform>::namespaced(s.client.clone(), &s.namespace);
+    let mut transforms = Vec::new();
+    for name in ["filter-active", "enrich-geo"] {
+        transforms.push(Arc::new(transform_api.get(name).await.unwrap()));
+    }
+    let sink = Arc::new(
+        Api::<EtlSink>::namespaced(s.client.clone(), &s.namespace).get("clickhouse-analytics").await.unwrap(),
+    );
+    for _ in 0..200 {
+        run(pipeline.clone(), ctx.clone()).await.unwrap();
+        run(source.clone(), ctx.clone()).await.unwrap();
+        for transform in &transforms {
+            run(transform.clone(), ctx.clone()).await.unwrap();
+        }
+        run(sink.clone(), ctx.clone()).await.unwrap();
+    }
+    let new_writes: Vec<String> =
+        api_writes()[before..].iter().map(|w| format!("{} {}", w.verb, w.request_uri)).collect();
+    assert!(new_writes.is_empty(), "writes for unchanged objects: {new_writes:?}");
+    assert_eq!(router_writes(), router_before, "router writes for unchanged objects");
+    assert!(before > 0, "the audit log recorded no operator writes at all");
+}
+
+#[tokio::test]
+async fn a_submission_whose_reply_is_lost_with_the_leader_lands_exactly_once() {
+    let s = ready_cluster("pl-crash").await;
+    create_services(&s).await;
+    for service in objects::examples(&SERVICE_KINDS) {
+        objects::wait_status::<conveyor_etl_operator::crd::ServiceStatus>(
+            &s,
+            &objects::kind_of(&service),
+            &name_of(&service),
+            "Ready",
+            |st| st.phase == Some(Phase::Ready),
+        )
+        .await;
+    }
+    // The leader commits the create, then dies before answering.
+    s.kubelet.sim.crash_after_next_write();
+    create(&s, &seed_pipeline()).await;
+    let status = wait_ready(&s, 1).await;
+    assert_eq!(status.router_version, Some(1));
+    assert_eq!(writes(&s, "CreatePipeline").len(), 1, "the lost reply did not lead to a second create");
+    assert!(writes(&s, "UpdatePipeline").is_empty());
+}
+
+#[tokio::test]
+async fn two_clusters_and_no_reference_name_both_and_the_pipeline_waits() {
+    let s = Scenario::new("pl-ambiguous").await;
+    s.create(&seed_cluster("my-cluster")).await;
+    s.create(&seed_cluster("other")).await;
+    create(&s, &seed_pipeline()).await;
+    let status = wait_pipeline(&s, "NoRouterCluster", |st| {
+        st.conditions.iter().any(|c| c.type_ == "Ready" && c.reason == "NoRouterCluster")
+    })
+    .await;
+    let (_, _, message) = condition(&status, "Ready");
+    assert!(message.contains("my-cluster, other") && message.contains("spec.clusterRef"), "{message}");
+    assert_eq!(status.phase, Some(Phase::Pending));
+}
+
+#[tokio::test]
+async fn kubectl_get_conveyor_shows_the_example_set_ready() {
+    let s = ready_example_set("pl-kubectl").await;
+    for service in objects::examples(&SERVICE_KINDS) {
+        objects::wait_status::<conveyor_etl_operator::crd::ServiceStatus>(
+            &s,
+            &objects::kind_of(&service),
+            &name_of(&service),
+            "Ready",
+            |st| st.phase == Some(Phase::Ready),
+        )
+        .await;
+    }
+    // A discovery cache of its own: one filled before the CRDs were served lacks the category.
+    let cache_dir = format!("--cache-dir={}", std::env::temp_dir().join(&s.namespace).display());
+    let output = support::kubectl(
+        s.plane,
+        &[
+            &cache_dir,
+            "get",
+            "conveyor",
+            "-n",
+            &s.namespace,
+            "--no-headers",
+            "-o",
+            "custom-columns=KIND:.kind,NAME:.metadata.name,PHASE:.status.phase",
+        ],
+    );
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let text = String::from_utf8_lossy(&output.stdout);
+    let rows: Vec<Vec<&str>> = text.lines().map(|line| line.split_whitespace().collect()).collect();
+    assert_eq!(rows.len(), 6, "a cluster, a pipeline and four services: {text}");
+    assert!(rows.iter().all(|row| row.get(2) == Some(&"Ready")), "{text}");
+    let described = support::kubectl(s.plane, &["describe", "etlpipeline", PIPELINE, "-n", &s.namespace]);
+    let described = String::from_utf8_lossy(&described.stdout);
+    for expected in ["ReferencesResolved", "PipelineRunning", "Pending → Ready", "Applied Generation"] {
+        assert!(described.contains(expected), "kubectl describe lacks {expected:?}:\n{described}");
+    }
 }

@@ -15,8 +15,8 @@ pub mod machine;
 pub mod observation;
 pub mod observe;
 pub mod orphans;
-pub mod stages;
 mod reconcile;
+pub mod stages;
 pub mod submit;
 
 pub use reconcile::REFERENCES_RESOLVED;

@@ -118,7 +118,8 @@ async fn reconcile(pipeline: &EtlPipeline, ctx: &Context) -> Result<Action, Erro
         _ => None,
     };
     let response = read.as_deref().and_then(Option::as_ref);
-    let stages = stages(&desired, &namespace, registry.as_deref().map(Vec::as_slice), response, &previous.stages);
+    let stages =
+        stages(&desired, &namespace, registry.as_deref().map(Vec::as_slice), response, &previous.stages);
     let [ready, progressing, degraded] = conditions::conditions(phase, assessment.event, &assessment.message);
     let wanted = [
         ready,

@@ -21,11 +21,13 @@ pub fn stages(
         .iter()
         .map(|stage| {
             let before = previous.iter().find(|p| p.id == stage.id && p.service == stage.name);
-            let mut next = PipelineStage { id: stage.id.clone(), service: stage.name.clone(), ..Default::default() };
+            let mut next =
+                PipelineStage { id: stage.id.clone(), service: stage.name.clone(), ..Default::default() };
             match registry {
                 Some(registry) => {
                     let id = service_id(namespace, &stage.name);
-                    let registered = registry.iter().find(|s| s.identity.as_ref().is_some_and(|i| i.service_id == id));
+                    let registered =
+                        registry.iter().find(|s| s.identity.as_ref().is_some_and(|i| i.service_id == id));
                     if let Some(service) = registered {
                         next.endpoint = service.endpoint.as_ref().map(|e| format!("{}:{}", e.host, e.port));
                         next.assigned_partitions = service.assigned_partitions.clone();
@@ -33,7 +35,8 @@ pub fn stages(
                 }
                 None => {
                     next.endpoint = before.and_then(|b| b.endpoint.clone());
-                    next.assigned_partitions = before.map(|b| b.assigned_partitions.clone()).unwrap_or_default();
+                    next.assigned_partitions =
+                        before.map(|b| b.assigned_partitions.clone()).unwrap_or_default();
                 }
             }
             match figures {
@@ -65,7 +68,12 @@ mod tests {
     use crate::router::{PipelineStatus, StageStatus};
 
     fn desired() -> PipelineConfig {
-        let spec = EtlPipelineSpec { source: "in".into(), steps: vec!["t".into()], sink: "out".into(), ..Default::default() };
+        let spec = EtlPipelineSpec {
+            source: "in".into(),
+            steps: vec!["t".into()],
+            sink: "out".into(),
+            ..Default::default()
+        };
         pipeline_config("ns", "p", 1, &spec)
     }
 
@@ -96,7 +104,10 @@ mod tests {
         assert_eq!(first[0].endpoint.as_deref(), Some("in-svc:1"));
         assert_eq!(first[0].assigned_partitions, [0, 1]);
         assert_eq!(first[1].endpoint, None, "not registered");
-        assert_eq!((first[1].records_processed, first[1].records_buffered, first[1].errors), (Some(10), Some(2), Some(1)));
+        assert_eq!(
+            (first[1].records_processed, first[1].records_buffered, first[1].errors),
+            (Some(10), Some(2), Some(1))
+        );
         assert_eq!(first[2].records_processed, None, "no figures for the sink");
         assert_eq!(stages(&desired(), "ns", None, None, &first), first, "an unread source keeps its values");
     }

@@ -2,9 +2,9 @@
 //! by changes of the router clusters it may belong to (a cluster turning
 //! Ready resumes its services at once, without polling).
 
+use kube::ResourceExt;
 use kube::runtime::Controller;
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::ResourceExt;
 
 use super::ServiceResource;
 use crate::crd::{EtlPipeline, EtlRouterCluster};

@@ -192,7 +192,9 @@ fn holders<K: ServiceResource>(service: &K, ctx: &Context, namespace: &str) -> V
         .state()
         .iter()
         .filter(|pipeline| pipeline.namespace().as_deref() == Some(namespace))
-        .filter(|pipeline| pipeline.metadata.deletion_timestamp.is_none() || !pipeline.finalizers().is_empty())
+        .filter(|pipeline| {
+            pipeline.metadata.deletion_timestamp.is_none() || !pipeline.finalizers().is_empty()
+        })
         .filter(|pipeline| K::referenced_by(&pipeline.spec, &name))
         .map(|pipeline| format!("EtlPipeline {}", pipeline.name_any()))
         .collect();
