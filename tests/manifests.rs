@@ -123,7 +123,21 @@ async fn everything_in_deploy_passes_a_server_side_dry_run() {
         .map(|entry| entry.unwrap().file_name().into_string().unwrap())
         .collect();
     entries.sort();
-    assert_eq!(entries, ["crds", "examples", "helm", "operator", "rbac"], "a new entry in deploy/");
+    assert_eq!(
+        entries,
+        ["crds", "examples", "helm", "observability", "operator", "rbac"],
+        "a new entry in deploy/"
+    );
+    // deploy/observability holds no Kubernetes objects: a Grafana dashboard
+    // (its queries are held to the exported metrics by a unit test) and an
+    // OpenTelemetry Collector config. Both must at least parse.
+    let dashboard =
+        std::fs::read_to_string(repo_path("deploy/observability/grafana-dashboard.json")).unwrap();
+    serde_json::from_str::<serde_json::Value>(&dashboard).expect("the dashboard is JSON");
+    let collector = std::fs::read_to_string(repo_path("deploy/observability/otel-collector.yaml")).unwrap();
+    let collector: serde_json::Value =
+        serde_norway::from_str(&collector).expect("the collector config is YAML");
+    assert!(collector["receivers"]["otlp"].is_object(), "the collector receives OTLP");
     let (crds, rbac, operator, examples) = (
         path("deploy/crds/crds.yaml"),
         path("deploy/rbac"),

@@ -4,8 +4,6 @@
 
 use statig::prelude::*;
 
-use crate::crd::Phase;
-
 /// What one reconcile observed of a pipeline, condensed into the one fact
 /// that drives its phase. `assess` picks it by precedence.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -103,31 +101,4 @@ impl PipelineMachine {
     }
 }
 
-impl State {
-    fn of(phase: Phase) -> State {
-        match phase {
-            Phase::Pending => State::pending(),
-            Phase::Provisioning => State::provisioning(),
-            Phase::Ready => State::ready(),
-            Phase::Degraded => State::degraded(),
-        }
-    }
-
-    fn phase(&self) -> Phase {
-        match self {
-            State::Pending {} => Phase::Pending,
-            State::Provisioning {} => Phase::Provisioning,
-            State::Ready {} => Phase::Ready,
-            State::Degraded {} => Phase::Degraded,
-        }
-    }
-}
-
-/// The phase that follows `current` when `event` is observed.
-pub fn next_phase(current: Phase, event: Event) -> Phase {
-    let mut machine = PipelineMachine.uninitialized_state_machine();
-    *machine.state_mut() = State::of(current);
-    let mut machine = machine.init();
-    machine.handle(&event);
-    machine.state().phase()
-}
+crate::phase_machine!(PipelineMachine, Event);

@@ -143,17 +143,9 @@ async fn reconcile(pipeline: &EtlPipeline, ctx: &Context) -> Result<Action, Erro
         ),
     };
     let transition = next.phase != previous.phase || ready_reason(&next) != ready_reason(&previous);
-    if next != previous {
-        status::apply(ctx, pipeline, &next).await?;
-        let story = status::Story {
-            from: previous.phase.map(|p| format!("{p:?}")),
-            to: format!("{phase:?}"),
-            before: &previous.conditions,
-            after: &next.conditions,
-            warning: conditions::event_type(phase, assessment.event) == "Warning",
-        };
-        status::announce(ctx, pipeline, story).await?;
-    }
+    let warning = conditions::event_type(phase, assessment.event) == "Warning";
+    let story = status::Story::new(previous.phase, phase, &previous.conditions, &next.conditions, warning);
+    status::write_changed(ctx, pipeline, &previous, &next, story).await?;
     if let (Ok(Some(call)), false) = (&outcome, transition) {
         announce_write(ctx, pipeline, *call, &previous, generation).await?;
     }

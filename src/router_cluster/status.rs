@@ -52,17 +52,8 @@ pub async fn write_on_change(
     event: Event,
 ) -> Result<(), Error> {
     let previous = cluster.status.clone().unwrap_or_default();
-    if previous == next {
-        return Ok(());
-    }
-    status::apply(ctx, cluster, &next).await?;
     let phase = next.phase.unwrap_or_default();
-    let story = status::Story {
-        from: previous.phase.map(|p| format!("{p:?}")),
-        to: format!("{phase:?}"),
-        before: &previous.conditions,
-        after: &next.conditions,
-        warning: cluster_conditions::event_type(phase, event) == "Warning",
-    };
-    status::announce(ctx, cluster, story).await
+    let warning = cluster_conditions::event_type(phase, event) == "Warning";
+    let story = status::Story::new(previous.phase, phase, &previous.conditions, &next.conditions, warning);
+    status::write_changed(ctx, cluster, &previous, &next, story).await.map(drop)
 }

@@ -23,6 +23,7 @@ mod context;
 mod error;
 pub mod events;
 pub mod metrics;
+mod phase_machine;
 pub mod policy;
 pub mod reconciler;
 mod retry;

@@ -70,6 +70,43 @@ pub struct Story<'a> {
     pub warning: bool,
 }
 
+impl<'a> Story<'a> {
+    /// The change from `from` with conditions `before` to `to` with `after`.
+    pub fn new<P: std::fmt::Debug>(
+        from: Option<P>,
+        to: P,
+        before: &'a [Condition],
+        after: &'a [Condition],
+        warning: bool,
+    ) -> Story<'a> {
+        Story { from: from.map(|p| format!("{p:?}")), to: format!("{to:?}"), before, after, warning }
+    }
+}
+
+/// Server-side applies `status` when it differs from `previous`, then records
+/// the Events its change tells (see [`announce`]). Returns whether it wrote.
+pub async fn write_changed<K, S>(
+    ctx: &Context,
+    object: &K,
+    previous: &S,
+    next: &S,
+    story: Story<'_>,
+) -> Result<bool, Error>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+    S: Serialize + PartialEq,
+{
+    if previous == next {
+        return Ok(false);
+    }
+    apply(ctx, object, next).await?;
+    announce(ctx, object, story).await?;
+    Ok(true)
+}
+
 /// Records the Events a written status change tells: a Warning when `Synced`
 /// newly failed, and one Event when the phase or the `Ready` reason changed,
 /// carrying Ready's reason and message.

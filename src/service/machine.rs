@@ -3,8 +3,6 @@
 
 use statig::prelude::*;
 
-use crate::crd::Phase;
-
 /// The one fact a reconcile observed, picked by precedence in `assess`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Event {
@@ -96,31 +94,4 @@ impl ServiceMachine {
     }
 }
 
-impl State {
-    fn of(phase: Phase) -> State {
-        match phase {
-            Phase::Pending => State::pending(),
-            Phase::Provisioning => State::provisioning(),
-            Phase::Ready => State::ready(),
-            Phase::Degraded => State::degraded(),
-        }
-    }
-
-    fn phase(&self) -> Phase {
-        match self {
-            State::Pending {} => Phase::Pending,
-            State::Provisioning {} => Phase::Provisioning,
-            State::Ready {} => Phase::Ready,
-            State::Degraded {} => Phase::Degraded,
-        }
-    }
-}
-
-/// The phase after `event` in `current`; the machine is rebuilt each time.
-pub fn next_phase(current: Phase, event: Event) -> Phase {
-    let mut machine = ServiceMachine.uninitialized_state_machine();
-    *machine.state_mut() = State::of(current);
-    let mut machine = machine.init();
-    machine.handle(&event);
-    machine.state().phase()
-}
+crate::phase_machine!(ServiceMachine, Event);

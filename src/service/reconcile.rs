@@ -97,17 +97,9 @@ pub async fn reconcile<K: ServiceResource>(service: &K, ctx: &Context) -> Result
             &status::now(),
         ),
     };
-    if next != previous {
-        status::apply(ctx, service, &next).await?;
-        let story = status::Story {
-            from: previous.phase.map(|p| format!("{p:?}")),
-            to: format!("{phase:?}"),
-            before: &previous.conditions,
-            after: &next.conditions,
-            warning: conditions::event_type(phase, assessment.event) == "Warning",
-        };
-        status::announce(ctx, service, story).await?;
-    }
+    let warning = conditions::event_type(phase, assessment.event) == "Warning";
+    let story = status::Story::new(previous.phase, phase, &previous.conditions, &next.conditions, warning);
+    status::write_changed(ctx, service, &previous, &next, story).await?;
     outcome.map_err(|error| Error::Reported(Box::new(error)))?;
     let interval = match phase {
         Phase::Provisioning => ctx.timing.progress_interval,
