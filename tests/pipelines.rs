@@ -539,3 +539,21 @@ async fn kubectl_get_conveyor_shows_the_example_set_ready() {
         assert!(described.contains(expected), "kubectl describe lacks {expected:?}:\n{described}");
     }
 }
+
+#[tokio::test]
+async fn a_router_without_router_admin_is_its_own_reason() {
+    let s = ready_cluster("pl-unimplemented").await;
+    create_services(&s).await;
+    s.kubelet.sim.set_router_admin_unimplemented(true);
+    create(&s, &seed_pipeline()).await;
+    let status = wait_pipeline(&s, "RouterAdminUnimplemented", |st| {
+        st.conditions.iter().any(|c| c.type_ == "Ready" && c.reason == "RouterAdminUnimplemented")
+    })
+    .await;
+    let (ready, _, message) = condition(&status, "Ready");
+    assert_eq!(ready, "False");
+    assert!(message.contains("RouterAdmin"), "{message}");
+    assert!(s.kubelet.sim.pipeline(&id(&s)).is_none());
+    s.kubelet.sim.set_router_admin_unimplemented(false);
+    wait_ready(&s, 1).await;
+}

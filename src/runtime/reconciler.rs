@@ -61,7 +61,9 @@ pub async fn run<K: Reconciler>(object: Arc<K>, ctx: Arc<Context>) -> Result<Act
         "reconcile",
         kind = K::kind(&()).as_ref(),
         object = format!("{}/{}", object.namespace().unwrap_or_default(), object.name_any()),
+        generation = object.meta().generation,
         trace_id = tracing::field::Empty,
+        result = tracing::field::Empty,
     );
     if let Some(trace_id) = crate::telemetry::trace_id(&span) {
         span.record("trace_id", trace_id);
@@ -74,6 +76,7 @@ async fn reconcile_and_report<K: Reconciler>(object: Arc<K>, ctx: Arc<Context>) 
     let started = std::time::Instant::now();
     let result = with_finalizer(&object, &ctx).await;
     let error = result.as_ref().err().map(|error| error.label());
+    tracing::Span::current().record("result", error.unwrap_or("ok"));
     ctx.metrics.reconciled(&K::kind(&()), started.elapsed(), error);
     match &result {
         Ok(_) => ctx.forget_retries(&ObjectRef::from_obj(&*object)),

@@ -60,12 +60,17 @@ async fn observe<K: ServiceResource>(service: &K, ctx: &Context, namespace: &str
     Observed { assessment, cluster, members }
 }
 
+#[tracing::instrument(name = "reconcile_service", skip_all, fields(event, from, phase))]
 pub async fn reconcile<K: ServiceResource>(service: &K, ctx: &Context) -> Result<Action, Error> {
     let namespace = namespace_of(service)?;
     let Observed { assessment, cluster, members } = observe(service, ctx, &namespace).await;
     let previous = service.service_status().cloned().unwrap_or_default();
     let current = previous.phase.unwrap_or_default();
     let phase = next_phase(current, assessment.event);
+    let span = tracing::Span::current();
+    span.record("event", tracing::field::debug(assessment.event));
+    span.record("from", tracing::field::debug(current));
+    span.record("phase", tracing::field::debug(phase));
     if phase != current {
         tracing::info!(kind = K::kind(&()).as_ref(), name = %service.name_any(), from = ?current, to = ?phase, event = ?assessment.event, "phase transition");
         ctx.metrics.transition(&K::kind(&()), &format!("{current:?}"), &format!("{phase:?}"));
