@@ -33,6 +33,15 @@ pub struct Reference {
     pub kind: &'static str,
     pub name: String,
     pub state: ServiceState,
+    /// Where the service is registered, once it is.
+    pub assignment: Option<Assignment>,
+}
+
+/// Where a registered service listens and which partitions the router gave it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Assignment {
+    pub endpoint: String,
+    pub partitions: Vec<u32>,
 }
 
 /// The router's copy of the pipeline.

@@ -8,13 +8,14 @@ use std::sync::Arc;
 use kube::ResourceExt;
 use kube::runtime::reflector::Store;
 
-use super::observation::{ClusterView, Observation, Reference, RouterCopy, ServiceState};
+use super::observation::{Assignment, ClusterView, Observation, Reference, RouterCopy, ServiceState};
 use crate::crd::{EtlPipeline, Phase, ServiceStatus};
 use crate::router::mapping::{self, config_generation, pipeline_config, same_pipeline};
-use crate::router::{ErrorClass, PipelineConfig, RegisteredService, RouterError, ServiceType};
+use crate::router::{ErrorClass, PipelineConfig, RouterError};
 use crate::runtime::cache::get;
 use crate::runtime::clusters::{self, Resolution};
 use crate::runtime::{Context, Error, conditions};
+use crate::service::ServiceResource;
 
 /// What one reconcile saw, and where it would submit.
 pub struct Observed {
@@ -25,8 +26,6 @@ pub struct Observed {
     pub members: Vec<String>,
     /// What this generation builds.
     pub desired: PipelineConfig,
-    /// The cluster's registered services, when the cluster is Ready and answered.
-    pub registry: Option<Arc<Vec<RegisteredService>>>,
 }
 
 pub fn namespace_of(pipeline: &EtlPipeline) -> Result<String, Error> {
@@ -65,27 +64,10 @@ pub async fn observe(pipeline: &EtlPipeline, ctx: &Context) -> Result<Observed, 
         }
         _ => None,
     };
-    let registry = match (&cluster_view, &cluster) {
-        (ClusterView::Ready { .. }, Some(name)) => registered(ctx, &namespace, name, &members).await.ok(),
-        _ => None,
-    };
+
     let observation =
         Observation { generation, enabled: pipeline.spec.enabled, cluster: cluster_view, references, router };
-    Ok(Observed { observation, cluster, members, desired, registry })
-}
-
-/// The cluster's registered services, from the snapshot its services share.
-async fn registered(
-    ctx: &Context,
-    namespace: &str,
-    cluster: &str,
-    members: &[String],
-) -> crate::runtime::snapshot::Read<Vec<RegisteredService>> {
-    ctx.registries
-        .get(&clusters::snapshot_key(namespace, cluster), members, ctx.timing.health_interval, || {
-            ctx.router.list_services(members, ServiceType::Unspecified)
-        })
-        .await
+    Ok(Observed { observation, cluster, members, desired })
 }
 
 /// The cluster's pipelines, from the snapshot shared by all of its pipelines.
@@ -133,35 +115,29 @@ fn references(pipeline: &EtlPipeline, ctx: &Context, namespace: &str) -> Vec<Ref
     let cache = &ctx.cache;
     let spec = &pipeline.spec;
     let mut references = Vec::with_capacity(spec.steps.len() + 2);
-    let source = state_in(&cache.sources, namespace, &spec.source, |s| s.status.as_ref());
-    references.push(reference("source".into(), "EtlSource", &spec.source, source));
+    references.push(reference("source".into(), namespace, &spec.source, &cache.sources));
     for (index, step) in spec.steps.iter().enumerate() {
-        let state = state_in(&cache.transforms, namespace, step, |s| s.status.as_ref());
-        references.push(reference(format!("step {}", index + 1), "EtlTransform", step, state));
+        references.push(reference(format!("step {}", index + 1), namespace, step, &cache.transforms));
     }
-    let sink = state_in(&cache.sinks, namespace, &spec.sink, |s| s.status.as_ref());
-    references.push(reference("sink".into(), "EtlSink", &spec.sink, sink));
+    references.push(reference("sink".into(), namespace, &spec.sink, &cache.sinks));
     references
 }
 
-fn reference(role: String, kind: &'static str, name: &str, state: ServiceState) -> Reference {
-    Reference { role, kind, name: name.to_owned(), state }
-}
-
-fn state_in<K>(
-    store: &Store<K>,
-    namespace: &str,
-    name: &str,
-    status: fn(&K) -> Option<&ServiceStatus>,
-) -> ServiceState
-where
-    K: kube::Resource<DynamicType = ()> + Clone + 'static,
-{
+fn reference<K: ServiceResource>(role: String, namespace: &str, name: &str, store: &Store<K>) -> Reference {
     let found: Option<Arc<K>> = get(store, namespace, name);
-    match found.as_deref() {
+    let status = found.as_deref().and_then(|service| service.service_status());
+    let assignment =
+        found.as_deref().filter(|_| status.is_some_and(|s| s.registration_id.is_some())).map(|service| {
+            Assignment {
+                endpoint: service.grpc().endpoint.clone(),
+                partitions: status.map(|s| s.assigned_partitions.clone()).unwrap_or_default(),
+            }
+        });
+    let state = match found {
         None => ServiceState::Missing,
-        Some(service) => service_state(status(service)),
-    }
+        Some(_) => service_state(status),
+    };
+    Reference { role, kind: K::KIND.kind_name(), name: name.to_owned(), state, assignment }
 }
 
 /// A service is usable once Ready; registered but Degraded is unhealthy

@@ -73,7 +73,7 @@ fn references_resolved(assessment: &Assessment) -> Wanted {
 async fn reconcile(pipeline: &EtlPipeline, ctx: &Context) -> Result<Action, Error> {
     let namespace = namespace_of(pipeline)?;
     let generation = pipeline.metadata.generation.unwrap_or_default();
-    let Observed { mut observation, cluster, members, desired, registry } = observe(pipeline, ctx).await?;
+    let Observed { mut observation, cluster, members, desired } = observe(pipeline, ctx).await?;
     let mut assessment = assess(&observation);
     let previous = pipeline.status.clone().unwrap_or_default();
     let current = previous.phase.unwrap_or_default();
@@ -118,8 +118,14 @@ async fn reconcile(pipeline: &EtlPipeline, ctx: &Context) -> Result<Action, Erro
         _ => None,
     };
     let response = read.as_deref().and_then(Option::as_ref);
-    let stages =
-        stages(&desired, &namespace, registry.as_deref().map(Vec::as_slice), response, &previous.stages);
+    // Shown once the router holds the pipeline: while it waits, stages would
+    // only churn the status as its services register one by one.
+    let stages = match &observation.router {
+        Some(RouterCopy::Present { .. }) => {
+            stages(&desired, &observation.references, response, &previous.stages)
+        }
+        _ => previous.stages.clone(),
+    };
     let [ready, progressing, degraded] = conditions::conditions(phase, assessment.event, &assessment.message);
     let wanted = [
         ready,

@@ -1,17 +1,16 @@
 //! The status's per-stage view, in pipeline order: the service each stage
-//! runs on, where it listens and its partitions (from the cluster's
-//! registry), and the router's figures (from the pipeline's last read). A
-//! source that could not be read keeps the previous values, so an outage
-//! does not churn the status. Pure.
+//! runs on, where it is registered and its partitions (from the services'
+//! own status, so the view is exact once they are Ready), and the router's
+//! figures (from the pipeline's last read; a failed read keeps the previous
+//! figures, so an outage does not churn the status). Pure.
 
+use super::observation::Reference;
 use crate::crd::PipelineStage;
-use crate::router::mapping::service_id;
-use crate::router::{GetPipelineResponse, PipelineConfig, RegisteredService};
+use crate::router::{GetPipelineResponse, PipelineConfig};
 
 pub fn stages(
     desired: &PipelineConfig,
-    namespace: &str,
-    registry: Option<&[RegisteredService]>,
+    references: &[Reference],
     read: Option<&GetPipelineResponse>,
     previous: &[PipelineStage],
 ) -> Vec<PipelineStage> {
@@ -19,26 +18,17 @@ pub fn stages(
     desired
         .stages
         .iter()
-        .map(|stage| {
+        .zip(references)
+        .map(|(stage, reference)| {
             let before = previous.iter().find(|p| p.id == stage.id && p.service == stage.name);
-            let mut next =
-                PipelineStage { id: stage.id.clone(), service: stage.name.clone(), ..Default::default() };
-            match registry {
-                Some(registry) => {
-                    let id = service_id(namespace, &stage.name);
-                    let registered =
-                        registry.iter().find(|s| s.identity.as_ref().is_some_and(|i| i.service_id == id));
-                    if let Some(service) = registered {
-                        next.endpoint = service.endpoint.as_ref().map(|e| format!("{}:{}", e.host, e.port));
-                        next.assigned_partitions = service.assigned_partitions.clone();
-                    }
-                }
-                None => {
-                    next.endpoint = before.and_then(|b| b.endpoint.clone());
-                    next.assigned_partitions =
-                        before.map(|b| b.assigned_partitions.clone()).unwrap_or_default();
-                }
-            }
+            let assignment = reference.assignment.clone().unwrap_or_default();
+            let mut next = PipelineStage {
+                id: stage.id.clone(),
+                service: stage.name.clone(),
+                endpoint: reference.assignment.as_ref().map(|_| assignment.endpoint),
+                assigned_partitions: assignment.partitions,
+                ..Default::default()
+            };
             match figures {
                 Some(figures) => {
                     let figure = figures.get(&stage.id);
@@ -63,8 +53,8 @@ mod tests {
 
     use super::*;
     use crate::crd::EtlPipelineSpec;
+    use crate::pipeline::observation::{Assignment, ServiceState};
     use crate::router::mapping::pipeline_config;
-    use crate::router::proto::common::{Endpoint, ServiceIdentity};
     use crate::router::{PipelineStatus, StageStatus};
 
     fn desired() -> PipelineConfig {
@@ -77,18 +67,23 @@ mod tests {
         pipeline_config("ns", "p", 1, &spec)
     }
 
-    fn registered(name: &str, port: u32, partitions: Vec<u32>) -> RegisteredService {
-        RegisteredService {
-            identity: Some(ServiceIdentity { service_id: format!("ns/{name}"), ..Default::default() }),
-            endpoint: Some(Endpoint { host: format!("{name}-svc"), port, ..Default::default() }),
-            assigned_partitions: partitions,
-            ..Default::default()
+    fn reference(name: &str, assignment: Option<Assignment>) -> Reference {
+        Reference {
+            role: "r".into(),
+            kind: "EtlSource",
+            name: name.into(),
+            state: ServiceState::Ready,
+            assignment,
         }
     }
 
     #[test]
-    fn each_stage_gets_its_service_endpoint_partitions_and_figures_and_keeps_them_when_unread() {
-        let registry = [registered("in", 1, vec![0, 1]), registered("out", 2, vec![])];
+    fn each_stage_gets_its_service_endpoint_partitions_and_figures_and_keeps_figures_when_unread() {
+        let references = [
+            reference("in", Some(Assignment { endpoint: "in-svc:1".into(), partitions: vec![0, 1] })),
+            reference("t", None),
+            reference("out", Some(Assignment { endpoint: "out-svc:2".into(), partitions: vec![] })),
+        ];
         let figures = HashMap::from([(
             "step-0".to_owned(),
             StageStatus { records_processed: 10, records_buffered: 2, errors: 1, avg_latency_ms: 0.5 },
@@ -98,7 +93,7 @@ mod tests {
             config: None,
             status: Some(PipelineStatus { stage_statuses: figures, ..Default::default() }),
         };
-        let first = stages(&desired(), "ns", Some(&registry), Some(&read), &[]);
+        let first = stages(&desired(), &references, Some(&read), &[]);
         let ids: Vec<&str> = first.iter().map(|s| s.id.as_str()).collect();
         assert_eq!(ids, ["source", "step-0", "sink"]);
         assert_eq!(first[0].endpoint.as_deref(), Some("in-svc:1"));
@@ -109,6 +104,10 @@ mod tests {
             (Some(10), Some(2), Some(1))
         );
         assert_eq!(first[2].records_processed, None, "no figures for the sink");
-        assert_eq!(stages(&desired(), "ns", None, None, &first), first, "an unread source keeps its values");
+        assert_eq!(
+            stages(&desired(), &references, None, &first),
+            first,
+            "an unread router keeps the figures"
+        );
     }
 }

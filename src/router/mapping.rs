@@ -178,6 +178,15 @@ impl ServiceKind {
             ServiceKind::Sink => "sink",
         }
     }
+
+    /// The Kubernetes kind: `EtlSource`, `EtlTransform` or `EtlSink`.
+    pub fn kind_name(self) -> &'static str {
+        match self {
+            ServiceKind::Source => "EtlSource",
+            ServiceKind::Transform => "EtlTransform",
+            ServiceKind::Sink => "EtlSink",
+        }
+    }
 }
 
 impl From<ServiceKind> for ServiceType {

@@ -1,7 +1,10 @@
 //! One router read shared by every object that needs it: a snapshot per key
 //! (e.g. one router cluster's registered services) kept for a time to live.
 //! Concurrent readers of a stale key wait for the one read in flight instead
-//! of each calling the router.
+//! of each calling the router. A read that fails while the last good one is
+//! younger than [`STALE_GRACE`] time-to-lives serves that one instead, so one
+//! slow answer does not flip every object of a cluster to Degraded and back;
+//! a router that stays silent longer is reported.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -17,11 +20,16 @@ pub type Read<T> = Result<Arc<T>, Arc<RouterError>>;
 /// for are dropped (keys of objects long gone).
 const PRUNE_ABOVE: usize = 1024;
 
+/// How many time-to-lives a good read stands in for failing ones.
+pub const STALE_GRACE: u32 = 3;
+
 struct Taken<T> {
     at: Instant,
     /// The members it was read from: another member set is another cluster state.
     members: Vec<String>,
     read: Read<T>,
+    /// The last successful read and when it was made.
+    good: Option<(Instant, Arc<T>)>,
 }
 
 type Slot<T> = Arc<tokio::sync::Mutex<Option<Taken<T>>>>;
@@ -57,14 +65,30 @@ impl<T> Snapshots<T> {
         if let Some(taken) = taken.as_ref().filter(|t| t.members == members && t.at.elapsed() < ttl) {
             return taken.read.clone();
         }
-        let fresh: Read<T> = read().await.map(Arc::new).map_err(Arc::new);
-        *taken = Some(Taken { at: Instant::now(), members: members.to_vec(), read: fresh.clone() });
+        let last_good = taken.as_ref().filter(|t| t.members == members).and_then(|t| t.good.clone());
+        let now = Instant::now();
+        let (fresh, good) = match read().await {
+            Ok(value) => {
+                let value = Arc::new(value);
+                (Ok(value.clone()), Some((now, value)))
+            }
+            Err(error) => match last_good {
+                Some((at, value)) if at.elapsed() < ttl * STALE_GRACE => {
+                    (Ok(value.clone()), Some((at, value)))
+                }
+                _ => (Err(Arc::new(error)), None),
+            },
+        };
+        *taken = Some(Taken { at: now, members: members.to_vec(), read: fresh.clone(), good });
         fresh
     }
 
     /// Records `value`, just read from `members`, as `key`'s snapshot.
     pub fn put(&self, key: &str, members: &[String], value: T) {
-        let taken = Taken { at: Instant::now(), members: members.to_vec(), read: Ok(Arc::new(value)) };
+        let value = Arc::new(value);
+        let now = Instant::now();
+        let taken =
+            Taken { at: now, members: members.to_vec(), read: Ok(value.clone()), good: Some((now, value)) };
         let slot = Arc::new(tokio::sync::Mutex::new(Some(taken)));
         self.slots.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(key.to_owned(), slot);
     }
@@ -101,5 +125,20 @@ mod tests {
         snapshots.put("c", &moved, 7);
         assert_eq!(*snapshots.get("c", &moved, ttl, read).await.unwrap(), 7, "a value put is read back");
         assert_eq!(reads.load(Ordering::SeqCst), 4);
+    }
+
+    #[tokio::test]
+    async fn a_failing_read_is_served_the_last_good_one_for_a_grace_then_reported() {
+        let snapshots: Snapshots<u32> = Snapshots::default();
+        let members = vec!["10.0.0.1:50051".to_owned()];
+        let ttl = Duration::from_millis(20);
+        let fail = || async { Err(RouterError::NoMembers) };
+        assert_eq!(*snapshots.get("c", &members, ttl, || async { Ok(5) }).await.unwrap(), 5);
+        tokio::time::sleep(ttl).await; // let the snapshot expire
+        assert_eq!(*snapshots.get("c", &members, ttl, fail).await.unwrap(), 5, "within the grace");
+        tokio::time::sleep(ttl * STALE_GRACE).await; // outlive the grace
+        assert!(snapshots.get("c", &members, ttl, fail).await.is_err(), "past the grace the failure shows");
+        snapshots.invalidate("c");
+        assert!(snapshots.get("c", &members, ttl, fail).await.is_err(), "nothing good to stand in");
     }
 }

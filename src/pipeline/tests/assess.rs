@@ -5,7 +5,7 @@ use crate::pipeline::machine::Event;
 use crate::pipeline::observation::{ClusterView, Observation, Reference, RouterCopy, ServiceState};
 
 fn reference(role: &str, kind: &'static str, name: &str, state: ServiceState) -> Reference {
-    Reference { role: role.into(), kind, name: name.into(), state }
+    Reference { role: role.into(), kind, name: name.into(), state, assignment: None }
 }
 
 fn seed(router: Option<RouterCopy>) -> Observation {
