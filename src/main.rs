@@ -19,7 +19,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the operator against the cluster in KUBECONFIG (or in-cluster config). The default.
-    Run(controller::Settings),
+    Run(Box<controller::Settings>),
     /// Print the CustomResourceDefinitions as multi-document YAML.
     Crds,
 }
@@ -29,7 +29,7 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Some(Command::Crds) => print_crds(),
-        Some(Command::Run(settings)) => run(settings, cli.log_format).await,
+        Some(Command::Run(settings)) => run(*settings, cli.log_format).await,
         None => run(cli.run, cli.log_format).await,
     }
 }

@@ -3,6 +3,7 @@
 //! every controller until shutdown.
 
 mod http;
+pub mod leader;
 mod startup;
 
 use std::future::Future;
@@ -13,6 +14,8 @@ use kube::Client;
 use tokio::task::JoinHandle;
 
 pub use startup::{StartupError, ensure_crds_installed};
+
+use leader::{Elector, Leadership, LeaseConfig, Role};
 
 use crate::router::{ClientOptions, Router, RouterClient};
 use crate::router_cluster::build::{CLUSTER_LABEL, FIELD_MANAGER};
@@ -40,6 +43,51 @@ pub struct Settings {
     /// Address of the HTTP endpoint serving /metrics, /healthz and /readyz.
     #[arg(long, env = "CONVEYOR_HTTP_ADDRESS", default_value = "0.0.0.0:8080")]
     pub http_address: std::net::SocketAddr,
+    /// Run as one of several replicas: only the holder of a
+    /// coordination.k8s.io/v1 Lease runs the controllers, the others stand by.
+    #[arg(long, env = "CONVEYOR_LEADER_ELECTION", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub leader_election: bool,
+    /// How long a leader's claim on the Lease lasts after its last renewal
+    /// (written to the Lease in whole seconds, rounded up).
+    #[arg(long, env = "CONVEYOR_LEASE_DURATION", default_value = "15s", value_parser = humantime::parse_duration)]
+    pub lease_duration: Duration,
+    /// How long a leader keeps trying to renew before it stops leading (and exits).
+    #[arg(long, env = "CONVEYOR_RENEW_DEADLINE", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub renew_deadline: Duration,
+    /// How often the leader renews and a standby tries to take the Lease.
+    #[arg(long, env = "CONVEYOR_RETRY_PERIOD", default_value = "2s", value_parser = humantime::parse_duration)]
+    pub retry_period: Duration,
+    /// Name of the Lease.
+    #[arg(long, env = "CONVEYOR_LEASE_NAME", default_value = "conveyor-etl-operator")]
+    pub lease_name: String,
+    /// Namespace of the Lease (default: POD_NAMESPACE, else the watched
+    /// namespace, else `default`).
+    #[arg(long, env = "CONVEYOR_LEASE_NAMESPACE")]
+    pub lease_namespace: Option<String>,
+}
+
+impl Settings {
+    /// The Lease to elect a leader on, when leader election is on. The
+    /// identity is POD_NAME, else the host name and a random suffix.
+    pub fn lease(&self) -> Option<LeaseConfig> {
+        self.leader_election.then(|| LeaseConfig {
+            name: self.lease_name.clone(),
+            namespace: lease_namespace(
+                self.lease_namespace.as_deref(),
+                std::env::var("POD_NAMESPACE").ok().as_deref(),
+                self.namespace.as_deref(),
+            ),
+            identity: leader::default_identity(),
+            lease_duration: self.lease_duration,
+            renew_deadline: self.renew_deadline,
+            retry_period: self.retry_period,
+        })
+    }
+}
+
+/// The flag, else the pod's namespace, else the watched one, else `default`.
+fn lease_namespace(flag: Option<&str>, pod: Option<&str>, watched: Option<&str>) -> String {
+    [flag, pod, watched].into_iter().flatten().find(|name| !name.is_empty()).unwrap_or("default").to_owned()
 }
 
 /// Connects with the kubeconfig (or in-cluster config), checks the CRDs and
@@ -57,8 +105,12 @@ pub async fn run(settings: Settings) -> Result<(), StartupError> {
         stats_interval: settings.stats_interval,
         ..Default::default()
     };
-    let operator = Operator::new(client, Arc::new(router), timing, settings.namespace.clone())
+    let mut operator = Operator::new(client, Arc::new(router), timing, settings.namespace.clone())
         .with_http(settings.http_address);
+    if let Some(lease) = settings.lease() {
+        lease.validate().map_err(StartupError::LeaderElection)?;
+        operator = operator.with_leader_election(lease);
+    }
     let shutdown = shutdown_signal();
     tracing::info!(namespace = settings.namespace.as_deref().unwrap_or("<all>"), "operator started");
     operator.run(shutdown).await?;
@@ -84,6 +136,7 @@ pub struct Operator {
     timing: Timing,
     namespace: Option<String>,
     http: Option<std::net::SocketAddr>,
+    lease: Option<LeaseConfig>,
 }
 
 impl Operator {
@@ -93,12 +146,17 @@ impl Operator {
         timing: Timing,
         namespace: Option<String>,
     ) -> Operator {
-        Operator { client, router, timing, namespace, http: None }
+        Operator { client, router, timing, namespace, http: None, lease: None }
     }
 
     /// Also serve /metrics, /healthz and /readyz on `address`.
     pub fn with_http(self, address: std::net::SocketAddr) -> Operator {
         Operator { http: Some(address), ..self }
+    }
+
+    /// Run the controllers only while holding the Lease `lease`.
+    pub fn with_leader_election(self, lease: LeaseConfig) -> Operator {
+        Operator { lease: Some(lease), ..self }
     }
 
     /// Discovers the server's API versions and sets up the caches (not yet running).
@@ -112,44 +170,60 @@ impl Operator {
     /// Runs until `shutdown` resolves, then lets in-flight reconciles finish
     /// for at most `SHUTDOWN_GRACE`. (kube-runtime's graceful shutdown waits
     /// forever if it comes before the first watch list completed.)
+    ///
+    /// With leader election, first stands by until this replica holds the
+    /// Lease (a shutdown meanwhile just returns), then renews it while the
+    /// controllers run, and releases it once they drained. A leader that
+    /// cannot renew stops at once with [`StartupError::LeaseLost`].
     pub async fn run(
         self,
         shutdown: impl Future<Output = ()> + Send + Sync + 'static,
     ) -> Result<(), StartupError> {
         use futures::FutureExt;
         let http_address = self.http;
+        let elector = self.lease.clone().map(|lease| Elector::new(self.client.clone(), lease));
+        let leadership = Leadership::new(if elector.is_some() { Role::Standby } else { Role::Sole });
         let (ctx, watches) = self.prepare().await?;
+        ctx.metrics.set_leading(leadership.is_active());
         let shutdown = shutdown.shared();
         if let Some(address) = http_address {
-            let server =
-                http::serve(address, ctx.clone(), shutdown.clone()).await.map_err(StartupError::Http)?;
+            let server = http::serve(address, ctx.clone(), leadership.clone(), shutdown.clone())
+                .await
+                .map_err(StartupError::Http)?;
             tokio::spawn(server);
         }
-        let clusters = crate::router_cluster::controller::controller(&watches, &ctx.cache);
-        let (cache, watched) = (&ctx.cache, &watches.router_clusters);
-        let referrers = &watches.pipelines;
-        let sources = service::controller(&watches.sources, cache.sources.clone(), watched, referrers);
-        let transforms =
-            service::controller(&watches.transforms, cache.transforms.clone(), watched, referrers);
-        let sinks = service::controller(&watches.sinks, cache.sinks.clone(), watched, referrers);
-        let pipelines = crate::pipeline::controller::controller(&watches, cache);
-        // One task per controller, so a busy kind never holds up another; the
-        // set aborts them all when dropped.
-        let mut tasks = tokio::task::JoinSet::new();
-        tasks.spawn(reconciler::drive(clusters, ctx.clone(), shutdown.clone()));
-        tasks.spawn(reconciler::drive(sources, ctx.clone(), shutdown.clone()));
-        tasks.spawn(reconciler::drive(transforms, ctx.clone(), shutdown.clone()));
-        tasks.spawn(reconciler::drive(sinks, ctx.clone(), shutdown.clone()));
-        tasks.spawn(reconciler::drive(pipelines, ctx.clone(), shutdown.clone()));
-        let controllers = async move { while tasks.join_next().await.is_some() {} };
-        let deadline = async {
-            shutdown.await;
-            tokio::time::sleep(SHUTDOWN_GRACE).await;
+        let Some(elector) = elector else {
+            run_controllers(&ctx, watches, shutdown).await;
+            return Ok(());
         };
+        let lease = elector.config();
+        tracing::info!(lease = %lease.name, namespace = %lease.namespace, identity = %lease.identity, "leader election on; standing by until this replica holds the lease");
+        let acquired = tokio::select! {
+            acquired = elector.acquire() => acquired,
+            _ = shutdown.clone() => return Ok(()),
+        };
+        leadership.set(Role::Leader);
+        ctx.metrics.set_leading(true);
         tokio::select! {
-            _ = controllers => {}
-            _ = watches.run() => {}
-            _ = deadline => tracing::warn!(grace = ?SHUTDOWN_GRACE, "reconciles still running at shutdown; stopping anyway"),
+            _ = run_controllers(&ctx, watches, shutdown) => {}
+            lost = elector.keep_renewing(acquired) => {
+                leadership.set(Role::Standby);
+                ctx.metrics.set_leading(false);
+                tracing::error!(error = %lost, "stopped leading; stopping the controllers and exiting");
+                return Err(StartupError::LeaseLost(lost));
+            }
+        }
+        leadership.set(Role::Standby);
+        ctx.metrics.set_leading(false);
+        match tokio::time::timeout(lease.renew_deadline, elector.release()).await {
+            Ok(Ok(true)) => tracing::info!(lease = %lease.name, "released the lease"),
+            Ok(Ok(false)) => tracing::warn!(lease = %lease.name, "the lease was no longer ours to release"),
+            Ok(Err(error)) => {
+                tracing::warn!(lease = %lease.name, %error, "cannot release the lease; it expires by itself")
+            }
+            Err(_) => {
+                tracing::warn!(lease = %lease.name, "releasing the lease timed out; it expires by itself")
+            }
         }
         Ok(())
     }
@@ -161,6 +235,40 @@ impl Operator {
         let task = tokio::spawn(watches.run());
         ctx.cache.ready().await;
         Ok((ctx, task))
+    }
+}
+
+/// Runs every controller on the watches until `shutdown`, then lets
+/// in-flight reconciles finish for at most `SHUTDOWN_GRACE`.
+async fn run_controllers(
+    ctx: &Arc<Context>,
+    watches: Watches,
+    shutdown: futures::future::Shared<impl Future<Output = ()> + Send + Sync + 'static>,
+) {
+    let clusters = crate::router_cluster::controller::controller(&watches, &ctx.cache);
+    let (cache, watched) = (&ctx.cache, &watches.router_clusters);
+    let referrers = &watches.pipelines;
+    let sources = service::controller(&watches.sources, cache.sources.clone(), watched, referrers);
+    let transforms = service::controller(&watches.transforms, cache.transforms.clone(), watched, referrers);
+    let sinks = service::controller(&watches.sinks, cache.sinks.clone(), watched, referrers);
+    let pipelines = crate::pipeline::controller::controller(&watches, cache);
+    // One task per controller, so a busy kind never holds up another; the
+    // set aborts them all when dropped.
+    let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(reconciler::drive(clusters, ctx.clone(), shutdown.clone()));
+    tasks.spawn(reconciler::drive(sources, ctx.clone(), shutdown.clone()));
+    tasks.spawn(reconciler::drive(transforms, ctx.clone(), shutdown.clone()));
+    tasks.spawn(reconciler::drive(sinks, ctx.clone(), shutdown.clone()));
+    tasks.spawn(reconciler::drive(pipelines, ctx.clone(), shutdown.clone()));
+    let controllers = async move { while tasks.join_next().await.is_some() {} };
+    let deadline = async {
+        shutdown.await;
+        tokio::time::sleep(SHUTDOWN_GRACE).await;
+    };
+    tokio::select! {
+        _ = controllers => {}
+        _ = watches.run() => {}
+        _ = deadline => tracing::warn!(grace = ?SHUTDOWN_GRACE, "reconciles still running at shutdown; stopping anyway"),
     }
 }
 
@@ -203,5 +311,53 @@ mod tests {
         assert_eq!(set.settings.health_interval, Duration::from_secs(120));
         assert!(Cli::try_parse_from(["operator", "--router-timeout", "fast"]).is_err());
         assert!(Cli::try_parse_from(["operator", "--router-timeout", "3"]).is_err());
+    }
+
+    #[test]
+    fn leader_election_is_off_by_default_with_client_go_timings() {
+        let defaults = Cli::try_parse_from(["operator"]).unwrap().settings;
+        assert!(!defaults.leader_election);
+        assert_eq!(defaults.lease(), None);
+        assert_eq!(defaults.lease_duration, Duration::from_secs(15));
+        assert_eq!(defaults.renew_deadline, Duration::from_secs(10));
+        assert_eq!(defaults.retry_period, Duration::from_secs(2));
+        assert_eq!(defaults.lease_name, "conveyor-etl-operator");
+        let on = Cli::try_parse_from([
+            "operator",
+            "--leader-election",
+            "--lease-duration",
+            "3s",
+            "--renew-deadline",
+            "2s",
+            "--retry-period",
+            "500ms",
+            "--lease-namespace",
+            "ops",
+        ])
+        .unwrap()
+        .settings;
+        let lease = on.lease().expect("leader election on");
+        assert_eq!(lease.namespace, "ops");
+        assert_eq!(lease.retry_period, Duration::from_millis(500));
+        assert_eq!(lease.validate(), Ok(()));
+        // The manifests pass the switch as CONVEYOR_LEADER_ELECTION="true"/"false".
+        assert!(
+            Cli::try_parse_from(["operator", "--leader-election", "true"]).unwrap().settings.leader_election
+        );
+        assert!(
+            !Cli::try_parse_from(["operator", "--leader-election", "false"])
+                .unwrap()
+                .settings
+                .leader_election
+        );
+    }
+
+    #[test]
+    fn the_lease_namespace_is_the_flag_else_the_pods_else_the_watched_else_default() {
+        use super::lease_namespace;
+        assert_eq!(lease_namespace(Some("a"), Some("b"), Some("c")), "a");
+        assert_eq!(lease_namespace(None, Some("b"), Some("c")), "b");
+        assert_eq!(lease_namespace(None, Some(""), Some("c")), "c");
+        assert_eq!(lease_namespace(None, None, None), "default");
     }
 }

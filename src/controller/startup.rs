@@ -19,6 +19,10 @@ pub enum StartupError {
          `kubectl apply -f deploy/crds/crds.yaml` (or `conveyor-etl-operator crds | kubectl apply -f -`)"
     )]
     CrdsMissing { missing: Vec<String> },
+    #[error("invalid leader election settings: {0}")]
+    LeaderElection(String),
+    #[error("{0}; exiting so that this replica restarts as a standby")]
+    LeaseLost(#[source] super::leader::LeaseLost),
 }
 
 /// Fails with a hint naming every CRD of this operator that is missing or not yet Established.

@@ -51,6 +51,7 @@ pub struct Metrics {
     errors: Family<ErrorLabels, Counter>,
     durations: Family<KindLabels, Histogram, fn() -> Histogram>,
     transitions: Family<TransitionLabels, Counter>,
+    leader: Gauge,
 }
 
 impl Default for Metrics {
@@ -73,7 +74,13 @@ impl Default for Metrics {
         let build = Family::<BuildLabels, Gauge>::default();
         build.get_or_create(&BuildLabels { version: env!("CARGO_PKG_VERSION").to_owned() }).set(1);
         registry.register("build_info", "The operator's version", build);
-        Metrics { registry, reconciles, errors, durations, transitions }
+        let leader = Gauge::default();
+        registry.register(
+            "leader",
+            "1 while this replica runs the controllers (holds the Lease, or leader election is off)",
+            leader.clone(),
+        );
+        Metrics { registry, reconciles, errors, durations, transitions, leader }
     }
 }
 
@@ -100,6 +107,11 @@ impl Metrics {
     pub fn transition(&self, kind: &str, from: &str, to: &str) {
         let labels = TransitionLabels { kind: kind.to_owned(), from: from.to_owned(), to: to.to_owned() };
         self.transitions.get_or_create(&labels).inc();
+    }
+
+    /// Sets `conveyor_leader`.
+    pub fn set_leading(&self, leading: bool) {
+        self.leader.set(i64::from(leading));
     }
 
     /// Everything, in the Prometheus text format.

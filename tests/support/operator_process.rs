@@ -72,6 +72,32 @@ impl OperatorProcess {
         Some((code, body))
     }
 
+    /// SIGKILL, and waits until it is gone: no chance to release anything.
+    pub fn kill(&mut self) {
+        self.child.kill().expect("the operator is running");
+        self.child.wait().unwrap();
+    }
+
+    /// Sends SIGTERM, as the kubelet does when it stops a pod.
+    pub fn terminate(&self) {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+    }
+
+    /// The exit status, once it exited; polls for at most `timeout`.
+    pub fn exited_within(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            if std::time::Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50)); // poll interval
+        }
+    }
+
     /// The `/metrics` text, `None` while it does not answer 200.
     pub fn metrics(&self) -> Option<String> {
         self.get("/metrics").filter(|(code, _)| *code == 200).map(|(_, body)| body)
