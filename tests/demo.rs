@@ -32,9 +32,16 @@ struct Demo {
 
 impl Demo {
     fn start(args: &[&str]) -> Demo {
+        Self::start_with(args, |_| {})
+    }
+
+    /// The demo with `args`, its command adjusted by `configure` (environment).
+    fn start_with(args: &[&str], configure: impl FnOnce(&mut Command)) -> Demo {
         let dir = tempfile::tempdir().unwrap();
         let stderr = dir.path().join("stderr");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_conveyor-etl-operator"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_conveyor-etl-operator"));
+        configure(&mut command);
+        let mut child = command
             .arg("demo")
             .args(args)
             .stdin(Stdio::null())
@@ -242,4 +249,69 @@ fn the_printed_kill_command_degrades_the_cluster_and_ctrl_c_stops_everything() {
     assert!(status.success(), "the demo exited with {status} on SIGINT:\n{output}");
     assert!(output.contains("SIGINT: stopping everything the demo started"), "{output}");
     assert_cleaned_up(&output);
+}
+
+/// A control-plane cache folder without binaries, and a stand-in for
+/// `build-control-plane.sh` that runs `body` with that folder in
+/// `CONVEYOR_CONTROL_PLANE_DIR`, as the real script would get it.
+fn empty_cache_and_build_script(body: &str) -> (tempfile::TempDir, std::path::PathBuf, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("control-plane");
+    let script = dir.path().join("build.sh");
+    std::fs::write(&script, format!("set -euo pipefail\n{body}\n")).unwrap();
+    (dir, cache, script)
+}
+
+fn without_binaries(command: &mut Command, cache: &std::path::Path, script: &std::path::Path) {
+    command
+        .env_remove("KUBEBUILDER_ASSETS")
+        .env("CONVEYOR_CONTROL_PLANE_DIR", cache)
+        .env("CONVEYOR_CONTROL_PLANE_BUILD_SCRIPT", script);
+}
+
+#[test]
+fn missing_binaries_are_built_first_by_the_harness_script() {
+    // The stand-in "builds" by linking the binaries the harness already cached.
+    let built = conveyor_etl_operator::demo::control_plane::binaries_dir().expect("the cached control plane");
+    let (_dir, cache, script) = empty_cache_and_build_script(&format!(
+        "echo '[control-plane] building (stand-in)'\nmkdir -p \"$CONVEYOR_CONTROL_PLANE_DIR/bin\"\n\
+         for name in etcd kube-apiserver kube-controller-manager; do\n  \
+         ln -s {built}/$name \"$CONVEYOR_CONTROL_PLANE_DIR/bin/$name\"\ndone",
+        built = built.display()
+    ));
+    let deadline = Instant::now() + RUN_DEADLINE;
+    let mut demo =
+        Demo::start_with(&["--until-ready", "--timeout", "150s"], |c| without_binaries(c, &cache, &script));
+    demo.until("the build announced", deadline, |line| line.starts_with("building it once with"));
+    demo.until("the build finished", deadline, |line| line.starts_with("control plane built in"));
+    demo.until("the all-Ready line", deadline, |line| line.starts_with(ALL_READY));
+    let status = demo.finish(deadline);
+    let output = demo.output();
+    assert!(status.success(), "the demo exited with {status}:\n{output}");
+    assert!(
+        output.contains(&format!("{}", cache.join("bin/etcd").display())),
+        "the missing binary named:\n{output}"
+    );
+    assert!(cache.join("bin/kube-apiserver").is_file(), "the script ran without the cache folder");
+    assert_cleaned_up(&output);
+}
+
+#[test]
+fn a_failing_build_stops_the_demo_naming_its_log() {
+    let (_dir, cache, script) = empty_cache_and_build_script("echo 'no package mirror reachable'\nexit 3");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut demo = Demo::start_with(&["--until-ready"], |c| without_binaries(c, &cache, &script));
+    let status = demo.finish(deadline);
+    let stderr = std::fs::read_to_string(&demo.stderr).unwrap();
+    let output = demo.output();
+    assert_eq!(status.code(), Some(1), "{output}\n{stderr}");
+    let log = stderr
+        .split("its log: ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("the error names no log: {stderr}"));
+    let text = std::fs::read_to_string(log).unwrap();
+    std::fs::remove_file(log).unwrap();
+    assert!(text.contains("no package mirror reachable"), "{text}");
+    assert!(!output.contains("control plane up"), "{output}");
 }

@@ -222,7 +222,8 @@ Press Ctrl-C to stop everything the demo started.
 }
 
 /// Makes sure the control plane's binaries exist, building them with the
-/// harness script the first time. False when interrupted meanwhile.
+/// harness script the first time (`CONVEYOR_CONTROL_PLANE_BUILD_SCRIPT`
+/// names another script, for tests). False when interrupted meanwhile.
 async fn ensure_binaries(stop: &mut Stop) -> anyhow::Result<bool> {
     let missing = match control_plane::binaries_dir() {
         Ok(_) => return Ok(true),
@@ -231,8 +232,16 @@ async fn ensure_binaries(stop: &mut Stop) -> anyhow::Result<bool> {
     if std::env::var_os("KUBEBUILDER_ASSETS").is_some() {
         bail!("{missing}");
     }
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/harness/build-control-plane.sh");
-    let log = std::env::temp_dir().join("conveyor-build-control-plane.log");
+    let script =
+        std::env::var_os("CONVEYOR_CONTROL_PLANE_BUILD_SCRIPT").map(PathBuf::from).unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/harness/build-control-plane.sh")
+        });
+    let (_, log) = tempfile::Builder::new()
+        .prefix("conveyor-build-control-plane-")
+        .suffix(".log")
+        .tempfile()?
+        .keep()
+        .context("cannot keep the build log")?;
     say(&missing);
     say(&format!(
         "building it once with {} (Debian bookworm, as root; several minutes; log: {})",
@@ -265,7 +274,8 @@ async fn ensure_binaries(stop: &mut Stop) -> anyhow::Result<bool> {
     if !status.success() {
         bail!("{} failed ({status}); its log: {}", script.display(), log.display());
     }
-    control_plane::binaries_dir().map_err(|error| anyhow!("{error}"))?;
+    control_plane::binaries_dir().map_err(|error| anyhow!("{error} after {}", script.display()))?;
+    let _ = std::fs::remove_file(&log); // kept only when the build fails
     say(&format!("control plane built in {}s and cached", started.elapsed().as_secs()));
     Ok(true)
 }
