@@ -370,7 +370,7 @@ fn free_local_address() -> anyhow::Result<SocketAddr> {
 }
 
 /// The operator's log lines go to a file, so the terminal shows the phases.
-fn init_log(path: &PathBuf) {
+fn init_log(path: &Path) {
     let Ok(file) = std::fs::File::create(path) else { return };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
