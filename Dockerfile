@@ -13,7 +13,9 @@ COPY proto proto
 COPY src src
 # Cargo.toml names a bench target; cargo refuses a manifest whose targets are missing.
 COPY benches benches
-RUN RUSTFLAGS="-C target-feature=+crt-static" cargo build --release --locked --target x86_64-unknown-linux-gnu --bin conveyor-etl-operator --bin conveyor-router-sim
+# Without the default feature `demo` (the local control plane and fake kubelet
+# of `conveyor-etl-operator demo`): the image only runs the operator.
+RUN RUSTFLAGS="-C target-feature=+crt-static" cargo build --release --locked --no-default-features --target x86_64-unknown-linux-gnu --bin conveyor-etl-operator --bin conveyor-router-sim
 
 FROM scratch
 # CA roots for an OTLP endpoint over https (the API server's CA comes from the

@@ -14,7 +14,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-RUSTFLAGS="-C target-feature=+crt-static" cargo build --release --locked --target x86_64-unknown-linux-gnu --bin conveyor-etl-operator --bin conveyor-router-sim
+RUSTFLAGS="-C target-feature=+crt-static" cargo build --release --locked --no-default-features --target x86_64-unknown-linux-gnu --bin conveyor-etl-operator --bin conveyor-router-sim
 
 out="${CARGO_TARGET_DIR:-target}/x86_64-unknown-linux-gnu/release"
 for bin in conveyor-etl-operator conveyor-router-sim; do

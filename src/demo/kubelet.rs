@@ -1,5 +1,5 @@
 //! Plays the kubelet for one router cluster: there is no scheduler or
-//! kubelet in the test control plane, so this marks the cluster's pods
+//! kubelet in the local control plane (tests and demo), so this marks the cluster's pods
 //! Running and Ready with a loopback IP and runs a simulated router node on
 //! that IP, exactly where the operator will look for it.
 
@@ -16,8 +16,8 @@ use kube::runtime::watcher;
 use kube::{Api, Client, ResourceExt};
 use tokio::task::JoinHandle;
 
-use conveyor_etl_operator::router_cluster::build::ordinal_of;
-use conveyor_etl_operator::sim::{SimCluster, SimOptions};
+use crate::router_cluster::build::ordinal_of;
+use crate::sim::{SimCluster, SimOptions};
 
 /// What a test can change about the kubelet while it runs.
 #[derive(Default)]
@@ -90,6 +90,18 @@ impl FakeKubelet {
 
     pub fn ip(&self, ordinal: u32) -> Ipv4Addr {
         pod_ip(self.subnet, ordinal)
+    }
+
+    /// Stops the kubelet and then every simulated node, awaiting both (a
+    /// plain drop closes the nodes' listeners only when their tasks next run).
+    pub async fn stop(mut self) {
+        self.task.abort();
+        let _ = (&mut self.task).await;
+        let sim = self.sim.clone();
+        drop(self);
+        if let Ok(sim) = Arc::try_unwrap(sim) {
+            sim.shutdown().await;
+        }
     }
 }
 

@@ -1,4 +1,5 @@
-//! A real Kubernetes control plane on loopback for the integration tests.
+//! A real Kubernetes control plane on loopback for the integration tests
+//! and the demo.
 //!
 //! Binaries come from `KUBEBUILDER_ASSETS` (a folder with `etcd`,
 //! `kube-apiserver`, `kube-controller-manager`) or from the cache that
@@ -75,17 +76,22 @@ impl ControlPlane {
     /// `default` service account. Retries with fresh ports if one was taken
     /// between choosing and binding it.
     pub fn start() -> ControlPlane {
+        Self::try_start().unwrap_or_else(|error| panic!("cannot start the test control plane: {error}"))
+    }
+
+    /// [`ControlPlane::start`], returning why it failed instead of panicking.
+    pub fn try_start() -> Result<ControlPlane, String> {
         let mut last_error = String::new();
         for _ in 0..3 {
             // On its own thread: callers may be inside an async runtime, and
             // waiting for readiness blocks on a runtime of its own.
-            let attempt = std::thread::spawn(Self::try_start).join().expect("control-plane start thread");
+            let attempt = std::thread::spawn(Self::start_once).join().expect("control-plane start thread");
             match attempt {
-                Ok(plane) => return plane,
+                Ok(plane) => return Ok(plane),
                 Err(error) => last_error = error,
             }
         }
-        panic!("cannot start the test control plane: {last_error}");
+        Err(last_error)
     }
 
     /// One control plane per test binary, started on first use and torn down
@@ -95,7 +101,7 @@ impl ControlPlane {
         SHARED.get_or_init(ControlPlane::start)
     }
 
-    fn try_start() -> Result<ControlPlane, String> {
+    fn start_once() -> Result<ControlPlane, String> {
         let bin = binaries_dir()?;
         let dir = temp_dir();
         let root = dir.path().to_path_buf();
@@ -225,7 +231,10 @@ impl ControlPlane {
             .stdin(Stdio::null())
             .stdout(log.try_clone().map_err(|e| e.to_string())?)
             .stderr(log)
-            .current_dir(self.dir.path());
+            .current_dir(self.dir.path())
+            // Its own process group: Ctrl-C in a terminal reaches only the
+            // process that started it, which then stops it in order.
+            .process_group(0);
         // SAFETY: prctl is async-signal-safe; it only sets a flag of the child.
         unsafe {
             command.pre_exec(|| {
@@ -338,6 +347,11 @@ impl ControlPlane {
         self.processes.iter().map(|(_, child)| child.id()).collect()
     }
 
+    /// (name, process id) of every process it started, in start order.
+    pub fn processes(&self) -> Vec<(&'static str, u32)> {
+        self.processes.iter().map(|(name, child)| (*name, child.id())).collect()
+    }
+
     pub fn dir(&self) -> &Path {
         self.dir.path()
     }
@@ -377,7 +391,10 @@ fn spawn_from_keeper(command: Command) -> std::io::Result<Child> {
     result.recv().expect("keeper thread replies")
 }
 
-fn binaries_dir() -> Result<PathBuf, String> {
+/// Where the control plane's binaries are: `KUBEBUILDER_ASSETS`, or the
+/// cache that `tests/harness/build-control-plane.sh` fills; an error naming
+/// the first one missing.
+pub fn binaries_dir() -> Result<PathBuf, String> {
     let dir = match std::env::var_os("KUBEBUILDER_ASSETS") {
         Some(dir) => PathBuf::from(dir),
         None => {
