@@ -152,8 +152,12 @@ async fn reconcile(pipeline: &EtlPipeline, ctx: &Context) -> Result<Action, Erro
     let warning = conditions::event_type(phase, assessment.event) == "Warning";
     let story = status::Story::new(previous.phase, phase, &previous.conditions, &next.conditions, warning);
     status::write_changed(ctx, pipeline, &previous, &next, story).await?;
-    if let (Ok(Some(call)), false) = (&outcome, transition) {
-        announce_write(ctx, pipeline, *call, &previous, generation).await?;
+    // A repair of drift is always told; other writes only when no transition Event tells them.
+    let drifted = previous.applied_generation == Some(generation);
+    if let Ok(Some(call)) = &outcome
+        && (drifted || !transition)
+    {
+        announce_write(ctx, pipeline, *call, drifted, generation).await?;
     }
     outcome.map_err(|error| Error::Reported(Box::new(error)))?;
     let interval = match phase {
@@ -174,11 +178,10 @@ async fn announce_write(
     ctx: &Context,
     pipeline: &EtlPipeline,
     call: Submit,
-    previous: &EtlPipelineStatus,
+    drifted: bool,
     generation: i64,
 ) -> Result<(), Error> {
     let id = pipeline_id(pipeline)?;
-    let drifted = previous.applied_generation == Some(generation);
     let (reason, note) = match call {
         _ if drifted => (
             "DriftCorrected",
