@@ -78,33 +78,56 @@ pub fn merge(
     generation: Option<i64>,
     now: &Time,
 ) -> Vec<Condition> {
-    let mut result: Vec<Condition> = wanted
-        .iter()
-        .map(|want| {
-            let previous = existing.iter().find(|c| c.type_ == want.type_);
-            let last_transition_time = match previous {
-                Some(previous) if previous.status == want.status.as_str() => {
-                    previous.last_transition_time.clone()
-                }
-                _ => now.clone(),
-            };
-            Condition {
-                type_: want.type_.to_string(),
-                status: want.status.as_str().to_string(),
-                reason: want.reason.to_string(),
-                message: want.message.clone(),
-                observed_generation: generation,
-                last_transition_time,
+    let updated = |want: &Wanted| {
+        let previous = existing.iter().find(|c| c.type_ == want.type_);
+        let last_transition_time = match previous {
+            Some(previous) if previous.status == want.status.as_str() => {
+                previous.last_transition_time.clone()
             }
+            _ => now.clone(),
+        };
+        Condition {
+            type_: want.type_.to_string(),
+            status: want.status.as_str().to_string(),
+            reason: want.reason.to_string(),
+            message: want.message.clone(),
+            observed_generation: generation,
+            last_transition_time,
+        }
+    };
+    // The existing order is kept, new types go last: server-side apply keeps
+    // a map list's stored order, so any other order would look like a change
+    // on every reconcile and be written again and again.
+    let mut result: Vec<Condition> = existing
+        .iter()
+        .map(|condition| match wanted.iter().find(|w| w.type_ == condition.type_) {
+            Some(want) => updated(want),
+            None => condition.clone(),
         })
         .collect();
-    result.extend(existing.iter().filter(|c| !wanted.iter().any(|w| w.type_ == c.type_)).cloned());
+    result.extend(wanted.iter().filter(|w| !existing.iter().any(|c| c.type_ == w.type_)).map(updated));
     result
 }
 
 /// The condition of `type_`, if present.
 pub fn find<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'a Condition> {
     conditions.iter().find(|c| c.type_ == type_)
+}
+
+#[cfg(test)]
+mod order_tests {
+    use super::*;
+
+    #[test]
+    fn the_stored_order_is_kept_and_new_types_go_last() {
+        let now = Time(k8s_openapi::jiff::Timestamp::from_second(1_000).unwrap());
+        let synced_first = merge(&[], &[Wanted::new("Synced", false, "Failed", "x")], Some(1), &now);
+        let wanted = [Wanted::new("Ready", true, "Fine", "ok"), Wanted::new("Synced", true, "Done", "ok")];
+        let merged = merge(&synced_first, &wanted, Some(1), &now);
+        let types: Vec<&str> = merged.iter().map(|c| c.type_.as_str()).collect();
+        assert_eq!(types, ["Synced", "Ready"]);
+        assert_eq!(merge(&merged, &wanted, Some(1), &now), merged, "a second merge changes nothing");
+    }
 }
 
 #[cfg(test)]
