@@ -42,6 +42,16 @@ async fn create_services(s: &Scenario) {
     }
 }
 
+async fn wait_services_ready(s: &Scenario) {
+    for service in objects::examples(&SERVICE_KINDS) {
+        let (kind, name) = (objects::kind_of(&service), name_of(&service));
+        objects::wait_status::<conveyor_etl_operator::crd::ServiceStatus>(s, &kind, &name, "Ready", |st| {
+            st.phase == Some(Phase::Ready)
+        })
+        .await;
+    }
+}
+
 async fn wait_pipeline(
     s: &Scenario,
     what: &str,
@@ -469,16 +479,7 @@ async fn a_thousand_reconciles_of_an_unchanged_ready_pipeline_and_its_services_w
 async fn a_submission_whose_reply_is_lost_with_the_leader_lands_exactly_once() {
     let s = ready_cluster("pl-crash").await;
     create_services(&s).await;
-    for service in objects::examples(&SERVICE_KINDS) {
-        objects::wait_status::<conveyor_etl_operator::crd::ServiceStatus>(
-            &s,
-            &objects::kind_of(&service),
-            &name_of(&service),
-            "Ready",
-            |st| st.phase == Some(Phase::Ready),
-        )
-        .await;
-    }
+    wait_services_ready(&s).await;
     // The leader commits the create, then dies before answering.
     let leader = s.kubelet.sim.leader().expect("a leader");
     s.kubelet.sim.crash_after_next_write();
@@ -512,16 +513,7 @@ async fn two_clusters_and_no_reference_name_both_and_the_pipeline_waits() {
 #[tokio::test]
 async fn kubectl_get_conveyor_shows_the_example_set_ready() {
     let s = ready_example_set("pl-kubectl").await;
-    for service in objects::examples(&SERVICE_KINDS) {
-        objects::wait_status::<conveyor_etl_operator::crd::ServiceStatus>(
-            &s,
-            &objects::kind_of(&service),
-            &name_of(&service),
-            "Ready",
-            |st| st.phase == Some(Phase::Ready),
-        )
-        .await;
-    }
+    wait_services_ready(&s).await;
     // A discovery cache of its own: one filled before the CRDs were served lacks the category.
     let cache_dir = format!("--cache-dir={}", std::env::temp_dir().join(&s.namespace).display());
     let output = support::kubectl(
