@@ -92,12 +92,13 @@ pub struct EtlPipelineStatus {
     /// The pipeline version the router holds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub router_version: Option<u64>,
-    /// Conditions: Ready, ReferencesResolved, Submitted, ...
-    /// Per stage, in pipeline order: the service it runs on, where that
-    /// listens and its partitions (from the router's registry), and the
-    /// router's figures for the stage (refreshed at most once per stats interval).
+    /// Per stage, in pipeline order, once the router holds the pipeline: the
+    /// service it runs on, where that service is registered and its
+    /// partitions (from the service's status), and the router's figures for
+    /// the stage (refreshed at most once per stats interval).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub stages: Vec<PipelineStage>,
+    /// Conditions: Ready, Progressing, Degraded, ReferencesResolved, Synced.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(schema_with = "conditions_schema")]
     pub conditions: Vec<Condition>,

@@ -115,28 +115,23 @@ pub fn find<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'a Conditio
 }
 
 #[cfg(test)]
-mod order_tests {
-    use super::*;
-
-    #[test]
-    fn the_stored_order_is_kept_and_new_types_go_last() {
-        let now = Time(k8s_openapi::jiff::Timestamp::from_second(1_000).unwrap());
-        let synced_first = merge(&[], &[Wanted::new("Synced", false, "Failed", "x")], Some(1), &now);
-        let wanted = [Wanted::new("Ready", true, "Fine", "ok"), Wanted::new("Synced", true, "Done", "ok")];
-        let merged = merge(&synced_first, &wanted, Some(1), &now);
-        let types: Vec<&str> = merged.iter().map(|c| c.type_.as_str()).collect();
-        assert_eq!(types, ["Synced", "Ready"]);
-        assert_eq!(merge(&merged, &wanted, Some(1), &now), merged, "a second merge changes nothing");
-    }
-}
-
-#[cfg(test)]
 mod tests {
     use super::*;
     use k8s_openapi::jiff::Timestamp;
 
     fn at(seconds: i64) -> Time {
         Time(Timestamp::from_second(seconds).unwrap())
+    }
+
+    #[test]
+    fn the_stored_order_is_kept_and_new_types_go_last() {
+        let now = at(1_000);
+        let synced_first = merge(&[], &[Wanted::new("Synced", false, "Failed", "x")], Some(1), &now);
+        let wanted = [Wanted::new("Ready", true, "Fine", "ok"), Wanted::new("Synced", true, "Done", "ok")];
+        let merged = merge(&synced_first, &wanted, Some(1), &now);
+        let types: Vec<&str> = merged.iter().map(|c| c.type_.as_str()).collect();
+        assert_eq!(types, ["Synced", "Ready"]);
+        assert_eq!(merge(&merged, &wanted, Some(1), &now), merged, "a second merge changes nothing");
     }
 
     #[test]
