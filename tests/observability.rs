@@ -3,7 +3,8 @@
 //! trace reaches a real OTLP receiver (gRPC or HTTP/protobuf); `/metrics`
 //! parses and tells the transitions and the objects per phase as they
 //! change; a collector that is down costs one warning, not reconciles; no
-//! exporter means no trace id; a watch that fails is counted.
+//! exporter means no trace id; a watch that fails is counted; the seed's
+//! pipeline submission is one trace from its reconcile into the router.
 
 mod support;
 
@@ -14,11 +15,14 @@ use k8s_openapi::api::events::v1::Event;
 use kube::Api;
 use kube::api::ListParams;
 
+use support::kubelet::FakeKubelet;
 use support::operator_process::OperatorProcess;
-use support::otlp::{self, Spans};
+use support::otlp::{self, ReceivedSpan, Spans};
 use support::{ControlPlane, eventually, kubectl_ok, repo_path, shared_with_crds, test_namespace};
 
 const DEADLINE: Duration = Duration::from_secs(60);
+/// Formation, registration and submission of the whole seed, on a shared machine.
+const SEED_READY: Duration = Duration::from_secs(180);
 
 /// Creates a fresh namespace on the shared control plane.
 async fn namespace(plane: &ControlPlane, prefix: &str) -> String {
@@ -204,6 +208,169 @@ async fn transitions_link_to_exported_traces_and_metrics_follow_the_objects() {
         value(s, &objects("Provisioning")) == Some(0.0)
     })
     .await;
+}
+
+/// `kubectl get <kind> <name>`'s `.status.phase`, empty when there is none yet.
+fn phase(plane: &ControlPlane, namespace: &str, kind: &str, name: &str) -> String {
+    let output =
+        support::kubectl(plane, &["get", "-n", namespace, kind, name, "-o", "jsonpath={.status.phase}"]);
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// `(trace id, parent span id)` of a W3C `traceparent`, `00-<trace>-<span>-<flags>`.
+fn traceparent_ids(traceparent: &str) -> (String, String) {
+    let parts: Vec<&str> = traceparent.split('-').collect();
+    assert!(parts.len() == 4 && parts[0] == "00", "not a W3C traceparent: {traceparent:?}");
+    (parts[1].to_owned(), parts[2].to_owned())
+}
+
+/// The span with id `id`, if it arrived.
+fn span_by_id<'a>(spans: &'a [ReceivedSpan], id: &str) -> Option<&'a ReceivedSpan> {
+    spans.iter().find(|span| span.span_id == id)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_seeds_pipeline_submission_is_one_trace_from_reconcile_into_the_router() {
+    let plane = shared_with_crds();
+    let namespace = namespace(plane, "obs-seed").await;
+    let (address, spans) = otlp::grpc_receiver().await;
+    let kubelet = FakeKubelet::start(plane.client().await, &namespace, "my-cluster", 50051).await;
+    let operator = OperatorProcess::start(
+        plane,
+        &namespace,
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{address}")),
+            ("OTEL_BSP_SCHEDULE_DELAY", "100".into()),
+        ],
+        &[],
+    );
+    apply_seed(plane, &namespace);
+    let services = repo_path("deploy/examples/services.yaml");
+    kubectl_ok(plane, &["apply", "-n", &namespace, "-f", services.to_str().unwrap()]);
+    let objects = [
+        ("EtlRouterCluster", "my-cluster"),
+        ("EtlSource", "kafka-users"),
+        ("EtlTransform", "filter-active"),
+        ("EtlTransform", "enrich-geo"),
+        ("EtlSink", "clickhouse-analytics"),
+        ("EtlPipeline", "user-analytics"),
+    ];
+    for (kind, name) in objects {
+        eventually(SEED_READY, &format!("{kind} {name} Ready"), || {
+            std::future::ready((phase(plane, &namespace, kind, name) == "Ready").then_some(()))
+        })
+        .await;
+    }
+
+    // The router saw the submission with a traceparent; its span arrived,
+    // and is a router_call inside the pipeline's reconcile.
+    let submitted = kubelet.sim.traceparents("CreatePipeline");
+    assert_eq!(submitted.len(), 1, "one submission: {submitted:?}");
+    let (trace, call_span) = traceparent_ids(&submitted[0]);
+    let in_trace = eventually(DEADLINE, "the submission's spans at the receiver", || {
+        let in_trace: Vec<ReceivedSpan> =
+            spans.all().into_iter().filter(|span| span.trace_id == trace).collect();
+        let complete = in_trace.iter().any(|span| span.span_id == call_span)
+            && in_trace.iter().any(|span| span.name == "reconcile");
+        std::future::ready(complete.then_some(in_trace))
+    })
+    .await;
+    let call = span_by_id(&in_trace, &call_span).unwrap();
+    assert_eq!(call.name, "router_call");
+    assert_eq!(call.attributes.get("method").map(String::as_str), Some("CreatePipeline"));
+    assert_eq!(call.attributes.get("outcome").map(String::as_str), Some("ok"), "{call:?}");
+    assert!(call.attributes.contains_key("member") && call.attributes.contains_key("attempt"), "{call:?}");
+    let mut ancestors = Vec::new();
+    let mut parent = call.parent_span_id.clone();
+    while let Some(span) = span_by_id(&in_trace, &parent) {
+        ancestors.push(span.name.clone());
+        parent = span.parent_span_id.clone();
+        if span.name == "reconcile" {
+            assert_eq!(span.attributes.get("kind").map(String::as_str), Some("EtlPipeline"));
+            assert_eq!(span.attributes.get("object"), Some(&format!("{namespace}/user-analytics")));
+            assert_eq!(span.attributes.get("result").map(String::as_str), Some("ok"), "{span:?}");
+        }
+    }
+    let position = |name: &str| ancestors.iter().position(|a| a == name);
+    assert!(
+        position("reconcile_pipeline").is_some_and(|inner| position("reconcile") == Some(inner + 1)),
+        "the call sits inside the pipeline's reconcile: {ancestors:?}"
+    );
+
+    // Every kind's reconciles arrived as spans with their attributes, and each
+    // kind's machine reported a transition as a span event.
+    let all = spans.all();
+    let kind_spans = [
+        ("EtlRouterCluster", "reconcile_router_cluster"),
+        ("EtlSource", "reconcile_service"),
+        ("EtlTransform", "reconcile_service"),
+        ("EtlSink", "reconcile_service"),
+        ("EtlPipeline", "reconcile_pipeline"),
+    ];
+    for (kind, inner) in kind_spans {
+        let reconciles: Vec<&ReceivedSpan> = all
+            .iter()
+            .filter(|span| {
+                span.name == "reconcile" && span.attributes.get("kind").map(String::as_str) == Some(kind)
+            })
+            .collect();
+        assert!(!reconciles.is_empty(), "no reconcile span of {kind}");
+        for span in &reconciles {
+            for attribute in ["object", "generation", "result", "trace_id"] {
+                assert!(
+                    span.attributes.contains_key(attribute),
+                    "{kind}'s reconcile span lacks {attribute}: {span:?}"
+                );
+            }
+            assert_eq!(span.attributes["trace_id"], span.trace_id, "the recorded trace id is the span's own");
+        }
+        let transitions: Vec<&ReceivedSpan> = all
+            .iter()
+            .filter(|span| span.name == inner && reconciles.iter().any(|r| r.span_id == span.parent_span_id))
+            .filter(|span| span.events.iter().any(|e| e == "phase transition"))
+            .collect();
+        let into_ready =
+            transitions.iter().find(|span| span.attributes.get("phase").map(String::as_str) == Some("Ready"));
+        let into_ready =
+            into_ready.unwrap_or_else(|| panic!("no {inner} span of {kind} with a transition to Ready"));
+        for attribute in ["event", "from"] {
+            assert!(
+                into_ready.attributes.contains_key(attribute),
+                "{kind}'s {inner} lacks {attribute}: {into_ready:?}"
+            );
+        }
+    }
+
+    // `kubectl describe` of the pipeline names the trace of its move to Ready.
+    let described = kubectl_ok(plane, &["describe", "-n", &namespace, "etlpipeline", "user-analytics"]);
+    let exported = exported_traces(&spans);
+    let named: Vec<String> = described
+        .lines()
+        .filter(|line| line.contains("→ Ready"))
+        .filter_map(|line| trace_id_of(line.trim_end()))
+        .collect();
+    assert!(!named.is_empty(), "no transition Event with a trace in:\n{described}");
+    assert!(named.iter().all(|id| exported.contains(id)), "{named:?} not all exported");
+
+    // /metrics counts every kind in Ready, and the pipeline's transitions end in Ready.
+    let samples = scrape_until(&operator, "every kind counted in Ready", |s| {
+        kind_spans.iter().all(|(kind, _)| {
+            value(s, &format!(r#"conveyor_objects{{kind="{kind}",phase="Ready"}}"#)).is_some_and(|n| n >= 1.0)
+        })
+    })
+    .await;
+    assert_eq!(value(&samples, r#"conveyor_objects{kind="EtlTransform",phase="Ready"}"#), Some(2.0));
+    let into_ready: f64 = samples
+        .iter()
+        .filter(|(series, _)| {
+            series.starts_with(r#"conveyor_transitions_total{kind="EtlPipeline""#)
+                && series.ends_with(r#"to="Ready"}"#)
+        })
+        .map(|(_, n)| n)
+        .sum();
+    assert_eq!(into_ready, 1.0, "the pipeline went Ready once");
+    drop(operator);
+    kubelet.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
