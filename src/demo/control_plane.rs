@@ -32,16 +32,19 @@ const CONTROLLER_MANAGER_USER: &str = "system:kube-controller-manager";
 
 const START_DEADLINE: Duration = Duration::from_secs(90);
 
-/// Logs every write (not reads or watches) with who made it, so tests can
-/// count the API writes of one identity.
+/// Logs every request but watches with who made it, so tests can count
+/// the API writes of one identity and the benchmark its reads too.
 const AUDIT_POLICY: &str = r#"apiVersion: audit.k8s.io/v1
 kind: Policy
 omitStages: ["RequestReceived"]
 rules:
 - level: None
-  verbs: ["get", "list", "watch"]
+  verbs: ["watch"]
 - level: Metadata
 "#;
+
+/// The verbs that only read.
+const READ_VERBS: [&str; 3] = ["get", "list", "watch"];
 
 /// One write the API server handled, from its audit log.
 #[derive(Clone, Debug, serde::Deserialize)]
@@ -292,7 +295,7 @@ impl ControlPlane {
         let log = fs::read_to_string(self.dir.path().join("audit.log")).unwrap_or_default();
         log.lines()
             .filter_map(|line| serde_json::from_str::<AuditedWrite>(line).ok())
-            .filter(|entry| entry.user.username == user)
+            .filter(|entry| entry.user.username == user && !READ_VERBS.contains(&entry.verb.as_str()))
             .collect()
     }
 
@@ -350,6 +353,11 @@ impl ControlPlane {
     /// (name, process id) of every process it started, in start order.
     pub fn processes(&self) -> Vec<(&'static str, u32)> {
         self.processes.iter().map(|(name, child)| (*name, child.id())).collect()
+    }
+
+    /// The API server's audit log: every request but watches, as JSON lines.
+    pub fn audit_log(&self) -> PathBuf {
+        self.dir.path().join("audit.log")
     }
 
     pub fn dir(&self) -> &Path {

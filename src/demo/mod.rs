@@ -296,7 +296,7 @@ fn last_line(log: &Path) -> String {
     text.lines().rev().find(|line| !line.trim().is_empty()).unwrap_or("").chars().take(120).collect()
 }
 
-async fn install_crds(admin: &Client) -> anyhow::Result<()> {
+pub async fn install_crds(admin: &Client) -> anyhow::Result<()> {
     let api: Api<CustomResourceDefinition> = Api::all(admin.clone());
     for definition in crd::all() {
         api.patch(
@@ -317,7 +317,7 @@ async fn install_crds(admin: &Client) -> anyhow::Result<()> {
     }
 }
 
-async fn install_rbac(admin: &Client) -> anyhow::Result<()> {
+pub async fn install_rbac(admin: &Client) -> anyhow::Result<()> {
     let role: ClusterRole = serde_norway::from_str(CLUSTER_ROLE).context("deploy/rbac/cluster-role.yaml")?;
     let params = PatchParams::apply(FIELD_MANAGER).force();
     Api::<ClusterRole>::all(admin.clone())

@@ -327,6 +327,11 @@ impl SimCluster {
         self.shared.state().calls.get(method).copied().unwrap_or(0)
     }
 
+    /// How many calls of each method the nodes received (served or not).
+    pub fn call_counts(&self) -> std::collections::BTreeMap<String, u64> {
+        self.shared.state().calls.iter().map(|(method, n)| ((*method).to_owned(), *n)).collect()
+    }
+
     /// A stored pipeline's config and status.
     pub fn pipeline(&self, id: &str) -> Option<(PipelineConfig, PipelineStatus)> {
         self.shared.state().pipelines.get(id).map(|stored| (stored.config.clone(), stored.status.clone()))

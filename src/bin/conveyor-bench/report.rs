@@ -1,0 +1,159 @@
+//! The benchmark's figures, printed as one Markdown table with the targets
+//! beside them, and written to a file with the machine and the command.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use crate::audit::Requests;
+
+#[derive(Default)]
+pub struct Figures {
+    pub pipelines: usize,
+    pub services: usize,
+    pub floor: Duration,
+    pub to_ready: Duration,
+    pub run_requests: Requests,
+    pub run_router_calls: u64,
+    pub idle: Duration,
+    pub idle_requests: Requests,
+    pub idle_router_calls: Vec<(String, u64)>,
+    pub health_interval: Duration,
+    pub rss_ready_mib: f64,
+    pub edit_latencies: Vec<Duration>,
+    pub degraded_after: Option<Duration>,
+    pub restart_catch_up: Option<Duration>,
+    pub restart_requests: Requests,
+    pub large: Option<Large>,
+}
+
+pub struct Large {
+    pub pipelines: usize,
+    pub to_ready: Duration,
+    pub rss_mib: f64,
+}
+
+fn secs(d: Duration) -> String {
+    format!("{:.2} s", d.as_secs_f64())
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+fn verdict(met: bool) -> &'static str {
+    if met { "met" } else { "missed" }
+}
+
+impl Figures {
+    pub fn markdown(&self, command: &str, machine: &str) -> String {
+        let n = self.pipelines as f64;
+        let ratio = self.to_ready.as_secs_f64() / self.floor.as_secs_f64().max(f64::EPSILON);
+        let writes_per_pipeline = self.run_requests.writes() as f64 / n;
+        let minutes = self.idle.as_secs_f64() / 60.0;
+        let idle_calls: u64 = self.idle_router_calls.iter().map(|(_, calls)| calls).sum();
+        // Health polls: one GetClusterStatus per member per health interval.
+        let health_polls = 3.0 * self.idle.as_secs_f64() / self.health_interval.as_secs_f64();
+        let mut edits = self.edit_latencies.clone();
+        edits.sort();
+        let p99 = percentile(&edits, 99.0);
+        let mut out = String::new();
+        let _ = writeln!(out, "# Benchmark: conveyor-etl-operator on the local control plane\n");
+        let _ = writeln!(out, "Command: `{command}`  ");
+        let _ = writeln!(out, "Machine: {machine}\n");
+        let _ = writeln!(out, "| Figure | Measured | Target | |");
+        let _ = writeln!(out, "|---|---|---|---|");
+        let mut row = |figure: &str, measured: String, target: &str, met: Option<bool>| {
+            let _ =
+                writeln!(out, "| {figure} | {measured} | {target} | {} |", met.map(verdict).unwrap_or(""));
+        };
+        row("Pipelines (N) / services", format!("{} / {}", self.pipelines, self.services), "", None);
+        row("Floor: N sequential status applies", secs(self.floor), "", None);
+        row("Operator: first apply to all Ready", secs(self.to_ready), "", None);
+        row("Ratio operator / floor", format!("{ratio:.2}×"), "≤ 1.5×", Some(ratio <= 1.5));
+        row(
+            "API writes per pipeline, apply to Ready (Events included)",
+            format!("{writes_per_pipeline:.2}"),
+            "≤ 4",
+            Some(writes_per_pipeline <= 4.0),
+        );
+        row("Operator writes during the run, by kind", self.run_requests.describe_writes(), "", None);
+        row(
+            "Operator reads during the run (single-object GETs)",
+            format!("{} ({})", self.run_requests.reads(), self.run_requests.gets()),
+            "no per-object GETs",
+            Some((self.run_requests.gets() as f64) < n / 10.0),
+        );
+        row("Router calls during the run", self.run_router_calls.to_string(), "", None);
+        row(
+            &format!("Idle window ({}): API writes per minute", secs(self.idle)),
+            format!("{:.1}", self.idle_requests.writes() as f64 / minutes),
+            "0",
+            Some(self.idle_requests.writes() == 0),
+        );
+        row(
+            "Idle: router calls per minute (by method)",
+            format!(
+                "{:.1} ({})",
+                idle_calls as f64 / minutes,
+                self.idle_router_calls.iter().map(|(m, c)| format!("{c} {m}")).collect::<Vec<_>>().join(", ")
+            ),
+            &format!("health polls only (≈ {:.1}/min)", health_polls / minutes),
+            None,
+        );
+        row("RSS with N Ready", format!("{:.1} MiB", self.rss_ready_mib), "", None);
+        if let Some(large) = &self.large {
+            row(
+                &format!("RSS with {} pipelines watched", large.pipelines),
+                format!("{:.1} MiB", large.rss_mib),
+                "≤ 64 MiB",
+                Some(large.rss_mib <= 64.0),
+            );
+            row(
+                &format!("{} more pipelines to Ready", large.pipelines - self.pipelines),
+                secs(large.to_ready),
+                "",
+                None,
+            );
+        }
+        if let Some(catch_up) = self.restart_catch_up {
+            row(
+                "Restart with N Ready: caught up",
+                secs(catch_up),
+                "≤ 10 s",
+                Some(catch_up <= Duration::from_secs(10)),
+            );
+            row(
+                "Restart: API writes",
+                format!("{} ({})", self.restart_requests.writes(), self.restart_requests.describe_writes()),
+                "0",
+                Some(self.restart_requests.writes() == 0),
+            );
+        }
+        if let Some(degraded) = self.degraded_after {
+            let target = self.health_interval + Duration::from_secs(1);
+            row(
+                "Router node killed: Degraded after",
+                secs(degraded),
+                &format!("≤ {}", secs(target)),
+                Some(degraded <= target),
+            );
+        }
+        if !edits.is_empty() {
+            row(
+                &format!("Spec edit to router, p50 / p99 of {}", edits.len()),
+                format!(
+                    "{:.0} ms / {:.0} ms",
+                    percentile(&edits, 50.0).as_secs_f64() * 1e3,
+                    p99.as_secs_f64() * 1e3
+                ),
+                "p99 ≤ 200 ms",
+                Some(p99 <= Duration::from_millis(200)),
+            );
+        }
+        out
+    }
+}
