@@ -28,10 +28,10 @@ use tokio::task::JoinHandle;
 use conveyor_etl_operator::router::mapping::{METADATA_DLQ_MAX_RETRIES, pipeline_id};
 
 use support::control_plane::{ADMIN_USER, OPERATOR_USER};
-use support::objects::examples;
+use support::kubelet::FakeKubelet;
+use support::objects::{EXAMPLE_KINDS, api_in, example_set, examples, kind_of, not_ready, wait_all_ready};
 use support::operator::{client_as, shared_with_rbac};
 use support::operator_process::OperatorProcess;
-use support::kubelet::FakeKubelet;
 use support::{ControlPlane, eventually, kubectl_ok, repo_path, test_namespace};
 
 const LEASE: &str = "conveyor-etl-operator";
@@ -164,50 +164,6 @@ async fn wait_provisioning(admin: &Client, namespace: &str, name: &str) {
     .await;
 }
 
-/// The example set (a router cluster whose pods the fake kubelet runs, its
-/// services and the pipeline) as untyped objects, in creation order.
-fn example_set() -> Vec<DynamicObject> {
-    examples(&["EtlRouterCluster", "EtlSource", "EtlTransform", "EtlSink", "EtlPipeline"])
-}
-
-fn api_of(admin: &Client, namespace: &str, kind: &str) -> Api<DynamicObject> {
-    let resource = ApiResource::from_gvk(&GroupVersionKind::gvk("conveyor.etl", "v1", kind));
-    Api::namespaced_with(admin.clone(), namespace, &resource)
-}
-
-/// `None` when the object is Ready (phase Ready and condition Ready True),
-/// else what it shows instead.
-fn not_ready(object: &DynamicObject) -> Option<String> {
-    let status = &object.data["status"];
-    let condition = status["conditions"]
-        .as_array()
-        .and_then(|conditions| conditions.iter().find(|c| c["type"] == "Ready"))
-        .map(|c| format!("{}/{}", c["status"].as_str().unwrap_or("?"), c["reason"].as_str().unwrap_or("?")));
-    let ready = status["phase"] == "Ready" && condition.as_deref().is_some_and(|c| c.starts_with("True/"));
-    (!ready).then(|| format!("phase {} condition Ready {}", status["phase"], condition.unwrap_or_default()))
-}
-
-/// Waits until every object of the example set is Ready.
-async fn wait_all_ready(admin: &Client, namespace: &str) {
-    for object in example_set() {
-        let kind = object.types.as_ref().unwrap().kind.clone();
-        let name = object.metadata.name.clone().unwrap();
-        let api = api_of(admin, namespace, &kind);
-        let deadline = Instant::now() + DEADLINE;
-        loop {
-            let last = match api.get(&name).await {
-                Ok(object) => match not_ready(&object) {
-                    None => break,
-                    Some(shows) => shows,
-                },
-                Err(error) => error.to_string(),
-            };
-            assert!(Instant::now() < deadline, "{kind} {name} not Ready after {DEADLINE:?}: {last}");
-            tokio::time::sleep(Duration::from_millis(50)).await; // poll interval
-        }
-    }
-}
-
 /// Watches every kind of the example set and records each state an object
 /// shows that is not Ready (and each deletion), from the watches' first
 /// lists on: a status write that leaves Ready for a moment is a watch event,
@@ -221,11 +177,10 @@ impl ReadyWatch {
     async fn start(admin: &Client, namespace: &str) -> ReadyWatch {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let (listed, mut lists) = tokio::sync::mpsc::unbounded_channel();
-        let kinds = ["EtlRouterCluster", "EtlSource", "EtlTransform", "EtlSink", "EtlPipeline"];
-        let tasks = kinds
+        let tasks = EXAMPLE_KINDS
             .iter()
             .map(|kind| {
-                let events = watcher(api_of(admin, namespace, kind), watcher::Config::default());
+                let events = watcher(api_in(admin, namespace, kind), watcher::Config::default());
                 let (seen, listed, kind) = (seen.clone(), listed.clone(), kind.to_string());
                 tokio::spawn(async move {
                     let mut events = std::pin::pin!(events);
@@ -237,7 +192,9 @@ impl ReadyWatch {
                                     record(format!("{} {shows}", object.name_any()));
                                 }
                             }
-                            Ok(watcher::Event::Delete(object)) => record(format!("{} deleted", object.name_any())),
+                            Ok(watcher::Event::Delete(object)) => {
+                                record(format!("{} deleted", object.name_any()))
+                            }
                             Ok(watcher::Event::InitDone) => {
                                 let _ = listed.send(());
                             }
@@ -248,7 +205,7 @@ impl ReadyWatch {
                 })
             })
             .collect::<Vec<_>>();
-        for _ in kinds {
+        for _ in EXAMPLE_KINDS {
             tokio::time::timeout(DEADLINE, lists.recv()).await.expect("the watches' first lists").unwrap();
         }
         ReadyWatch { seen, tasks }
@@ -291,14 +248,16 @@ async fn the_standby_takes_over_a_killed_leader_and_every_resource_stays_ready()
     metric_becomes(leader, "conveyor_leader", 1.0, "the leader's conveyor_leader 1").await;
     metric_becomes(standby, "conveyor_leader", 0.0, "the standby's conveyor_leader 0").await;
     for object in example_set() {
-        let kind = object.types.as_ref().unwrap().kind.clone();
-        api_of(&admin, &namespace, &kind).create(&PostParams::default(), &object).await.unwrap();
+        api_in(&admin, &namespace, &kind_of(&object)).create(&PostParams::default(), &object).await.unwrap();
     }
     wait_all_ready(&admin, &namespace).await;
     // The standby has been up as long, with the same objects to reconcile:
     // it reconciled nothing and still does not lead.
     let standby_metrics = standby.metrics().unwrap();
-    assert!(!standby_metrics.contains("conveyor_reconciles_total{"), "the standby reconciled:\n{standby_metrics}");
+    assert!(
+        !standby_metrics.contains("conveyor_reconciles_total{"),
+        "the standby reconciled:\n{standby_metrics}"
+    );
     assert_eq!(sample(&standby_metrics, "conveyor_leader"), Some(0.0));
     assert_eq!(holder(&leases).await.as_deref(), Some(first.as_str()), "the lease changed hands");
     assert_eq!(
@@ -334,18 +293,25 @@ async fn the_standby_takes_over_a_killed_leader_and_every_resource_stays_ready()
     // its read and write of the Lease take.
     let took = acquired.duration_since(killed_at);
     let late = acquired.duration_since(expiry);
-    eprintln!("took over {took:#} after the kill ({late:#} after the claim ran out; seen by the test after {noticed:?})");
+    eprintln!(
+        "took over {took:#} after the kill ({late:#} after the claim ran out; seen by the test after {noticed:?})"
+    );
     assert!(took <= SignedDuration::from_millis(3000 + 1000), "took over {took:#} after the kill");
     assert!(late <= SignedDuration::from_millis(1000), "took over {late:#} after the claim ran out");
     metric_becomes(standby, "conveyor_leader", 1.0, "the new leader's conveyor_leader 1").await;
-    assert!(standby.lines().iter().any(|line| line.contains("acquired the lease")), "it never said so");
+    eventually(DEADLINE, "the new leader's 'acquired the lease' line", || {
+        std::future::ready(
+            standby.lines().iter().any(|line| line.contains("acquired the lease")).then_some(()),
+        )
+    })
+    .await;
 
     // The new leader reconciles every object and keeps checking their
     // health (every second here): two rounds of each, all still Ready.
-    let counts: Vec<(String, f64)> = ["EtlRouterCluster", "EtlSource", "EtlTransform", "EtlSink", "EtlPipeline"]
+    let counts: Vec<(String, f64)> = EXAMPLE_KINDS
         .iter()
         .map(|kind| {
-            let objects = example_set().iter().filter(|o| o.types.as_ref().unwrap().kind == *kind).count();
+            let objects = example_set().iter().filter(|o| kind_of(o) == *kind).count();
             (kind.to_string(), 2.0 * objects as f64)
         })
         .collect();
@@ -357,21 +323,25 @@ async fn the_standby_takes_over_a_killed_leader_and_every_resource_stays_ready()
     })
     .await;
     let metrics = standby.metrics().unwrap();
-    assert!(!metrics.contains("conveyor_reconcile_errors_total{"), "the new leader's reconciles failed:\n{metrics}");
+    assert!(
+        !metrics.contains("conveyor_reconcile_errors_total{"),
+        "the new leader's reconciles failed:\n{metrics}"
+    );
     let left_ready = watch.seen();
     assert!(left_ready.is_empty(), "left Ready during the takeover: {left_ready:#?}");
     drop(watch);
     wait_all_ready(&admin, &namespace).await;
 
     // The new leader acts: a changed pipeline reaches the router.
-    let pipelines = api_of(&admin, &namespace, "EtlPipeline");
+    let pipelines = api_in(&admin, &namespace, "EtlPipeline");
     let patch = serde_json::json!({"spec": {"dlq": {"maxRetries": 5}}});
     pipelines.patch("user-analytics", &PatchParams::default(), &Patch::Merge(patch)).await.unwrap();
     eventually(DEADLINE, "the changed pipeline Ready at generation 2 on the router", || async {
         let pipeline = pipelines.get("user-analytics").await.ok()?;
         let applied = pipeline.data["status"]["appliedGeneration"] == 2 && not_ready(&pipeline).is_none();
         let (config, _) = kubelet.sim.pipeline(&pipeline_id(&namespace, "user-analytics"))?;
-        (applied && config.metadata.get(METADATA_DLQ_MAX_RETRIES).map(String::as_str) == Some("5")).then_some(())
+        (applied && config.metadata.get(METADATA_DLQ_MAX_RETRIES).map(String::as_str) == Some("5"))
+            .then_some(())
     })
     .await;
     kubelet.stop().await;
