@@ -20,8 +20,8 @@ use serde_json::Value;
 use conveyor_etl_operator::crd::{ClusterPhase, EtlRouterCluster};
 use support::control_plane::install_crypto_provider;
 use support::kubelet::FakeKubelet;
+use support::objects::{api_in, example_set, kind_of, name_of, wait_all_ready};
 use support::operator::RunningOperator;
-use support::scenario::{FORM_TIMEOUT, phase_of, seed_cluster};
 use support::tools::{
     assert_least_privilege, assert_restricted_operator_deployment, helm, helm_ok, kubectl_new_ok, rules,
     yaml_documents,
@@ -309,7 +309,7 @@ async fn service_account_client(plane: &ControlPlane) -> Client {
 }
 
 #[tokio::test]
-async fn the_charts_service_account_runs_the_operator_to_ready_and_cannot_read_secrets() {
+async fn the_charts_service_account_takes_the_example_set_to_ready_and_cannot_read_secrets() {
     let plane = installed();
     let admin = plane.client().await;
     let client = service_account_client(plane).await;
@@ -324,17 +324,17 @@ async fn the_charts_service_account_runs_the_operator_to_ready_and_cannot_read_s
     let all_secrets: Api<Secret> = Api::all(client.clone());
     assert!(all_secrets.get_opt("anything").await.is_err(), "a cluster-wide Secret read was allowed");
 
-    // Its ClusterRole is enough for a router cluster's whole formation.
+    // Its ClusterRole is enough to take the whole example set to Ready: the
+    // router cluster's formation, the services' registration and the pipeline.
     let _kubelet = FakeKubelet::start(admin.clone(), &namespace, "my-cluster", 50051).await;
     let operator = RunningOperator::start_with_client(client, &namespace);
+    for object in example_set() {
+        api_in(&admin, &namespace, &kind_of(&object)).create(&Default::default(), &object).await.unwrap();
+    }
+    wait_all_ready(&admin, &namespace).await;
     let clusters: Api<EtlRouterCluster> = Api::namespaced(admin.clone(), &namespace);
-    clusters.create(&Default::default(), &seed_cluster("my-cluster")).await.unwrap();
-    let ready = eventually(FORM_TIMEOUT, "the cluster Ready under the chart's service account", || async {
-        let cluster = clusters.get("my-cluster").await.ok()?;
-        (phase_of(&cluster) == Some(ClusterPhase::Ready)).then_some(cluster)
-    })
-    .await;
-    let status = ready.status.unwrap();
+    let status = clusters.get("my-cluster").await.unwrap().status.unwrap();
+    assert_eq!(status.phase, Some(ClusterPhase::Ready));
     assert_eq!(status.ready_replicas, Some(3));
     assert!(
         status.conditions.iter().any(|c| c.type_ == "Synced" && c.status == "True"),
@@ -345,6 +345,10 @@ async fn the_charts_service_account_runs_the_operator_to_ready_and_cannot_read_s
     let user = format!("system:serviceaccount:{NAMESPACE}:{RELEASE}");
     let writes = plane.writes_by(&user);
     assert!(writes.iter().any(|w| w.request_uri.contains("/statefulsets")), "no StatefulSet write by {user}");
+    for object in example_set() {
+        let status = format!("/{}s/{}/status", kind_of(&object).to_lowercase(), name_of(&object));
+        assert!(writes.iter().any(|w| w.request_uri.contains(&status)), "no {status} write by {user}");
+    }
     let refused: Vec<_> = writes
         .iter()
         .filter(|w| w.response_status.as_ref().and_then(|s| s["code"].as_u64()) == Some(403))

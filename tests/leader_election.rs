@@ -2,29 +2,42 @@
 //! control plane, each as the `operator` user under deploy/rbac's ClusterRole
 //! plus deploy/operator's lease Role (so those rules are proven enough). One
 //! leads and reconciles, the other stands by and reconciles nothing; the
-//! standby takes over when the leader is killed (once the Lease expires) or
-//! at once when the leader is stopped with SIGTERM (it releases the Lease);
-//! a leader whose Lease is taken from it stops with a non-zero exit code.
+//! standby takes over when the leader is killed (once the Lease expires, with
+//! the whole example set, its router cluster run by the fake kubelet and
+//! simulated router nodes, staying Ready throughout) or at once when the
+//! leader is stopped with SIGTERM (it releases the Lease); a leader whose
+//! Lease is taken from it stops with a non-zero exit code.
 
 mod support;
 
 use std::io::Write;
 use std::process::Stdio;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use futures::StreamExt;
 use k8s_openapi::api::coordination::v1::Lease;
-use kube::api::{DynamicObject, PostParams};
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use kube::api::{DynamicObject, Patch, PatchParams, PostParams};
 use kube::core::GroupVersionKind;
 use kube::discovery::ApiResource;
-use kube::{Api, Client};
+use kube::runtime::watcher;
+use kube::{Api, Client, ResourceExt};
+use tokio::task::JoinHandle;
+
+use conveyor_etl_operator::router::mapping::{METADATA_DLQ_MAX_RETRIES, pipeline_id};
 
 use support::control_plane::{ADMIN_USER, OPERATOR_USER};
-use support::objects::examples;
+use support::kubelet::FakeKubelet;
+use support::objects::{EXAMPLE_KINDS, api_in, example_set, examples, kind_of, not_ready, wait_all_ready};
 use support::operator::{client_as, shared_with_rbac};
 use support::operator_process::OperatorProcess;
 use support::{ControlPlane, eventually, kubectl_ok, repo_path, test_namespace};
 
 const LEASE: &str = "conveyor-etl-operator";
+/// The failover test's timing: a 3 s Lease, tried and renewed every 500 ms.
+const LEASE_DURATION: &str = "3s";
+const RETRY_PERIOD: &str = "500ms";
 const DEADLINE: Duration = Duration::from_secs(60);
 
 /// A namespace where the `operator` user may also use Leases, through the
@@ -77,6 +90,9 @@ fn candidates(
                 ("CONVEYOR_LEASE_DURATION", timing[0].to_owned()),
                 ("CONVEYOR_RENEW_DEADLINE", timing[1].to_owned()),
                 ("CONVEYOR_RETRY_PERIOD", timing[2].to_owned()),
+                // Settled objects are checked every second, so a takeover
+                // is followed by several rounds of checks in a short test.
+                ("CONVEYOR_HEALTH_INTERVAL", "1s".to_owned()),
             ],
             &["--log-format", "text"],
         )
@@ -148,33 +164,100 @@ async fn wait_provisioning(admin: &Client, namespace: &str, name: &str) {
     .await;
 }
 
-const RECONCILES: &str = r#"conveyor_reconciles_total{kind="EtlRouterCluster"}"#;
+/// Watches every kind of the example set and records each state an object
+/// shows that is not Ready (and each deletion), from the watches' first
+/// lists on: a status write that leaves Ready for a moment is a watch event,
+/// so none goes unseen, however short.
+struct ReadyWatch {
+    seen: Arc<Mutex<Vec<String>>>,
+    tasks: Vec<JoinHandle<()>>,
+}
 
-/// One leads and reconciles, the other reconciles nothing; `kill -9` of the
-/// leader hands over once the Lease expires, and the new leader reconciles.
+impl ReadyWatch {
+    async fn start(admin: &Client, namespace: &str) -> ReadyWatch {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let (listed, mut lists) = tokio::sync::mpsc::unbounded_channel();
+        let tasks = EXAMPLE_KINDS
+            .iter()
+            .map(|kind| {
+                let events = watcher(api_in(admin, namespace, kind), watcher::Config::default());
+                let (seen, listed, kind) = (seen.clone(), listed.clone(), kind.to_string());
+                tokio::spawn(async move {
+                    let mut events = std::pin::pin!(events);
+                    while let Some(event) = events.next().await {
+                        let record = |what: String| seen.lock().unwrap().push(format!("{kind} {what}"));
+                        match event {
+                            Ok(watcher::Event::Apply(object) | watcher::Event::InitApply(object)) => {
+                                if let Some(shows) = not_ready(&object) {
+                                    record(format!("{} {shows}", object.name_any()));
+                                }
+                            }
+                            Ok(watcher::Event::Delete(object)) => {
+                                record(format!("{} deleted", object.name_any()))
+                            }
+                            Ok(watcher::Event::InitDone) => {
+                                let _ = listed.send(());
+                            }
+                            Ok(watcher::Event::Init) => {}
+                            Err(error) => record(format!("watch error {error}")),
+                        }
+                    }
+                })
+            })
+            .collect::<Vec<_>>();
+        for _ in EXAMPLE_KINDS {
+            tokio::time::timeout(DEADLINE, lists.recv()).await.expect("the watches' first lists").unwrap();
+        }
+        ReadyWatch { seen, tasks }
+    }
+
+    /// Everything not Ready seen so far.
+    fn seen(&self) -> Vec<String> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+impl Drop for ReadyWatch {
+    fn drop(&mut self) {
+        self.tasks.iter().for_each(JoinHandle::abort);
+    }
+}
+
+/// The sum of `conveyor_reconciles_total` of `kind`, 0 when it has none yet.
+fn reconciles(metrics: &str, kind: &str) -> f64 {
+    sample(metrics, &format!(r#"conveyor_reconciles_total{{kind="{kind}"}}"#)).unwrap_or(0.0)
+}
+
+/// The full example set goes Ready under one leader while the standby
+/// reconciles nothing; `kill -9` of the leader: the standby takes the Lease
+/// once the leader's claim has run out (not before), within the lease
+/// duration and its own retry period of the kill, and every object stays
+/// Ready throughout, through the new leader's first reconciles and health
+/// checks; the new leader then carries a spec change to the router.
 #[tokio::test(flavor = "multi_thread")]
-async fn one_leads_and_the_standby_takes_over_when_the_leader_is_killed() {
+async fn the_standby_takes_over_a_killed_leader_and_every_resource_stays_ready() {
     let plane = shared_with_rbac();
     let admin = client_as(plane, ADMIN_USER).await;
     let namespace = namespace(plane, &admin, "leader-kill").await;
+    let kubelet = FakeKubelet::start(admin.clone(), &namespace, "my-cluster", 50051).await;
     let kubeconfig = operator_kubeconfig(plane);
-    let (mut a, mut b) = candidates(plane, &kubeconfig, &namespace, ["3s", "2s", "500ms"]);
+    let (mut a, mut b) = candidates(plane, &kubeconfig, &namespace, [LEASE_DURATION, "2s", RETRY_PERIOD]);
     let leases: Api<Lease> = Api::namespaced(admin.clone(), &namespace);
     let (leader, standby, first) = leader_and_standby(&leases, &mut a, &mut b).await;
 
     metric_becomes(leader, "conveyor_leader", 1.0, "the leader's conveyor_leader 1").await;
     metric_becomes(standby, "conveyor_leader", 0.0, "the standby's conveyor_leader 0").await;
-    create_cluster(&admin, &namespace, "first").await;
-    wait_provisioning(&admin, &namespace, "first").await;
-    // A reconcile is counted when it ends, just after it wrote the status.
-    eventually(DEADLINE, "the leader's counted reconcile", || {
-        std::future::ready(leader.metrics().filter(|text| sample(text, RECONCILES).is_some()).map(|_| ()))
-    })
-    .await;
-    // The standby has been up as long, with the same object to reconcile:
+    for object in example_set() {
+        api_in(&admin, &namespace, &kind_of(&object)).create(&PostParams::default(), &object).await.unwrap();
+    }
+    wait_all_ready(&admin, &namespace).await;
+    // The standby has been up as long, with the same objects to reconcile:
     // it reconciled nothing and still does not lead.
     let standby_metrics = standby.metrics().unwrap();
-    assert_eq!(sample(&standby_metrics, RECONCILES), None, "the standby reconciled:\n{standby_metrics}");
+    assert!(
+        !standby_metrics.contains("conveyor_reconciles_total{"),
+        "the standby reconciled:\n{standby_metrics}"
+    );
     assert_eq!(sample(&standby_metrics, "conveyor_leader"), Some(0.0));
     assert_eq!(holder(&leases).await.as_deref(), Some(first.as_str()), "the lease changed hands");
     assert_eq!(
@@ -183,23 +266,85 @@ async fn one_leads_and_the_standby_takes_over_when_the_leader_is_killed() {
     );
     assert_eq!(leader.get("/readyz").map(|(code, body)| (code, body.contains("leading"))), Some((200, true)));
 
+    let watch = ReadyWatch::start(&admin, &namespace).await;
+    let killed_at = Timestamp::now();
     leader.kill();
     let killed = Instant::now();
-    let second = eventually(DEADLINE, "the standby to take the Lease", || async {
+    // The leader is gone: this is its last renewal.
+    let last = leases.get(LEASE).await.unwrap().spec.unwrap();
+    assert_eq!(last.holder_identity.as_deref(), Some(first.as_str()));
+    let duration = SignedDuration::from_secs(i64::from(last.lease_duration_seconds.unwrap()));
+    assert_eq!(duration, SignedDuration::from_secs(3));
+    let expiry = last.renew_time.unwrap().0 + duration;
+
+    eventually(DEADLINE, "the standby to take the Lease", || async {
         holder(&leases).await.filter(|holder| *holder != first)
     })
     .await;
-    let took = killed.elapsed();
-    // Lease duration 3 s, counted from the last renewal (at most one retry
-    // period before the kill), then at most one retry period (jittered) more.
-    assert!(took < Duration::from_secs(6), "took over after {took:?}");
+    let noticed = killed.elapsed();
     let lease = leases.get(LEASE).await.unwrap().spec.unwrap();
     assert_eq!(lease.lease_transitions, Some(1), "{lease:?}");
     assert_eq!(lease.lease_duration_seconds, Some(3));
+    let acquired = lease.acquire_time.unwrap().0;
+    // Not before the dead leader's claim ran out...
+    assert!(acquired >= expiry, "taken at {acquired}, before the claim ran out at {expiry}");
+    // ...and within the lease duration of the kill, plus the standby's own
+    // retry period (it looks every 500 ms, jittered up to 20 %) and the time
+    // its read and write of the Lease take.
+    let took = acquired.duration_since(killed_at);
+    let late = acquired.duration_since(expiry);
+    eprintln!(
+        "took over {took:#} after the kill ({late:#} after the claim ran out; seen by the test after {noticed:?})"
+    );
+    assert!(took <= SignedDuration::from_millis(3000 + 1000), "took over {took:#} after the kill");
+    assert!(late <= SignedDuration::from_millis(1000), "took over {late:#} after the claim ran out");
     metric_becomes(standby, "conveyor_leader", 1.0, "the new leader's conveyor_leader 1").await;
-    create_cluster(&admin, &namespace, "second").await;
-    wait_provisioning(&admin, &namespace, "second").await;
-    assert!(standby.lines().iter().any(|line| line.contains("acquired the lease")), "{second} never said so");
+    eventually(DEADLINE, "the new leader's 'acquired the lease' line", || {
+        std::future::ready(
+            standby.lines().iter().any(|line| line.contains("acquired the lease")).then_some(()),
+        )
+    })
+    .await;
+
+    // The new leader reconciles every object and keeps checking their
+    // health (every second here): two rounds of each, all still Ready.
+    let counts: Vec<(String, f64)> = EXAMPLE_KINDS
+        .iter()
+        .map(|kind| {
+            let objects = example_set().iter().filter(|o| kind_of(o) == *kind).count();
+            (kind.to_string(), 2.0 * objects as f64)
+        })
+        .collect();
+    eventually(DEADLINE, "two rounds of the new leader's reconciles of every object", || {
+        let metrics = standby.metrics();
+        std::future::ready(
+            metrics.filter(|text| counts.iter().all(|(kind, at_least)| reconciles(text, kind) >= *at_least)),
+        )
+    })
+    .await;
+    let metrics = standby.metrics().unwrap();
+    assert!(
+        !metrics.contains("conveyor_reconcile_errors_total{"),
+        "the new leader's reconciles failed:\n{metrics}"
+    );
+    let left_ready = watch.seen();
+    assert!(left_ready.is_empty(), "left Ready during the takeover: {left_ready:#?}");
+    drop(watch);
+    wait_all_ready(&admin, &namespace).await;
+
+    // The new leader acts: a changed pipeline reaches the router.
+    let pipelines = api_in(&admin, &namespace, "EtlPipeline");
+    let patch = serde_json::json!({"spec": {"dlq": {"maxRetries": 5}}});
+    pipelines.patch("user-analytics", &PatchParams::default(), &Patch::Merge(patch)).await.unwrap();
+    eventually(DEADLINE, "the changed pipeline Ready at generation 2 on the router", || async {
+        let pipeline = pipelines.get("user-analytics").await.ok()?;
+        let applied = pipeline.data["status"]["appliedGeneration"] == 2 && not_ready(&pipeline).is_none();
+        let (config, _) = kubelet.sim.pipeline(&pipeline_id(&namespace, "user-analytics"))?;
+        (applied && config.metadata.get(METADATA_DLQ_MAX_RETRIES).map(String::as_str) == Some("5"))
+            .then_some(())
+    })
+    .await;
+    kubelet.stop().await;
 }
 
 /// SIGTERM: the leader drains, releases the Lease and exits 0; the standby

@@ -4,7 +4,7 @@
 //! that IP, exactly where the operator will look for it.
 
 use std::collections::HashSet;
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -34,15 +34,29 @@ pub struct FakeKubelet {
     knobs: Arc<Knobs>,
     task: JoinHandle<()>,
     subnet: [u8; 2],
+    /// Holds the subnet for as long as this kubelet lives.
+    _claim: TcpListener,
     client: Client,
     namespace: String,
 }
 
-/// A /24 of loopback addresses no other test in this process uses.
-pub fn unique_subnet() -> [u8; 2] {
+/// A /24 of loopback addresses (`127.a.b.0/24`) no other fake kubelet uses
+/// while this one lives, in this process or another (test binaries of
+/// several checkouts may share a machine): claimed by listening on its `.1`
+/// at `port` (pods get `.10` and up), so a subnet in use elsewhere fails to
+/// bind and the next one is tried.
+fn claim_subnet(port: u16) -> ([u8; 2], TcpListener) {
     static NEXT: AtomicU32 = AtomicU32::new(0);
-    let n = NEXT.fetch_add(1, Ordering::Relaxed) + (std::process::id() % 200) * 256;
-    [10 + (n / 256 % 240) as u8, (n % 256) as u8]
+    let mut last = None;
+    for _ in 0..240 * 256 {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed) + (std::process::id() % 200) * 256;
+        let subnet = [10 + (n / 256 % 240) as u8, (n % 256) as u8];
+        match TcpListener::bind((Ipv4Addr::new(127, subnet[0], subnet[1], 1), port)) {
+            Ok(claim) => return (subnet, claim),
+            Err(error) => last = Some(error),
+        }
+    }
+    panic!("no free loopback subnet for simulated router nodes: {last:?}")
 }
 
 pub fn pod_ip(subnet: [u8; 2], ordinal: u32) -> Ipv4Addr {
@@ -54,7 +68,7 @@ impl FakeKubelet {
         let sim =
             Arc::new(SimCluster::start(Vec::new(), SimOptions::default()).await.expect("start simulator"));
         let knobs = Arc::new(Knobs { ready_below: AtomicU32::new(u32::MAX), ..Knobs::default() });
-        let subnet = unique_subnet();
+        let (subnet, claim) = claim_subnet(grpc_port);
         let task = tokio::spawn(run(
             client.clone(),
             namespace.to_string(),
@@ -64,7 +78,7 @@ impl FakeKubelet {
             sim.clone(),
             knobs.clone(),
         ));
-        FakeKubelet { sim, knobs, task, subnet, client, namespace: namespace.to_string() }
+        FakeKubelet { sim, knobs, task, subnet, _claim: claim, client, namespace: namespace.to_string() }
     }
 
     /// Starts only pods with an ordinal below `limit` from now on.

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use k8s_openapi::api::events::v1::Event as KubeEvent;
+use kube::Client;
 use kube::api::{Api, DynamicObject, ListParams, PostParams};
 use kube::core::GroupVersionKind;
 use kube::discovery::ApiResource;
@@ -26,6 +27,59 @@ pub fn examples(kinds: &[&str]) -> Vec<DynamicObject> {
 
 pub const SERVICE_KINDS: [&str; 3] = ["EtlSource", "EtlTransform", "EtlSink"];
 
+/// Every kind of the example set, the router cluster first.
+pub const EXAMPLE_KINDS: [&str; 5] =
+    ["EtlRouterCluster", "EtlSource", "EtlTransform", "EtlSink", "EtlPipeline"];
+
+/// The whole example set: the router cluster `my-cluster`, the services and
+/// the pipeline `user-analytics`, in the order to create them.
+pub fn example_set() -> Vec<DynamicObject> {
+    let mut set = examples(&EXAMPLE_KINDS);
+    set.sort_by_key(|object| EXAMPLE_KINDS.iter().position(|kind| *kind == kind_of(object)));
+    set
+}
+
+/// `kind` in `namespace`, with `client`'s credentials.
+pub fn api_in(client: &Client, namespace: &str, kind: &str) -> Api<DynamicObject> {
+    let resource = ApiResource::from_gvk(&GroupVersionKind::gvk("conveyor.etl", "v1", kind));
+    Api::namespaced_with(client.clone(), namespace, &resource)
+}
+
+/// `None` when the object is Ready (phase Ready and its Ready condition
+/// True), else what it shows instead.
+pub fn not_ready(object: &DynamicObject) -> Option<String> {
+    let status = &object.data["status"];
+    let condition = status["conditions"]
+        .as_array()
+        .and_then(|conditions| conditions.iter().find(|c| c["type"] == "Ready"))
+        .map(|c| format!("{}/{}", c["status"].as_str().unwrap_or("?"), c["reason"].as_str().unwrap_or("?")));
+    let ready = status["phase"] == "Ready" && condition.as_deref().is_some_and(|c| c.starts_with("True/"));
+    (!ready).then(|| format!("phase {} condition Ready {}", status["phase"], condition.unwrap_or_default()))
+}
+
+/// Waits until every object of the example set in `namespace` is Ready.
+pub async fn wait_all_ready(client: &Client, namespace: &str) {
+    for object in example_set() {
+        let (kind, name) = (kind_of(&object), name_of(&object));
+        let api = api_in(client, namespace, &kind);
+        let deadline = tokio::time::Instant::now() + FORM_TIMEOUT;
+        loop {
+            let last = match api.get(&name).await {
+                Ok(object) => match not_ready(&object) {
+                    None => break,
+                    Some(shows) => shows,
+                },
+                Err(error) => error.to_string(),
+            };
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{kind} {name} not Ready after {FORM_TIMEOUT:?}: {last}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await; // poll interval
+        }
+    }
+}
+
 pub fn kind_of(object: &DynamicObject) -> String {
     object.types.as_ref().unwrap().kind.clone()
 }
@@ -35,8 +89,7 @@ pub fn name_of(object: &DynamicObject) -> String {
 }
 
 pub fn api_of(s: &Scenario, kind: &str) -> Api<DynamicObject> {
-    let resource = ApiResource::from_gvk(&GroupVersionKind::gvk("conveyor.etl", "v1", kind));
-    Api::namespaced_with(s.client.clone(), &s.namespace, &resource)
+    api_in(&s.client, &s.namespace, kind)
 }
 
 pub async fn create(s: &Scenario, object: &DynamicObject) {

@@ -12,6 +12,7 @@ use super::ControlPlane;
 pub struct OperatorProcess {
     child: Child,
     lines: Arc<Mutex<Vec<String>>>,
+    reader: Option<std::thread::JoinHandle<()>>,
     pub port: u16,
 }
 
@@ -27,32 +28,53 @@ impl OperatorProcess {
         env: &[(&str, String)],
         args: &[&str],
     ) -> OperatorProcess {
-        let port = free_port();
         let mut command = Command::new(env!("CARGO_BIN_EXE_conveyor-etl-operator"));
-        for (name, _) in
-            std::env::vars().filter(|(name, _)| name.starts_with("OTEL_") || name == "CONVEYOR_LOG_FORMAT")
-        {
-            command.env_remove(name);
-        }
         command
             .args(args)
             .env("KUBECONFIG", &plane.kubeconfig)
-            .env("RUST_LOG", "info")
             .env("CONVEYOR_WATCH_NAMESPACE", namespace)
+            .envs(env.iter().map(|(name, value)| (*name, value.as_str())));
+        Self::spawn(command)
+    }
+
+    /// Runs `command` (the operator binary, or a wrapper that execs it) with
+    /// no OTEL_* setting or log format from the test's environment unless
+    /// `command` sets them, `RUST_LOG=info` unless it sets that, and its HTTP
+    /// port on a free loopback port.
+    pub fn spawn(mut command: Command) -> OperatorProcess {
+        let port = free_port();
+        let set: Vec<String> =
+            command.get_envs().map(|(name, _)| name.to_string_lossy().into_owned()).collect();
+        for (name, _) in std::env::vars()
+            .filter(|(name, _)| name.starts_with("OTEL_") || name == "CONVEYOR_LOG_FORMAT")
+            .filter(|(name, _)| !set.contains(name))
+        {
+            command.env_remove(name);
+        }
+        if !set.iter().any(|name| name == "RUST_LOG") {
+            command.env("RUST_LOG", "info");
+        }
+        command
             .env("CONVEYOR_HTTP_ADDRESS", format!("127.0.0.1:{port}"))
-            .envs(env.iter().map(|(name, value)| (*name, value.as_str())))
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
         let mut child = command.spawn().expect("the operator binary starts");
         let lines = Arc::new(Mutex::new(Vec::new()));
         let stderr = child.stderr.take().unwrap();
         let kept = lines.clone();
-        std::thread::spawn(move || {
+        let reader = std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 kept.lock().unwrap().push(line);
             }
         });
-        OperatorProcess { child, lines, port }
+        OperatorProcess { child, lines, reader: Some(reader), port }
+    }
+
+    /// Once the process is gone: waits until its last stderr line is kept.
+    fn read_to_end(&mut self) {
+        if let Some(reader) = self.reader.take() {
+            let _ = reader.join();
+        }
     }
 
     /// Every stderr line so far.
@@ -76,6 +98,7 @@ impl OperatorProcess {
     pub fn kill(&mut self) {
         self.child.kill().expect("the operator is running");
         self.child.wait().unwrap();
+        self.read_to_end();
     }
 
     /// Sends SIGTERM, as the kubelet does when it stops a pod.
@@ -89,6 +112,7 @@ impl OperatorProcess {
         let deadline = std::time::Instant::now() + timeout;
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
+                self.read_to_end();
                 return Some(status);
             }
             if std::time::Instant::now() >= deadline {
