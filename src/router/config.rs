@@ -171,7 +171,8 @@ mod tests {
         sections.sort_unstable();
         assert_eq!(sections, expected);
         for (section, fields) in SCHEMA {
-            let mut keys: Vec<&str> = value[section].as_object().unwrap().keys().map(String::as_str).collect();
+            let mut keys: Vec<&str> =
+                value[section].as_object().unwrap().keys().map(String::as_str).collect();
             keys.sort_unstable();
             let mut fields = fields.to_vec();
             fields.sort_unstable();
@@ -188,7 +189,8 @@ mod tests {
         let unknown = yaml.replace("heartbeat_interval_ms:", "heartbeatIntervalMs:");
         let error = parse_strict(&unknown).unwrap_err();
         assert!(error.contains("heartbeatIntervalMs"), "{error}");
-        let old = "electionTimeoutMs: 300\nheartbeatIntervalMs: 100\ngrpcPort: 50051\nraftPort: 50052\npeers: []\n";
+        let old =
+            "electionTimeoutMs: 300\nheartbeatIntervalMs: 100\ngrpcPort: 50051\nraftPort: 50052\npeers: []\n";
         assert!(parse_strict(old).is_err());
         let no_metrics: String = yaml.split("metrics:").next().unwrap().to_owned();
         let error = parse_strict(&no_metrics).unwrap_err();

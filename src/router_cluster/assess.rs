@@ -120,7 +120,8 @@ pub fn assess(observation: &Observation) -> Assessment {
     };
 
     if view.is_none()
-        && let Some(registry) = observation.registry_check.as_ref().filter(|_| !observation.without_admin.is_empty())
+        && let Some(registry) =
+            observation.registry_check.as_ref().filter(|_| !observation.without_admin.is_empty())
     {
         return super::assess_pods::assess(observation, stateful_set, registry, assessment);
     }

@@ -44,7 +44,9 @@ pub(super) fn assess(
         let errors = observation.spec_errors.join("; ");
         (
             Event::SpecInvalid,
-            format!("the spec is invalid: {errors}; fix it to continue; the cluster keeps running its last valid spec"),
+            format!(
+                "the spec is invalid: {errors}; fix it to continue; the cluster keeps running its last valid spec"
+            ),
         )
     } else if ready < current {
         (
@@ -64,7 +66,10 @@ pub(super) fn assess(
     } else if target != current {
         let step = if target > current { current + 1 } else { current - 1 };
         assessment.replicas_step = step;
-        (Event::Scaling, format!("scaling {current} → {target} one member at a time: now to {step}; {FROM_PODS}"))
+        (
+            Event::Scaling,
+            format!("scaling {current} → {target} one member at a time: now to {step}; {FROM_PODS}"),
+        )
     } else if current > 1 {
         let registry = match registry {
             Ok(()) => String::new(),

@@ -15,9 +15,9 @@ use super::observation::{MemberView, PodState, Probe, Role, RouterView, Stateful
 use crate::crd::EtlRouterCluster;
 use crate::router::proto::router::{GetClusterStatusResponse, NodeRole};
 use crate::router::{ErrorClass, ServiceType};
-use crate::runtime::clusters;
 use crate::runtime::apply::controller_of;
 use crate::runtime::cache::get;
+use crate::runtime::clusters;
 use crate::runtime::{Context, Error};
 
 /// The objects a cluster owns, as keys of [`AppliedHashes`].

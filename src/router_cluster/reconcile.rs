@@ -102,7 +102,8 @@ impl Reconciler for EtlRouterCluster {
         outcome.map_err(|error| Error::Reported(Box::new(error)))?;
 
         let settled = phase == ClusterPhase::Ready;
-        if settled && !paused {
+        // A router without RouterAdmin holds no pipelines, and is not asked for them.
+        if settled && !paused && assessment.router_admin != Some(false) {
             crate::pipeline::orphans::sweep(self, ctx).await;
         }
         Ok(Action::requeue(if settled { ctx.timing.health_interval } else { ctx.timing.progress_interval }))

@@ -68,9 +68,8 @@ pub struct Launched {
 /// id and an address (`crates/etl-grpc/src/server.rs`); the simulator refuses
 /// what the router would silently drop.
 pub fn parse_peer(peer: &str) -> anyhow::Result<(u64, String)> {
-    let (id, address) = peer
-        .split_once(':')
-        .with_context(|| format!("--peers {peer:?} is not <id>:<host>:<port>"))?;
+    let (id, address) =
+        peer.split_once(':').with_context(|| format!("--peers {peer:?} is not <id>:<host>:<port>"))?;
     let id = id.parse().with_context(|| format!("--peers {peer:?}: the id {id:?} is not a number"))?;
     if address.rsplit_once(':').is_none_or(|(host, port)| host.is_empty() || port.parse::<u16>().is_err()) {
         bail!("--peers {peer:?}: the address {address:?} is not <host>:<port>");
@@ -80,7 +79,9 @@ pub fn parse_peer(peer: &str) -> anyhow::Result<(u64, String)> {
 
 fn socket_addr(flag: &str, value: &str) -> anyhow::Result<SocketAddr> {
     value.parse().with_context(|| {
-        format!("{flag} {value:?} is not an ip:port socket address (the router parses it as one: no DNS names)")
+        format!(
+            "{flag} {value:?} is not an ip:port socket address (the router parses it as one: no DNS names)"
+        )
     })
 }
 
@@ -91,7 +92,10 @@ pub async fn launch(args: &NodeArgs, router_admin: bool) -> anyhow::Result<Launc
     let text = std::fs::read_to_string(&args.config)
         .with_context(|| format!("reading --config {}", args.config.display()))?;
     let settings = parse_strict(&text).map_err(|error| {
-        anyhow::anyhow!("refusing --config {}: {error} (the router would ignore the file)", args.config.display())
+        anyhow::anyhow!(
+            "refusing --config {}: {error} (the router would ignore the file)",
+            args.config.display()
+        )
     })?;
     let listen = socket_addr("--listen-addr", &args.listen_addr)?;
     let raft = socket_addr("--raft-addr", &args.raft_addr)?;
@@ -155,7 +159,9 @@ pub fn metrics_text(node_id: u64, settings: &RouterConfig) -> String {
                 other => other.as_f64(),
             };
             if let Some(number) = number {
-                text.push_str(&format!("conveyor_router_sim_setting{{name=\"{section}.{field}\"}} {number}\n"));
+                text.push_str(&format!(
+                    "conveyor_router_sim_setting{{name=\"{section}.{field}\"}} {number}\n"
+                ));
             }
         }
     }
@@ -175,7 +181,10 @@ mod tests {
 
     #[test]
     fn peers_are_refused_where_the_router_would_drop_them() {
-        assert_eq!(parse_peer("2:c-1.c-raft.ns.svc:50052").unwrap(), (2, "c-1.c-raft.ns.svc:50052".to_owned()));
+        assert_eq!(
+            parse_peer("2:c-1.c-raft.ns.svc:50052").unwrap(),
+            (2, "c-1.c-raft.ns.svc:50052".to_owned())
+        );
         for bad in ["c-1.c-raft.ns.svc:50052", "x:host:1", "2", "2:host", "2:host:port", "2::1"] {
             assert!(parse_peer(bad).is_err(), "{bad}");
         }

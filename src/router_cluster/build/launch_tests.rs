@@ -232,8 +232,10 @@ fn optional_spec_fields_override_the_routers_defaults() {
 #[test]
 fn spec_launch_replaces_the_command_and_the_arguments() {
     let mut cluster = seed();
-    cluster.spec.launch =
-        Some(LaunchSpec { command: vec![s("/router")], args: vec![s("--id-from"), s("$(CONVEYOR_POD_NAME)")] });
+    cluster.spec.launch = Some(LaunchSpec {
+        command: vec![s("/router")],
+        args: vec![s("--id-from"), s("$(CONVEYOR_POD_NAME)")],
+    });
     let d = build(&cluster, 3);
     let c = router(&d.stateful_set);
     assert_eq!(c.command, Some(vec![s("/router")]));

@@ -17,11 +17,11 @@
 
 mod config;
 mod launch;
+#[cfg(test)]
+mod launch_tests;
 mod pdb;
 mod services;
 mod statefulset;
-#[cfg(test)]
-mod launch_tests;
 #[cfg(test)]
 mod tests;
 

@@ -12,8 +12,8 @@ use kube::api::DynamicObject;
 use serde_json::json;
 
 use super::*;
-use crate::router::config::RouterConfig;
 use crate::crd::{EtlRouterClusterSpec, EtlRouterClusterStatus, ImagePullPolicy, StorageSpec};
+use crate::router::config::RouterConfig;
 
 const UID: &str = "6f1c2a5e-0d3b-4c47-9a51-2b8e7d1f0c93";
 const NS: &str = "conveyor";

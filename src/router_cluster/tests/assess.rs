@@ -39,7 +39,12 @@ fn view(node_id: u64, leader_id: u64, healthy: &[bool]) -> RouterView {
     }
 }
 
-pub(super) fn observation(target: i32, replicas: i32, pods: Vec<PodState>, probes: Vec<Probe>) -> Observation {
+pub(super) fn observation(
+    target: i32,
+    replicas: i32,
+    pods: Vec<PodState>,
+    probes: Vec<Probe>,
+) -> Observation {
     Observation {
         cluster_name: "c".to_string(),
         generation: 2,

@@ -51,7 +51,9 @@ fn several_members_cannot_join_and_the_message_says_why() {
     for registry in [Ok(()), Err("no leader".to_string())] {
         let assessment = assess(&without_admin(3, 3, 3, registry.clone()));
         assert_eq!(assessment.event, Event::MembersCannotJoin, "{registry:?}");
-        for words in ["3 members cannot form one cluster", "no call to add a member", "--peers", "spec.replicas to 1"] {
+        for words in
+            ["3 members cannot form one cluster", "no call to add a member", "--peers", "spec.replicas to 1"]
+        {
             assert!(assessment.message.contains(words), "{words:?} not in {}", assessment.message);
         }
         assert_eq!(assessment.replicas_step, 3, "nothing to step to");
@@ -96,13 +98,17 @@ fn a_member_that_answers_takes_precedence_over_pods_without_router_admin() {
 fn status_says_router_admin_is_unimplemented_and_takes_it_back_when_served() {
     let mut cluster = EtlRouterCluster::new(
         "c",
-        EtlRouterClusterSpec { replicas: 1, ..serde_json::from_str(r#"{"replicas":1,"image":"r"}"#).unwrap() },
+        EtlRouterClusterSpec {
+            replicas: 1,
+            ..serde_json::from_str(r#"{"replicas":1,"image":"r"}"#).unwrap()
+        },
     );
     cluster.metadata.generation = Some(2);
     let without = assess(&without_admin(1, 1, 1, Ok(())));
     let phase = crate::crd::ClusterPhase::Ready;
     let status = next_status(&cluster, phase, &without, &Validation::default(), false, Ok(()));
-    let condition = status.conditions.iter().find(|c| c.type_ == "RouterAdmin").expect("RouterAdmin condition");
+    let condition =
+        status.conditions.iter().find(|c| c.type_ == "RouterAdmin").expect("RouterAdmin condition");
     assert_eq!((condition.status.as_str(), condition.reason.as_str()), ("False", "RouterAdminUnimplemented"));
     assert!(condition.message.contains("health comes from pod readiness"), "{}", condition.message);
     let ready = status.conditions.iter().find(|c| c.type_ == "Ready").unwrap();
