@@ -555,6 +555,11 @@ async fn a_router_without_router_admin_is_its_own_reason() {
     assert_eq!(ready, "False");
     assert!(message.contains("RouterAdmin"), "{message}");
     assert!(s.kubelet.sim.pipeline(&id(&s)).is_none());
+    // A router build with RouterAdmin comes in with new pods (a pod found
+    // without it is not asked again): the pipeline goes on by itself.
     s.kubelet.sim.set_router_admin_unimplemented(false);
+    let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(s.client.clone(), &s.namespace);
+    let router_pods = kube::api::ListParams::default().labels("conveyor.etl/cluster=my-cluster");
+    pods.delete_collection(&DeleteParams::default(), &router_pods).await.unwrap();
     wait_ready(&s, 1).await;
 }

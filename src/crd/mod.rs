@@ -12,7 +12,8 @@ pub use common::{ClusterRef, Phase, conditions_schema};
 pub use pipeline::{DlqSpec, EtlPipeline, EtlPipelineSpec, EtlPipelineStatus, PipelineStage};
 pub use router_cluster::{
     ClusterPhase, EtlRouterCluster, EtlRouterClusterSpec, EtlRouterClusterStatus, ImagePullPolicy,
-    MemberStatus, PdbSpec, PlacementSpec, PortsSpec, RaftSpec, StorageRetention, StorageSpec,
+    LaunchSpec, MemberStatus, PdbSpec, PlacementSpec, PortsSpec, RaftSpec, RouterSettingsSpec,
+    StorageRetention, StorageSpec,
 };
 pub use service::{
     EtlSink, EtlSinkSpec, EtlSource, EtlSourceSpec, EtlTransform, EtlTransformSpec, GrpcSpec, ServiceStatus,

@@ -37,9 +37,15 @@ pub struct EtlRouterClusterSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "image_pull_policy_schema")]
     pub image_pull_policy: Option<ImagePullPolicy>,
-    /// Raft timing.
+    /// Raft settings, written to the `cluster` section of the router's configuration file.
     #[serde(default)]
     pub raft: RaftSpec,
+    /// Buffer and gRPC limits of the router, written to its configuration file. Unset fields take the public conveyor-etl-router's defaults.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub router: Option<RouterSettingsSpec>,
+    /// Replaces the router container's command and/or arguments, for router builds whose command line differs from the public conveyor-etl-router's. When omitted, the operator launches conveyor-etl-router as it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub launch: Option<LaunchSpec>,
     /// CPU and memory requests and limits of each router container.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceRequirements>,
@@ -74,11 +80,11 @@ pub enum ImagePullPolicy {
     Never,
 }
 
-/// Raft timing of the router nodes.
+/// Raft settings of the router nodes.
 #[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq, Eq, Hash)]
 #[serde(rename_all = "camelCase")]
 pub struct RaftSpec {
-    /// Election timeout in milliseconds: how long a follower waits for the leader before starting an election. Must exceed heartbeatIntervalMs.
+    /// Election timeout in milliseconds: how long a follower waits for the leader before starting an election. The router draws each timeout between this value and twice it (cluster.election_timeout_min_ms and election_timeout_max_ms). Must exceed heartbeatIntervalMs.
     #[serde(default = "default_election_timeout_ms")]
     #[schemars(range(min = 1))]
     pub election_timeout_ms: u32,
@@ -86,6 +92,48 @@ pub struct RaftSpec {
     #[serde(default = "default_heartbeat_interval_ms")]
     #[schemars(range(min = 1))]
     pub heartbeat_interval_ms: u32,
+    /// Log entries between snapshots (cluster.snapshot_interval). Default 10000.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub snapshot_interval: Option<u64>,
+    /// Most log entries the leader sends in one append (cluster.max_entries_per_append). Default 300.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub max_entries_per_append: Option<u64>,
+}
+
+/// Buffer and gRPC limits of the router; each unset field takes the router's default.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq, Hash)]
+#[serde(rename_all = "camelCase")]
+pub struct RouterSettingsSpec {
+    /// Records the router buffers in all (buffer.max_total_records). Default 100000.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub max_buffered_records: Option<u64>,
+    /// Records the router buffers per source (buffer.max_per_source). Default 5000.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub max_buffered_per_source: Option<u64>,
+    /// Records the router buffers per pipeline stage (buffer.max_per_stage). Default 10000.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub max_buffered_per_stage: Option<u64>,
+    /// Largest gRPC message the router accepts, in bytes (grpc.max_message_size). Default 16777216 (16 MiB).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub max_message_size: Option<u64>,
+}
+
+/// The router container's command line, for router builds other than the public conveyor-etl-router.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq, Hash)]
+#[serde(rename_all = "camelCase")]
+pub struct LaunchSpec {
+    /// Replaces the container's command (by default a POSIX sh wrapper that adds --node-id, --raft-addr and --peers and execs conveyor-etl-router). `$(CONVEYOR_POD_NAME)`, `$(CONVEYOR_POD_IP)`, `$(CONVEYOR_NAMESPACE)`, `$(CONVEYOR_RAFT_PORT)` and `$(CONVEYOR_PEERS_FILE)` are expanded by Kubernetes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub command: Vec<String>,
+    /// Replaces the container's arguments (by default --config, --listen-addr and --data-dir for conveyor-etl-router). The same variables are expanded.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<String>,
 }
 
 fn default_election_timeout_ms() -> u32 {
@@ -101,6 +149,8 @@ impl Default for RaftSpec {
         Self {
             election_timeout_ms: default_election_timeout_ms(),
             heartbeat_interval_ms: default_heartbeat_interval_ms(),
+            snapshot_interval: None,
+            max_entries_per_append: None,
         }
     }
 }
@@ -139,6 +189,10 @@ pub struct PortsSpec {
     #[serde(default = "default_raft_port")]
     #[schemars(range(min = 1, max = 65535))]
     pub raft: i32,
+    /// Port of the router's Prometheus metrics (metrics.listen_addr), exposed on the pods as `metrics` for scraping.
+    #[serde(default = "default_metrics_port")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub metrics: i32,
 }
 
 fn default_grpc_port() -> i32 {
@@ -149,9 +203,13 @@ fn default_raft_port() -> i32 {
     50052
 }
 
+fn default_metrics_port() -> i32 {
+    9090
+}
+
 impl Default for PortsSpec {
     fn default() -> Self {
-        Self { grpc: default_grpc_port(), raft: default_raft_port() }
+        Self { grpc: default_grpc_port(), raft: default_raft_port(), metrics: default_metrics_port() }
     }
 }
 

@@ -78,12 +78,25 @@ pub fn assess(observation: &Observation) -> Assessment {
     };
     let cluster = match &observation.cluster {
         ClusterView::Unresolved(why) => return done(Event::NoCluster, why.clone(), None),
+        // Whether Ready or not, a router without RouterAdmin can never take the pipeline.
+        ClusterView::NotReady { name } | ClusterView::Ready { name }
+            if matches!(observation.router, Some(RouterCopy::Unimplemented(_))) =>
+        {
+            name
+        }
         ClusterView::NotReady { name } => {
             let message = format!("router cluster {name} is not Ready; the pipeline waits for it");
             return done(Event::ClusterNotReady, message, None);
         }
         ClusterView::Ready { name } => name,
     };
+    if let Some(RouterCopy::Unimplemented(why)) = &observation.router {
+        let message = format!(
+            "router cluster {cluster} does not serve RouterAdmin ({why}): this router build cannot run \
+             pipelines; deploy a router image with RouterAdmin"
+        );
+        return done(Event::RouterAdminUnimplemented, message, None);
+    }
     if observation.references.iter().any(|r| r.state == ServiceState::Missing) {
         return done(Event::ReferencesMissing, references_resolved.1.clone(), None);
     }
@@ -98,13 +111,6 @@ pub fn assess(observation: &Observation) -> Assessment {
                 format!("router cluster {cluster} has no member to ask"),
                 None,
             );
-        }
-        Some(RouterCopy::Unimplemented(why)) => {
-            let message = format!(
-                "router cluster {cluster} does not serve RouterAdmin ({why}): this router build cannot run \
-                 pipelines; deploy a router image with RouterAdmin"
-            );
-            return done(Event::RouterAdminUnimplemented, message, None);
         }
         Some(RouterCopy::Unreachable(why)) => {
             let message = format!("no member of router cluster {cluster} answered ({why}); retrying");

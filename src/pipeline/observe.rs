@@ -38,6 +38,11 @@ pub async fn observe(pipeline: &EtlPipeline, ctx: &Context) -> Result<Observed, 
     let desired = pipeline_config(&namespace, &pipeline.name_any(), generation, &pipeline.spec);
     let resolution =
         clusters::resolve(&ctx.cache.router_clusters.state(), &namespace, pipeline.spec.cluster_ref.as_ref());
+    // A cluster whose router serves no RouterAdmin says so; it is not asked again.
+    let without_admin = match &resolution {
+        Resolution::Found(found) => clusters::without_router_admin(found),
+        _ => None,
+    };
     let (cluster_view, cluster, members) = match &resolution {
         Resolution::Found(found) => {
             let name = found.name_any();
@@ -58,6 +63,9 @@ pub async fn observe(pipeline: &EtlPipeline, ctx: &Context) -> Result<Observed, 
     let settled =
         references.iter().all(|r| !matches!(r.state, ServiceState::Missing | ServiceState::NotReady));
     let router = match (&cluster_view, &cluster) {
+        _ if without_admin.is_some() => Some(RouterCopy::Unimplemented(
+            "its RouterAdmin condition: GetClusterStatus answers UNIMPLEMENTED".to_owned(),
+        )),
         (ClusterView::Ready { .. }, Some(name)) if settled => {
             let list = listed(ctx, &namespace, name, &members).await;
             Some(router_copy(list.as_ref().map(|l| l.as_slice()).map_err(|e| e.as_ref()), &desired))

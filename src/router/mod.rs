@@ -7,8 +7,11 @@
 //! - [`RouterClient`]: the [`Router`] implementation the controllers use
 //!   (channel cache, deadlines, leader discovery, bounded retries).
 //! - [`RouterError`]: what can go wrong, classified for conditions and metrics.
+//! - [`config`]: the public router's configuration file, which the operator
+//!   writes and the simulator reads.
 
 pub mod client;
+pub mod config;
 pub mod error;
 pub mod mapping;
 

@@ -29,6 +29,9 @@ pub struct Assessment {
     pub replicas_step: i32,
     /// The pod to replace now so the StatefulSet recreates it from the current template.
     pub roll_next: Option<RollStep>,
+    /// Whether the router serves `RouterAdmin`: `Some(false)` when health came
+    /// from the pods instead; `None` when nothing told.
+    pub router_admin: Option<bool>,
 }
 
 /// One pod to replace, and how.
@@ -42,7 +45,7 @@ pub struct RollStep {
     pub healthy: bool,
 }
 
-fn pod_name(cluster: &str, node_id: u64) -> String {
+pub(super) fn pod_name(cluster: &str, node_id: u64) -> String {
     format!("{cluster}-{}", node_id.saturating_sub(1))
 }
 
@@ -55,11 +58,11 @@ fn best_view(probes: &[Probe]) -> Option<&RouterView> {
     })
 }
 
-fn majority(voters: i32) -> i32 {
+pub(super) fn majority(voters: i32) -> i32 {
     voters / 2 + 1
 }
 
-fn pod_up(pod: &PodState) -> bool {
+pub(super) fn pod_up(pod: &PodState) -> bool {
     pod.ready && !pod.terminating
 }
 
@@ -77,6 +80,7 @@ pub fn assess(observation: &Observation) -> Assessment {
         ready_replicas,
         replicas_step: target,
         roll_next: None,
+        router_admin: None,
     };
     let spec_invalid = !observation.spec_errors.is_empty();
     let invalid_message =
@@ -115,6 +119,13 @@ pub fn assess(observation: &Observation) -> Assessment {
         _ => message,
     };
 
+    if view.is_none()
+        && let Some(registry) =
+            observation.registry_check.as_ref().filter(|_| !observation.without_admin.is_empty())
+    {
+        return super::assess_pods::assess(observation, stateful_set, registry, assessment);
+    }
+    assessment.router_admin = view.map(|_| true);
     let Some(view) = view else {
         (assessment.event, assessment.message) = if ready_replicas < current {
             (
@@ -307,7 +318,7 @@ fn shrink_check(members: &[MemberStatus], current: i32) -> Result<(), String> {
     }
 }
 
-fn outdated_pods<'a>(
+pub(super) fn outdated_pods<'a>(
     observation: &'a Observation,
     stateful_set: &'a StatefulSetState,
 ) -> impl Iterator<Item = &'a PodState> {

@@ -9,6 +9,7 @@ use super::machine::Event;
 pub use crate::runtime::conditions::{DEGRADED, PROGRESSING, READY};
 pub const PAUSED: &str = "ReconciliationPaused";
 pub const SPEC_WARNING: &str = "SpecWarning";
+pub use crate::runtime::clusters::ROUTER_ADMIN_CONDITION as ROUTER_ADMIN;
 
 fn forming(phase: ClusterPhase) -> bool {
     matches!(phase, ClusterPhase::Pending | ClusterPhase::Provisioning | ClusterPhase::RaftForming)
@@ -26,6 +27,7 @@ pub fn reason(phase: ClusterPhase, event: Event) -> &'static str {
         Event::NoQuorum => "QuorumLost",
         Event::MembersUnhealthy if forming(phase) => "WaitingForMembers",
         Event::MembersUnhealthy => "MemberUnhealthy",
+        Event::MembersCannotJoin => "MembersCannotJoin",
         Event::Scaling => "Scaling",
         Event::RollingUpdate => "RollingUpdate",
         Event::Healthy => "ClusterHealthy",
@@ -41,7 +43,9 @@ pub fn main_conditions(phase: ClusterPhase, event: Event, message: &str) -> [Wan
         (_, Event::RouterUnreachable) => Status::Unknown,
         _ => Status::False,
     };
-    let progressing = matches!(phase, ClusterPhase::Provisioning | ClusterPhase::RaftForming)
+    // A cluster whose members cannot join is not progressing: nothing will change by itself.
+    let progressing = (matches!(phase, ClusterPhase::Provisioning | ClusterPhase::RaftForming)
+        && event != Event::MembersCannotJoin)
         || matches!(event, Event::Scaling | Event::RollingUpdate);
     let degraded = matches!(phase, ClusterPhase::Degraded | ClusterPhase::Unavailable);
     conditions::main_conditions(ready, progressing, degraded, reason(phase, event), message)
@@ -52,7 +56,32 @@ pub fn main_conditions(phase: ClusterPhase, event: Event, message: &str) -> [Wan
 pub fn event_type(phase: ClusterPhase, event: Event) -> &'static str {
     let planned = matches!(event, Event::Scaling | Event::RollingUpdate);
     let degraded = matches!(phase, ClusterPhase::Degraded | ClusterPhase::Unavailable);
-    if event == Event::SpecInvalid || (degraded && !planned) { "Warning" } else { "Normal" }
+    let stuck = matches!(event, Event::SpecInvalid | Event::MembersCannotJoin);
+    if stuck || (degraded && !planned) { "Warning" } else { "Normal" }
+}
+
+/// Whether the router serves `RouterAdmin`: False once it answered
+/// UNIMPLEMENTED, saying where health comes from instead; True again (once
+/// the condition exists) when it answers.
+pub fn router_admin(served: bool) -> Wanted {
+    if served {
+        Wanted::new(
+            ROUTER_ADMIN,
+            true,
+            "RouterAdminServed",
+            "the router serves RouterAdmin: health, leader and members come from GetClusterStatus",
+        )
+    } else {
+        Wanted::new(
+            ROUTER_ADMIN,
+            false,
+            "RouterAdminUnimplemented",
+            "the router serves no RouterAdmin (GetClusterStatus answers UNIMPLEMENTED), as the public \
+             conveyor-etl-router does: health comes from pod readiness and a ServiceRegistry check, leader, \
+             term and members are not known, and pipelines cannot run on it; services still register. \
+             Deploy a router build with RouterAdmin for pipelines",
+        )
+    }
 }
 
 pub fn paused(on: bool) -> Wanted {

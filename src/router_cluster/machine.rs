@@ -23,6 +23,9 @@ pub enum Event {
     NoQuorum,
     /// A leader serves, but a member is unhealthy, missing or not yet joined.
     MembersUnhealthy,
+    /// Several members, but the router serves no `RouterAdmin` to add members
+    /// (the public router's formation gap): the cluster cannot form.
+    MembersCannotJoin,
     /// Healthy, with a one-member scale step still to take.
     Scaling,
     /// Healthy, with pods still to roll to the current template.
@@ -32,13 +35,14 @@ pub enum Event {
 }
 
 impl Event {
-    pub const ALL: [Event; 9] = [
+    pub const ALL: [Event; 10] = [
         Event::SpecInvalid,
         Event::NotDeployed,
         Event::PodsStarting,
         Event::RouterUnreachable,
         Event::NoQuorum,
         Event::MembersUnhealthy,
+        Event::MembersCannotJoin,
         Event::Scaling,
         Event::RollingUpdate,
         Event::Healthy,
@@ -62,6 +66,7 @@ impl ClusterMachine {
             Event::RouterUnreachable
             | Event::NoQuorum
             | Event::MembersUnhealthy
+            | Event::MembersCannotJoin
             | Event::Scaling
             | Event::RollingUpdate => Transition(State::raft_forming()),
         }
@@ -84,6 +89,7 @@ impl ClusterMachine {
             Event::RouterUnreachable
             | Event::NoQuorum
             | Event::MembersUnhealthy
+            | Event::MembersCannotJoin
             | Event::Scaling
             | Event::RollingUpdate => Transition(State::raft_forming()),
             _ => Super,
@@ -108,9 +114,11 @@ impl ClusterMachine {
             Event::PodsStarting | Event::RouterUnreachable | Event::NoQuorum => {
                 Transition(State::unavailable())
             }
-            Event::SpecInvalid | Event::MembersUnhealthy | Event::Scaling | Event::RollingUpdate => {
-                Transition(State::degraded())
-            }
+            Event::SpecInvalid
+            | Event::MembersUnhealthy
+            | Event::MembersCannotJoin
+            | Event::Scaling
+            | Event::RollingUpdate => Transition(State::degraded()),
             Event::Healthy => Transition(State::ready()),
         }
     }
@@ -126,7 +134,11 @@ impl ClusterMachine {
     #[state(superstate = "operational")]
     fn degraded(event: &Event) -> Outcome<State> {
         match event {
-            Event::SpecInvalid | Event::MembersUnhealthy | Event::Scaling | Event::RollingUpdate => Handled,
+            Event::SpecInvalid
+            | Event::MembersUnhealthy
+            | Event::MembersCannotJoin
+            | Event::Scaling
+            | Event::RollingUpdate => Handled,
             _ => Super,
         }
     }

@@ -1,8 +1,10 @@
 //! The `EtlRouterCluster` kind: a Raft cluster of router nodes.
 //!
 //! A reconcile reads as observe (`observe`: the caches and one health poll
-//! per ready pod) → validate (`validate`) → assess (`assess`: the one event
-//! and the next safe step) → machine (`machine`: the next phase) → act
+//! per ready pod, or, for a router without `RouterAdmin`, one shared
+//! `ServiceRegistry` check per health interval) → validate (`validate`) →
+//! assess (`assess`, and `assess_pods` when health comes from the pods: the
+//! one event and the next safe step) → machine (`machine`: the next phase) → act
 //! (`act`: apply what `build` describes and changed, take one roll step) →
 //! status (`status`: written only on change, an Event per transition).
 //! `reconcile` strings them together on the shared runtime; `states.md` at
@@ -10,6 +12,7 @@
 
 pub mod act;
 pub mod assess;
+mod assess_pods;
 pub mod build;
 pub mod conditions;
 pub mod controller;

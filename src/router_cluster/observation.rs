@@ -87,6 +87,12 @@ pub struct Observation {
     pub stateful_set: Option<StatefulSetState>,
     /// Sorted by ordinal.
     pub pods: Vec<PodState>,
-    /// One per ready pod with an IP.
+    /// One per ready pod with an IP whose router may serve `RouterAdmin`.
     pub probes: Vec<Probe>,
+    /// Ready pods whose router serves no `RouterAdmin` (`GetClusterStatus`
+    /// answered UNIMPLEMENTED, in this reconcile or an earlier one).
+    pub without_admin: Vec<String>,
+    /// When no member's health could be read and some serve no `RouterAdmin`:
+    /// whether `ServiceRegistry` answers, standing in for the health poll.
+    pub registry_check: Option<Result<(), String>>,
 }

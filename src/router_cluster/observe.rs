@@ -14,8 +14,10 @@ use super::build::{self, Names};
 use super::observation::{MemberView, PodState, Probe, Role, RouterView, StatefulSetState};
 use crate::crd::EtlRouterCluster;
 use crate::router::proto::router::{GetClusterStatusResponse, NodeRole};
+use crate::router::{ErrorClass, ServiceType};
 use crate::runtime::apply::controller_of;
 use crate::runtime::cache::get;
+use crate::runtime::clusters;
 use crate::runtime::{Context, Error};
 
 /// The objects a cluster owns, as keys of [`AppliedHashes`].
@@ -113,16 +115,55 @@ pub fn live(cluster: &EtlRouterCluster, ctx: &Context) -> Result<Live, Error> {
     })
 }
 
-/// One health poll of every ready pod with an IP, concurrently.
-pub async fn probe(pods: &[PodState], grpc_port: i32, ctx: &Context) -> Vec<Probe> {
+/// What the health poll found.
+pub struct Polled {
+    /// One per pod that was asked `GetClusterStatus`.
+    pub probes: Vec<Probe>,
+    /// Pods whose router serves no `RouterAdmin`: found now, or remembered
+    /// (by pod uid) and not asked again.
+    pub without_admin: Vec<String>,
+}
+
+/// One health poll of every ready pod with an IP, concurrently; a pod whose
+/// router answered UNIMPLEMENTED before is not asked again.
+pub async fn probe(pods: &[PodState], grpc_port: i32, ctx: &Context) -> Polled {
     let polled = pods.iter().filter(|pod| pod.ready && !pod.terminating && pod.ip.is_some());
-    join_all(polled.map(|pod| async move {
+    let answers = join_all(polled.map(|pod| async move {
+        if ctx.without_router_admin.contains(&pod.uid) {
+            return Err(pod.name.clone());
+        }
         let member = format!("{}:{grpc_port}", pod.ip.as_deref().unwrap_or_default());
-        let outcome =
-            ctx.router.member_status(&member).await.map(router_view).map_err(|error| error.to_string());
-        Probe { pod: pod.name.clone(), outcome }
+        let outcome = match ctx.router.member_status(&member).await {
+            Err(error) if error.class() == ErrorClass::Unimplemented => {
+                ctx.without_router_admin.insert(&pod.uid);
+                return Err(pod.name.clone());
+            }
+            result => result.map(router_view).map_err(|error| error.to_string()),
+        };
+        Ok(Probe { pod: pod.name.clone(), outcome })
     }))
-    .await
+    .await;
+    let (probes, without_admin) = answers.into_iter().partition::<Vec<_>, _>(Result::is_ok);
+    Polled {
+        probes: probes.into_iter().filter_map(Result::ok).collect(),
+        without_admin: without_admin.into_iter().filter_map(Result::err).collect(),
+    }
+}
+
+/// Whether the cluster's `ServiceRegistry` answers: its registered services,
+/// from the snapshot its services share, so at most one `ListServices` per
+/// health interval reaches the router for the cluster and its services together.
+pub async fn registry_check(cluster: &EtlRouterCluster, ctx: &Context) -> Result<(), String> {
+    let namespace = cluster.namespace().unwrap_or_default();
+    let members = clusters::members(&ctx.cache.pods, cluster);
+    let key = clusters::snapshot_key(&namespace, &cluster.name_any());
+    ctx.registries
+        .get(&key, &members, ctx.timing.health_interval, || {
+            ctx.router.list_services(&members, ServiceType::Unspecified)
+        })
+        .await
+        .map(drop)
+        .map_err(|error| error.to_string())
 }
 
 pub fn stateful_set_state(stateful_set: &StatefulSet, spec_applied: bool) -> StatefulSetState {

@@ -61,7 +61,13 @@ impl Reconciler for EtlRouterCluster {
         };
         let spec_applied = desired_now.as_ref().is_some_and(|desired| matches(desired, &applied));
         let pods: Vec<PodState> = live.pods.iter().filter_map(|pod| observe::pod_state(pod)).collect();
-        let probes = observe::probe(&pods, self.spec.ports.grpc, ctx).await;
+        let polled = observe::probe(&pods, self.spec.ports.grpc, ctx).await;
+        let health_unread = !polled.probes.iter().any(|probe| probe.outcome.is_ok());
+        let registry_check = if health_unread && !polled.without_admin.is_empty() {
+            Some(observe::registry_check(self, ctx).await)
+        } else {
+            None
+        };
         let observation = Observation {
             cluster_name: self.name_any(),
             generation: self.metadata.generation.unwrap_or_default(),
@@ -70,7 +76,9 @@ impl Reconciler for EtlRouterCluster {
             spec_errors: validation.errors.clone(),
             stateful_set: own_set.map(|set| observe::stateful_set_state(set, spec_applied)),
             pods,
-            probes,
+            probes: polled.probes,
+            without_admin: polled.without_admin,
+            registry_check,
         };
         let assessment = assess(&observation);
         let current = self.status.as_ref().and_then(|status| status.phase).unwrap_or_default();
@@ -94,7 +102,8 @@ impl Reconciler for EtlRouterCluster {
         outcome.map_err(|error| Error::Reported(Box::new(error)))?;
 
         let settled = phase == ClusterPhase::Ready;
-        if settled && !paused {
+        // A router without RouterAdmin holds no pipelines, and is not asked for them.
+        if settled && !paused && assessment.router_admin != Some(false) {
             crate::pipeline::orphans::sweep(self, ctx).await;
         }
         Ok(Action::requeue(if settled { ctx.timing.health_interval } else { ctx.timing.progress_interval }))

@@ -26,6 +26,13 @@ pub fn next_status(
     if paused || conditions::find(existing, cluster_conditions::PAUSED).is_some() {
         wanted.push(cluster_conditions::paused(paused));
     }
+    match assessment.router_admin {
+        Some(false) => wanted.push(cluster_conditions::router_admin(false)),
+        Some(true) if conditions::find(existing, cluster_conditions::ROUTER_ADMIN).is_some() => {
+            wanted.push(cluster_conditions::router_admin(true));
+        }
+        _ => {}
+    }
     if !validation.warnings.is_empty()
         || conditions::find(existing, cluster_conditions::SPEC_WARNING).is_some()
     {

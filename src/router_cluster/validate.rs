@@ -48,10 +48,15 @@ pub fn validate(name: &str, spec: &EtlRouterClusterSpec) -> Validation {
             raft.election_timeout_ms, raft.heartbeat_interval_ms
         ));
     }
-    if spec.ports.grpc == spec.ports.raft {
-        result
-            .errors
-            .push(format!("spec.ports.grpc and spec.ports.raft must differ (both are {})", spec.ports.grpc));
+    let ports = &spec.ports;
+    for (a, a_port, b, b_port) in [
+        ("grpc", ports.grpc, "raft", ports.raft),
+        ("grpc", ports.grpc, "metrics", ports.metrics),
+        ("raft", ports.raft, "metrics", ports.metrics),
+    ] {
+        if a_port == b_port {
+            result.errors.push(format!("spec.ports.{a} and spec.ports.{b} must differ (both are {a_port})"));
+        }
     }
     if let Some(storage) = &spec.storage {
         match parse_bytes(&storage.size.0) {
@@ -184,6 +189,12 @@ mod tests {
         assert_eq!(
             validate("my-cluster", &spec).errors,
             ["spec.ports.grpc and spec.ports.raft must differ (both are 50051)"]
+        );
+        let mut spec = seed_spec();
+        spec.ports.metrics = spec.ports.raft;
+        assert_eq!(
+            validate("my-cluster", &spec).errors,
+            ["spec.ports.raft and spec.ports.metrics must differ (both are 50052)"]
         );
     }
 

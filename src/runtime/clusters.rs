@@ -45,6 +45,19 @@ impl Resolution {
     }
 }
 
+/// Condition of an EtlRouterCluster saying whether its router serves
+/// `RouterAdmin`; False (reason `RouterAdminUnimplemented`) when it does not.
+pub const ROUTER_ADMIN_CONDITION: &str = "RouterAdmin";
+
+/// The cluster's own word that its router serves no `RouterAdmin`, when it
+/// says so: dependants need not ask the router what it cannot answer.
+pub fn without_router_admin(cluster: &EtlRouterCluster) -> Option<String> {
+    let conditions = cluster.status.as_ref().map(|status| status.conditions.as_slice()).unwrap_or_default();
+    crate::runtime::conditions::find(conditions, ROUTER_ADMIN_CONDITION)
+        .filter(|condition| condition.status == "False")
+        .map(|condition| condition.message.clone())
+}
+
 /// The key of a cluster's shared router snapshots (registered services, pipelines).
 pub fn snapshot_key(namespace: &str, cluster: &str) -> String {
     format!("{namespace}/{cluster}")

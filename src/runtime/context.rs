@@ -38,6 +38,27 @@ impl Default for Timing {
     }
 }
 
+/// A set of pod uids, bounded: past [`PodMemo::LIMIT`] it starts over (each
+/// pod is then asked once more).
+#[derive(Debug, Default)]
+pub struct PodMemo(std::sync::Mutex<std::collections::HashSet<String>>);
+
+impl PodMemo {
+    const LIMIT: usize = 4096;
+
+    pub fn contains(&self, uid: &str) -> bool {
+        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).contains(uid)
+    }
+
+    pub fn insert(&self, uid: &str) {
+        let mut set = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if set.len() >= Self::LIMIT {
+            set.clear();
+        }
+        set.insert(uid.to_owned());
+    }
+}
+
 /// Shared by every reconcile of every kind.
 pub struct Context {
     pub client: Client,
@@ -54,6 +75,10 @@ pub struct Context {
     pub pipeline_lists: Snapshots<Vec<PipelineConfig>>,
     /// Each pipeline's config and status as the router last reported them (keyed by pipeline id).
     pub pipeline_reads: Snapshots<Option<GetPipelineResponse>>,
+    /// Router pods (by uid) whose router answered `GetClusterStatus` with
+    /// UNIMPLEMENTED: a router build does not change under a running pod, so
+    /// each is asked once, and its cluster's health comes from its pods.
+    pub without_router_admin: PodMemo,
     retries: Retries,
 }
 
@@ -73,6 +98,7 @@ impl Context {
             registries: Snapshots::default(),
             pipeline_lists: Snapshots::default(),
             pipeline_reads: Snapshots::default(),
+            without_router_admin: PodMemo::default(),
         }
     }
 

@@ -322,6 +322,11 @@ impl SimCluster {
         state.traceparents.iter().filter(|(m, _)| m == method).map(|(_, value)| value.clone()).collect()
     }
 
+    /// How many calls of every method the nodes received (served or not).
+    pub fn total_calls(&self) -> u64 {
+        self.shared.state().calls.values().sum()
+    }
+
     /// How many calls of `method` the nodes received (served or not).
     pub fn call_count(&self, method: &str) -> u64 {
         self.shared.state().calls.get(method).copied().unwrap_or(0)

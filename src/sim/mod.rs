@@ -14,12 +14,14 @@
 //! replicate without voting. [`SimCluster`] drives failures (stop, partition in
 //! a [`Partition`] mode, slow, restart, membership changes and learners, a crash
 //! after a committed write, a RouterAdmin that answers UNIMPLEMENTED) and
-//! exposes the [`Mutation`] log.
+//! exposes the [`Mutation`] log. [`launch`] runs one node the way the public
+//! router is launched, from its command line and configuration file.
 
 mod addresses;
 mod admin;
 mod cluster;
 mod conn;
+pub mod launch;
 mod log;
 mod member;
 mod node;

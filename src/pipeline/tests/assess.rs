@@ -89,3 +89,15 @@ fn router_trouble_and_unhealthy_services_are_their_own_reasons() {
     assert_eq!(assessment.event, Event::ServiceUnhealthy);
     assert!(assessment.message.contains("EtlSink s3-archive (sink) (disk full)"), "{}", assessment.message);
 }
+
+#[test]
+fn a_router_without_router_admin_is_named_before_the_cluster_and_the_references() {
+    let mut observed = seed(Some(RouterCopy::Unimplemented("its RouterAdmin condition".into())));
+    observed.cluster = ClusterView::NotReady { name: "my-cluster".into() };
+    observed.references[0].state = ServiceState::Missing;
+    let assessment = assess(&observed);
+    assert_eq!((assessment.event, assessment.submit), (Event::RouterAdminUnimplemented, None));
+    assert!(assessment.message.contains("cannot run pipelines"), "{}", assessment.message);
+    observed.cluster = ClusterView::Unresolved("no EtlRouterCluster".into());
+    assert_eq!(assess(&observed).event, Event::NoCluster, "a cluster must be found first");
+}

@@ -16,6 +16,9 @@
 //! [`DynamicObject`] so it can be sent as `policy/v1beta1`.
 
 mod config;
+mod launch;
+#[cfg(test)]
+mod launch_tests;
 mod pdb;
 mod services;
 mod statefulset;
@@ -37,9 +40,12 @@ use sha2::{Digest, Sha256};
 use crate::crd::EtlRouterCluster;
 
 pub use crate::runtime::policy::{PdbApi, pdb_api_resource};
-pub use config::{CONFIG_DIR, CONFIG_FILE, CONFIG_PATH, Peer, RouterConfig, config_hash, router_config};
-pub use services::{GRPC_PORT_NAME, RAFT_PORT_NAME};
-pub use statefulset::{DATA_DIR, DATA_VOLUME, NODE_COMMAND, ROUTER_CONTAINER};
+pub use config::{
+    CONFIG_DIR, CONFIG_FILE, CONFIG_PATH, PEERS_FILE, PEERS_PATH, config_hash, peers, router_config,
+};
+pub use launch::{LAUNCH_SCRIPT, ROUTER_BINARY};
+pub use services::{GRPC_PORT_NAME, METRICS_PORT_NAME, RAFT_PORT_NAME};
+pub use statefulset::{DATA_DIR, DATA_VOLUME, ROUTER_CONTAINER};
 
 pub use crate::runtime::FIELD_MANAGER;
 /// On every built object: hash of the object's content, computed with this annotation absent.
@@ -81,7 +87,7 @@ impl From<BuildError> for crate::runtime::Error {
 /// Names of the objects of one cluster.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Names {
-    /// ConfigMap with `raft.yaml`: `<n>-config`.
+    /// ConfigMap with `router.yaml` and `peers`: `<n>-config`.
     pub config_map: String,
     /// Headless Service the Raft peers find each other through: `<n>-raft`.
     pub raft_service: String,

@@ -9,6 +9,8 @@ use super::Ctx;
 pub const GRPC_PORT_NAME: &str = "grpc";
 /// Name of the Raft port on the container and the headless Service.
 pub const RAFT_PORT_NAME: &str = "raft";
+/// Name of the router's metrics port on the container.
+pub const METRICS_PORT_NAME: &str = "metrics";
 
 /// A TCP port `name` targeting the container port of the same name.
 /// `protocol` is explicit: it is a list-map key, which server-side apply on

@@ -4,16 +4,16 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec, StatefulSetUpdateStrategy};
 use k8s_openapi::api::core::v1::{
-    Affinity, Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, EnvVar,
-    EnvVarSource, ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec, PodAffinityTerm,
-    PodAntiAffinity, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SeccompProfile, SecurityContext,
-    TCPSocketAction, Volume, VolumeMount, VolumeResourceRequirements, WeightedPodAffinityTerm,
+    Affinity, Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource,
+    PersistentVolumeClaim, PersistentVolumeClaimSpec, PodAffinityTerm, PodAntiAffinity, PodSecurityContext,
+    PodSpec, PodTemplateSpec, Probe, SeccompProfile, SecurityContext, TCPSocketAction, Volume, VolumeMount,
+    VolumeResourceRequirements, WeightedPodAffinityTerm,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::services::{GRPC_PORT_NAME, RAFT_PORT_NAME};
-use super::{CONFIG_DIR, CONFIG_HASH_ANNOTATION, CONFIG_PATH, Ctx, config_hash};
+use super::services::{GRPC_PORT_NAME, METRICS_PORT_NAME, RAFT_PORT_NAME};
+use super::{CONFIG_DIR, CONFIG_HASH_ANNOTATION, Ctx, config_hash, launch};
 use crate::crd::ImagePullPolicy;
 
 /// Name of the router container.
@@ -27,21 +27,6 @@ const CONFIG_VOLUME: &str = "config";
 const TMP_VOLUME: &str = "tmp";
 /// User and group the router runs as (the conventional non-root 65532).
 const RUN_AS: i64 = 65532;
-
-/// Script the router container runs with `sh -c`.
-///
-/// Kubernetes 1.20 has no pod-index label to hand the ordinal to the pod, so,
-/// as etcd and ZooKeeper StatefulSets do, the node id is derived from the pod
-/// name (`<n>-<ordinal>`, from the downward API in `CONVEYOR_POD_NAME`):
-/// `CONVEYOR_NODE_ID` = ordinal + 1.
-///
-/// Assumes the router image has a POSIX `sh` and `conveyor-etl-router` on its
-/// `PATH`, and that the router reads its node id from `CONVEYOR_NODE_ID` and its
-/// configuration from `--config`. `exec` makes the router PID 1, so it receives
-/// SIGTERM directly. (Kubernetes leaves `$(( … ))` alone: it only expands
-/// `$(NAME)` of a defined variable.)
-pub const NODE_COMMAND: &str = "export CONVEYOR_NODE_ID=$(( ${CONVEYOR_POD_NAME##*-} + 1 )); \
-                                exec conveyor-etl-router --config /etc/conveyor/raft.yaml";
 
 pub(super) fn stateful_set(ctx: &Ctx<'_>, replicas: i32) -> StatefulSet {
     let storage = ctx.cluster.spec.storage.as_ref();
@@ -160,17 +145,6 @@ fn default_affinity(ctx: &Ctx<'_>) -> Affinity {
 
 fn container(ctx: &Ctx<'_>) -> Container {
     let spec = &ctx.cluster.spec;
-    let field_env = |name: &str, path: &str| EnvVar {
-        name: name.to_owned(),
-        value_from: Some(EnvVarSource {
-            field_ref: Some(ObjectFieldSelector {
-                field_path: path.to_owned(),
-                ..ObjectFieldSelector::default()
-            }),
-            ..EnvVarSource::default()
-        }),
-        ..EnvVar::default()
-    };
     let container_port = |name: &str, port: i32| ContainerPort {
         name: Some(name.to_owned()),
         container_port: port,
@@ -195,26 +169,21 @@ fn container(ctx: &Ctx<'_>) -> Container {
             }
             .to_owned()
         }),
-        command: Some(vec!["sh".to_owned(), "-c".to_owned(), NODE_COMMAND.to_owned()]),
-        env: Some(vec![
-            field_env("CONVEYOR_POD_NAME", "metadata.name"),
-            field_env("CONVEYOR_NAMESPACE", "metadata.namespace"),
-            EnvVar {
-                name: "CONVEYOR_CONFIG".to_owned(),
-                value: Some(CONFIG_PATH.to_owned()),
-                ..EnvVar::default()
-            },
-        ]),
+        command: Some(launch::command(ctx.cluster)),
+        args: Some(launch::args(ctx.cluster)),
+        env: Some(launch::env(ctx.cluster)),
         ports: Some(vec![
             container_port(GRPC_PORT_NAME, spec.ports.grpc),
             container_port(RAFT_PORT_NAME, spec.ports.raft),
+            // The router's Prometheus endpoint (metrics.listen_addr), for scraping.
+            container_port(METRICS_PORT_NAME, spec.ports.metrics),
         ]),
         resources: spec.resources.clone(),
         readiness_probe: Some(grpc_port_probe(5, 5)),
         liveness_probe: Some(grpc_port_probe(15, 10)),
         volume_mounts: Some(vec![
             mount(CONFIG_VOLUME, CONFIG_DIR, true),
-            mount(DATA_VOLUME, super::DATA_DIR, false),
+            mount(DATA_VOLUME, DATA_DIR, false),
             mount(TMP_VOLUME, "/tmp", false),
         ]),
         security_context: Some(SecurityContext {

@@ -13,6 +13,7 @@ use serde_json::json;
 
 use super::*;
 use crate::crd::{EtlRouterClusterSpec, EtlRouterClusterStatus, ImagePullPolicy, StorageSpec};
+use crate::router::config::RouterConfig;
 
 const UID: &str = "6f1c2a5e-0d3b-4c47-9a51-2b8e7d1f0c93";
 const NS: &str = "conveyor";
@@ -36,7 +37,7 @@ storage:
   storageClassName: standard
 "#;
 
-fn seed() -> EtlRouterCluster {
+pub(super) fn seed() -> EtlRouterCluster {
     let spec: EtlRouterClusterSpec = serde_norway::from_str(SEED_SPEC).unwrap();
     let mut cluster = EtlRouterCluster::new("my-cluster", spec);
     cluster.metadata.namespace = Some(NS.to_owned());
@@ -46,11 +47,11 @@ fn seed() -> EtlRouterCluster {
     cluster
 }
 
-fn build(cluster: &EtlRouterCluster, replicas: i32) -> Desired {
+pub(super) fn build(cluster: &EtlRouterCluster, replicas: i32) -> Desired {
     desired(cluster, replicas, PdbApi::V1).expect("a stored cluster builds")
 }
 
-fn seed_desired() -> Desired {
+pub(super) fn seed_desired() -> Desired {
     build(&seed(), 3)
 }
 
@@ -76,7 +77,7 @@ fn pod_spec(sts: &StatefulSet) -> &PodSpec {
     sts.spec.as_ref().unwrap().template.spec.as_ref().unwrap()
 }
 
-fn router(sts: &StatefulSet) -> &Container {
+pub(super) fn router(sts: &StatefulSet) -> &Container {
     let containers = &pod_spec(sts).containers;
     assert_eq!(containers.len(), 1);
     &containers[0]
@@ -87,15 +88,19 @@ fn config_hash_annotation(sts: &StatefulSet) -> String {
     template.annotations.as_ref().unwrap()[CONFIG_HASH_ANNOTATION].clone()
 }
 
-fn router_config_of(d: &Desired) -> RouterConfig {
-    serde_norway::from_str(&d.config_map.data.as_ref().unwrap()[CONFIG_FILE]).unwrap()
+pub(super) fn router_config_of(d: &Desired) -> RouterConfig {
+    crate::router::config::parse_strict(&d.config_map.data.as_ref().unwrap()[CONFIG_FILE]).unwrap()
+}
+
+pub(super) fn peers_of(d: &Desired) -> Vec<String> {
+    d.config_map.data.as_ref().unwrap()[PEERS_FILE].lines().map(str::to_owned).collect()
 }
 
 fn pdb_json(pdb: &DynamicObject) -> serde_json::Value {
     serde_json::to_value(pdb).unwrap()
 }
 
-fn s(value: &str) -> String {
+pub(super) fn s(value: &str) -> String {
     value.to_owned()
 }
 
@@ -210,31 +215,16 @@ fn seed_router_container() {
     assert_eq!(c.name, "router");
     assert_eq!(c.image.as_deref(), Some("conveyor-etl-router:latest"));
     assert_eq!(c.image_pull_policy, None, "unset in the seed: Kubernetes' default applies");
-    assert_eq!(
-        c.command,
-        Some(vec![
-            s("sh"),
-            s("-c"),
-            s("export CONVEYOR_NODE_ID=$(( ${CONVEYOR_POD_NAME##*-} + 1 )); \
-               exec conveyor-etl-router --config /etc/conveyor/raft.yaml")
-        ])
-    );
-    assert_eq!(c.args, None);
-    let env = serde_json::to_value(c.env.as_ref().unwrap()).unwrap();
-    assert_eq!(
-        env,
-        json!([
-            {"name": "CONVEYOR_POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
-            {"name": "CONVEYOR_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
-            {"name": "CONVEYOR_CONFIG", "value": "/etc/conveyor/raft.yaml"},
-        ])
-    );
+    // The command line itself is checked in `launch_tests`.
+    assert_eq!(c.command.as_ref().unwrap()[..2], [s("sh"), s("-c")]);
+    assert!(c.args.is_some());
     let ports = serde_json::to_value(c.ports.as_ref().unwrap()).unwrap();
     assert_eq!(
         ports,
         json!([
             {"name": "grpc", "containerPort": 50051, "protocol": "TCP"},
             {"name": "raft", "containerPort": 50052, "protocol": "TCP"},
+            {"name": "metrics", "containerPort": 9090, "protocol": "TCP"},
         ])
     );
     let resources = c.resources.as_ref().unwrap();
@@ -372,30 +362,18 @@ fn seed_services() {
 }
 
 #[test]
-fn seed_config_map_lists_three_peers_by_dns_name() {
+fn seed_config_map_holds_the_router_config_and_three_peers_by_dns_name() {
     let d = seed_desired();
     assert_eq!(d.config_map.metadata.name.as_deref(), Some("my-cluster-config"));
     let data = d.config_map.data.as_ref().unwrap();
-    assert_eq!(data.keys().collect::<Vec<_>>(), vec!["raft.yaml"]);
+    assert_eq!(data.keys().collect::<Vec<_>>(), vec!["peers", "router.yaml"]);
+    assert_eq!(router_config_of(&d), router_config(&seed()));
     assert_eq!(
-        router_config_of(&d),
-        RouterConfig {
-            election_timeout_ms: 300,
-            heartbeat_interval_ms: 100,
-            grpc_port: 50051,
-            raft_port: 50052,
-            peers: vec![
-                Peer { id: 1, address: s("my-cluster-0.my-cluster-raft.conveyor.svc:50052") },
-                Peer { id: 2, address: s("my-cluster-1.my-cluster-raft.conveyor.svc:50052") },
-                Peer { id: 3, address: s("my-cluster-2.my-cluster-raft.conveyor.svc:50052") },
-            ],
-        }
+        data["peers"],
+        "1:my-cluster-0.my-cluster-raft.conveyor.svc:50052\n\
+         2:my-cluster-1.my-cluster-raft.conveyor.svc:50052\n\
+         3:my-cluster-2.my-cluster-raft.conveyor.svc:50052\n"
     );
-    // The keys the router reads, spelled out.
-    let yaml = &data["raft.yaml"];
-    for key in ["electionTimeoutMs: 300", "heartbeatIntervalMs: 100", "grpcPort: 50051", "raftPort: 50052"] {
-        assert!(yaml.contains(key), "{key} missing in\n{yaml}");
-    }
 }
 
 #[test]
@@ -635,14 +613,13 @@ fn image_pull_policy_and_ports_when_set() {
     assert_eq!(c.resources, None);
     let ports: Vec<_> =
         c.ports.as_ref().unwrap().iter().map(|p| (p.name.clone(), p.container_port)).collect();
-    assert_eq!(ports, vec![(Some(s("grpc")), 7000), (Some(s("raft")), 7001)]);
+    assert_eq!(ports, vec![(Some(s("grpc")), 7000), (Some(s("raft")), 7001), (Some(s("metrics")), 9090)]);
     let raft_ports: Vec<_> =
         d.raft_service.spec.as_ref().unwrap().ports.as_ref().unwrap().iter().map(|p| p.port).collect();
     assert_eq!(raft_ports, vec![7001, 7000]);
     assert_eq!(d.client_service.spec.as_ref().unwrap().ports.as_ref().unwrap()[0].port, 7000);
-    let config = router_config_of(&d);
-    assert_eq!((config.grpc_port, config.raft_port), (7000, 7001));
-    assert!(config.peers.iter().all(|p| p.address.ends_with(".svc:7001")));
+    assert!(peers_of(&d).iter().all(|p| p.ends_with(".svc:7001")), "{:?}", peers_of(&d));
+    assert!(router(&d.stateful_set).args.as_ref().unwrap().contains(&s("0.0.0.0:7000")));
     for (policy, expected) in [(ImagePullPolicy::Always, "Always"), (ImagePullPolicy::Never, "Never")] {
         cluster.spec.image_pull_policy = Some(policy);
         assert_eq!(router(&build(&cluster, 3).stateful_set).image_pull_policy.as_deref(), Some(expected));
@@ -691,7 +668,8 @@ fn raft_timing_change_rolls_the_pods() {
     let (h0, h1) = (hashes(&before), hashes(&after));
     assert_ne!(h0["config_map"], h1["config_map"]);
     assert_ne!(h0["stateful_set"], h1["stateful_set"]);
-    assert_eq!(router_config_of(&after).election_timeout_ms, 500);
+    assert_eq!(router_config_of(&after).cluster.election_timeout_min_ms, 500);
+    assert_eq!(router_config_of(&after).cluster.election_timeout_max_ms, 1000);
 
     let mut heartbeat = seed();
     heartbeat.spec.raft.heartbeat_interval_ms = 50;
@@ -705,10 +683,11 @@ fn scale_step_changes_peers_and_replicas_but_not_the_config_hash() {
     let three = seed_desired();
     let four = build(&seed(), 4);
     assert_eq!(four.stateful_set.spec.as_ref().unwrap().replicas, Some(4));
-    let peers = router_config_of(&four).peers;
+    let peers = peers_of(&four);
     assert_eq!(peers.len(), 4);
-    assert_eq!(peers[3], Peer { id: 4, address: s("my-cluster-3.my-cluster-raft.conveyor.svc:50052") });
-    assert_eq!(router_config_of(&four).peers[..3], router_config_of(&three).peers[..]);
+    assert_eq!(peers[3], "4:my-cluster-3.my-cluster-raft.conveyor.svc:50052");
+    assert_eq!(peers[..3], peers_of(&three)[..]);
+    assert_eq!(router_config_of(&four), router_config_of(&three), "only the peers change");
     let (h3, h4) = (hashes(&three), hashes(&four));
     assert_ne!(h3["config_map"], h4["config_map"]);
     assert_ne!(h3["stateful_set"], h4["stateful_set"]);
@@ -727,7 +706,7 @@ fn scale_step_changes_peers_and_replicas_but_not_the_config_hash() {
     assert_ne!(hashes(&five)["pdb"], h3["pdb"]);
     let one = build(&seed(), 1);
     assert_eq!(pdb_json(one.pdb.as_ref().unwrap())["spec"]["maxUnavailable"], 0);
-    assert_eq!(router_config_of(&one).peers.len(), 1);
+    assert_eq!(peers_of(&one), ["1:my-cluster-0.my-cluster-raft.conveyor.svc:50052"]);
 }
 
 #[test]
@@ -750,24 +729,6 @@ fn status_and_unrelated_metadata_change_no_hash() {
     let after = build(&cluster, 3);
     assert_eq!(hashes(&before), hashes(&after));
     assert_eq!(before, after);
-}
-
-#[test]
-fn node_command_derives_the_node_id_from_the_ordinal() {
-    // Run the script's first statement with the router replaced by an echo.
-    let script = NODE_COMMAND
-        .replace("exec conveyor-etl-router --config /etc/conveyor/raft.yaml", "echo \"$CONVEYOR_NODE_ID\"");
-    assert_ne!(script, NODE_COMMAND, "the router invocation is in the script");
-    for (pod, expected) in [("my-cluster-0", "1"), ("my-cluster-2", "3"), ("a-b-c-10", "11")] {
-        let out = std::process::Command::new("sh")
-            .arg("-c")
-            .arg(&script)
-            .env("CONVEYOR_POD_NAME", pod)
-            .output()
-            .expect("sh runs");
-        assert!(out.status.success(), "{out:?}");
-        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), expected, "{pod}");
-    }
 }
 
 #[test]

@@ -6,9 +6,9 @@ use crate::router_cluster::observation::{
     MemberView, Observation, PodState, Probe, Role, RouterView, StatefulSetState,
 };
 
-const REVISION: &str = "rev-1";
+pub(super) const REVISION: &str = "rev-1";
 
-fn pods(count: u32, ready: u32) -> Vec<PodState> {
+pub(super) fn pods(count: u32, ready: u32) -> Vec<PodState> {
     (0..count)
         .map(|ordinal| PodState {
             name: format!("c-{ordinal}"),
@@ -39,7 +39,12 @@ fn view(node_id: u64, leader_id: u64, healthy: &[bool]) -> RouterView {
     }
 }
 
-fn observation(target: i32, replicas: i32, pods: Vec<PodState>, probes: Vec<Probe>) -> Observation {
+pub(super) fn observation(
+    target: i32,
+    replicas: i32,
+    pods: Vec<PodState>,
+    probes: Vec<Probe>,
+) -> Observation {
     Observation {
         cluster_name: "c".to_string(),
         generation: 2,
@@ -54,10 +59,12 @@ fn observation(target: i32, replicas: i32, pods: Vec<PodState>, probes: Vec<Prob
         }),
         pods,
         probes,
+        without_admin: Vec::new(),
+        registry_check: None,
     }
 }
 
-fn healthy_probes(count: u64, leader: u64) -> Vec<Probe> {
+pub(super) fn healthy_probes(count: u64, leader: u64) -> Vec<Probe> {
     let all = vec![true; count as usize];
     (1..=count)
         .map(|id| Probe { pod: format!("c-{}", id - 1), outcome: Ok(view(id, leader, &all)) })

@@ -1,2 +1,3 @@
 mod assess;
+mod assess_pods;
 mod machine_table;
