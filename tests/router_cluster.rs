@@ -352,6 +352,33 @@ async fn an_image_change_rolls_one_pod_at_a_time_with_the_leader_last() {
 }
 
 #[tokio::test]
+async fn a_one_member_cluster_rolls_its_only_pod_although_its_budget_allows_no_eviction() {
+    let s = Scenario::new("roll-one").await;
+    let mut cluster = seed_cluster("my-cluster");
+    cluster.spec.replicas = 1;
+    s.create(&cluster).await;
+    s.wait_phase(ClusterPhase::Ready).await;
+    assert_eq!(
+        pdb_max_unavailable(&s).await,
+        serde_json::json!(0),
+        "one member: the budget allows no eviction"
+    );
+
+    let patch = serde_json::json!({"spec": {"image": "conveyor-etl-router:v2"}});
+    s.clusters.patch("my-cluster", &PatchParams::default(), &Patch::Merge(patch)).await.unwrap();
+    let pods: Api<Pod> = Api::namespaced(s.client.clone(), &s.namespace);
+    let rolled = s
+        .wait_for("the only pod on the new image and the cluster Ready", |c| {
+            phase_of(c) == Some(ClusterPhase::Ready)
+                && c.status.as_ref().is_some_and(|s| s.observed_generation == c.metadata.generation)
+        })
+        .await;
+    let pod = pods.get("my-cluster-0").await.unwrap();
+    assert_eq!(pod.spec.unwrap().containers[0].image.as_deref(), Some("conveyor-etl-router:v2"));
+    assert!(rolled.status.unwrap().members.iter().all(|m| m.healthy));
+}
+
+#[tokio::test]
 async fn a_paused_cluster_changes_nothing_until_resumed() {
     let s = Scenario::new("pause").await;
     s.create(&seed_cluster("my-cluster")).await;

@@ -94,9 +94,13 @@ pub async fn apply_changed(
     Ok(())
 }
 
-/// Replaces one pod: a healthy one through the Eviction API (a budget or a
-/// drain in progress may refuse; the next reconcile tries again), a broken
-/// one by deletion. Either only hits the pod's current incarnation.
+/// Replaces one pod: a healthy member of a multi-member cluster through the
+/// Eviction API (a budget or a drain in progress may refuse; the next
+/// reconcile tries again), a broken one, or the only member of a one-member
+/// cluster, by deletion (its budget allows no disruption, so an eviction
+/// would be refused forever, and there is no quorum to guard: the roll the
+/// user asked for takes it down whatever way it goes). Either only hits the
+/// pod's current incarnation.
 pub async fn roll(
     cluster: &EtlRouterCluster,
     ctx: &Context,
@@ -109,7 +113,7 @@ pub async fn roll(
         return Ok(());
     };
     let namespace = cluster.namespace().unwrap_or_default();
-    if step.healthy {
+    if step.healthy && cluster.spec.replicas > 1 {
         match evict(&ctx.client, ctx.cache.pdb_api, pod).await? {
             Evicted::Yes => {
                 tracing::info!(cluster = %cluster.name_any(), pod = %step.pod, "evicted pod to roll it to the current template")
@@ -127,7 +131,7 @@ pub async fn roll(
     };
     match Api::<Pod>::namespaced(ctx.client.clone(), &namespace).delete(&step.pod, &params).await {
         Ok(_) => {
-            tracing::info!(cluster = %cluster.name_any(), pod = %step.pod, "deleted a down pod that ran an old template");
+            tracing::info!(cluster = %cluster.name_any(), pod = %step.pod, healthy = step.healthy, "deleted a pod that ran an old template");
             Ok(())
         }
         Err(kube::Error::Api(status)) if status.code == 404 || status.code == 409 => Ok(()),
