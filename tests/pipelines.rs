@@ -563,3 +563,35 @@ async fn a_router_without_router_admin_is_its_own_reason() {
     pods.delete_collection(&DeleteParams::default(), &router_pods).await.unwrap();
     wait_ready(&s, 1).await;
 }
+
+#[tokio::test]
+async fn pipelines_applied_with_their_cluster_and_services_at_once_never_report_a_failure() {
+    // Everything at once: each pipeline is reconciled again by the cluster's
+    // and services' changes while its own finalizer patch is in flight, from
+    // a cached copy that does not show the finalizer yet.
+    let s = Scenario::new("pl-at-once").await;
+    let names: Vec<String> = (0..12).map(|i| format!("pipeline-{i}")).collect();
+    let mut pipelines = Vec::new();
+    for name in &names {
+        let mut pipeline = seed_pipeline();
+        pipeline.metadata.name = Some(name.clone());
+        pipelines.push(pipeline);
+    }
+    let cluster = seed_cluster("my-cluster");
+    let creates = pipelines.iter().map(|p| create(&s, p));
+    tokio::join!(s.create(&cluster), create_services(&s), futures::future::join_all(creates));
+    for name in &names {
+        objects::wait_status::<EtlPipelineStatus>(&s, "EtlPipeline", name, "Ready", |st| {
+            st.phase == Some(Phase::Ready)
+        })
+        .await;
+    }
+    for name in &names {
+        let events = events_about(&s, "EtlPipeline", name).await;
+        let warnings: Vec<&(String, String)> = events
+            .iter()
+            .filter(|(reason, _)| reason.contains("Failed") || reason.contains("Error"))
+            .collect();
+        assert!(warnings.is_empty(), "{name} reported a failure: {events:#?}");
+    }
+}

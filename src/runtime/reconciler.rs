@@ -103,18 +103,35 @@ async fn with_finalizer<K: Reconciler>(object: &Arc<K>, ctx: &Context) -> Result
     }
     let namespace = object.namespace().ok_or_else(|| Error::InvalidObject("no metadata.namespace".into()))?;
     let api: Api<K> = Api::namespaced(ctx.client.clone(), &namespace);
-    finalizer(&api, FINALIZER, object.clone(), |event| async {
+    let outcome = finalizer(&api, FINALIZER, object.clone(), |event| async {
         match event {
             Finalizer::Apply(object) => object.reconcile(ctx).await,
             Finalizer::Cleanup(object) => object.cleanup(ctx).await,
         }
     })
-    .await
-    .map_err(|error| match error {
-        kube::runtime::finalizer::Error::ApplyFailed(error)
-        | kube::runtime::finalizer::Error::CleanupFailed(error) => error,
-        other => Error::Finalizer(Box::new(other)),
-    })
+    .await;
+    match outcome {
+        Ok(action) => Ok(action),
+        Err(kube::runtime::finalizer::Error::ApplyFailed(error))
+        | Err(kube::runtime::finalizer::Error::CleanupFailed(error)) => Err(error),
+        Err(kube::runtime::finalizer::Error::AddFinalizer(error)) if is_stale_view(&error) => {
+            // The patch tests the finalizer list this reconcile saw: a reconcile
+            // of a cached copy older than our own finalizer patch fails that
+            // test. Nothing is wrong; the watch event of the patch brings the
+            // object again, and the requeue covers it should that be folded.
+            tracing::debug!(%error, "finalizer list changed since the cached copy; looking again");
+            Ok(Action::requeue(STALE_VIEW_RETRY))
+        }
+        Err(other) => Err(Error::Finalizer(Box::new(other))),
+    }
+}
+
+/// How soon a reconcile that saw a stale copy looks again.
+const STALE_VIEW_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// A JSON patch whose `test` failed (422) or a write that lost a race (409).
+fn is_stale_view(error: &kube::Error) -> bool {
+    matches!(error, kube::Error::Api(status) if status.code == 422 || status.code == 409)
 }
 
 /// Removes [`FINALIZER`], guarded by a test of the list it read, so a

@@ -61,6 +61,9 @@ struct Args {
     /// Give up when a phase takes longer than this.
     #[arg(long, default_value = "30m", value_parser = humantime::parse_duration)]
     timeout: Duration,
+    /// Copy the API server's audit log here at the end, for a closer look.
+    #[arg(long)]
+    audit_log: Option<PathBuf>,
     /// Where the Markdown report goes.
     #[arg(long, default_value = "docs/benchmark.md")]
     report: PathBuf,
@@ -77,6 +80,10 @@ async fn main() -> anyhow::Result<()> {
     say("starting the control plane");
     let mut plane = tokio::task::spawn_blocking(ControlPlane::try_start).await?.map_err(|e| anyhow!(e))?;
     let outcome = run(&args, &plane).await;
+    if let Some(copy) = &args.audit_log {
+        std::fs::copy(plane.audit_log(), copy)
+            .with_context(|| format!("copying the audit log to {}", copy.display()))?;
+    }
     plane.stop();
     let figures = outcome?;
     let command = std::env::args().collect::<Vec<_>>().join(" ");
