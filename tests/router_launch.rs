@@ -26,7 +26,6 @@ use kube::api::Api;
 use conveyor_etl_operator::crd::{ClusterPhase, EtlPipelineStatus, EtlRouterCluster, Phase, ServiceStatus};
 use conveyor_etl_operator::router::{Router, RouterClient, ServiceType};
 use conveyor_etl_operator::router_cluster::build::router_config;
-use support::kubelet::{pod_ip, unique_subnet};
 use support::objects::{self, SERVICE_KINDS, create, name_of};
 use support::operator::{router_options, timing};
 use support::scenario::{Scenario, condition, seed_cluster};
@@ -248,7 +247,6 @@ async fn the_generated_launch_starts_the_router_which_reads_every_setting_and_se
     let sets: Api<StatefulSet> = Api::namespaced(s.client.clone(), &s.namespace);
     let maps: Api<ConfigMap> = Api::namespaced(s.client.clone(), &s.namespace);
     let client = RouterClient::new(router_options());
-    let subnet = unique_subnet();
     for (index, (cluster, pod, node_id)) in
         [(&clusters[0], "my-cluster-2", 3u64), (&clusters[1], "solo-0", 1)].into_iter().enumerate()
     {
@@ -256,7 +254,8 @@ async fn the_generated_launch_starts_the_router_which_reads_every_setting_and_se
         let set = created(&sets, &name).await;
         let config_map = created(&maps, &format!("{name}-config")).await;
         let template = set.spec.unwrap().template.spec.unwrap();
-        let ip = IpAddr::V4(pod_ip(subnet, 200 + index as u32));
+        // Addresses in the scenario kubelet's claimed subnet, far above its pods' ordinals.
+        let ip = IpAddr::V4(s.kubelet.ip(200 + index as u32));
         let launched = launch(&template.containers[0], &config_map, pod, &s.namespace, ip);
         let ports = &cluster.spec.ports;
         let grpc = SocketAddr::new(ip, ports.grpc as u16).to_string();
