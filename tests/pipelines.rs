@@ -594,4 +594,18 @@ async fn pipelines_applied_with_their_cluster_and_services_at_once_never_report_
             .collect();
         assert!(warnings.is_empty(), "{name} reported a failure: {events:#?}");
     }
+    // And no cached copy older than the finalizer sent the patch again to be refused.
+    let writes = s.plane.writes_by(OPERATOR_USER);
+    for name in &names {
+        let path = format!("/namespaces/{}/etlpipelines/{name}", s.namespace);
+        let patches: Vec<_> = writes
+            .iter()
+            .filter(|w| {
+                w.verb == "patch"
+                    && w.request_uri.split('?').next() == Some(&*format!("/apis/conveyor.etl/v1{path}"))
+            })
+            .map(|w| w.response_status.as_ref().and_then(|st| st["code"].as_u64()))
+            .collect();
+        assert_eq!(patches, [Some(200)], "{name}'s finalizer patches");
+    }
 }

@@ -79,6 +79,10 @@ pub struct Context {
     /// UNIMPLEMENTED: a router build does not change under a running pod, so
     /// each is asked once, and its cluster's health comes from its pods.
     pub without_router_admin: PodMemo,
+    /// Objects (by uid) whose finalizer this process added but whose cached
+    /// copy may not show it yet: a reconcile of such a copy goes ahead as if
+    /// it did, instead of testing the list again and being refused.
+    pub finalizer_added: std::sync::Mutex<std::collections::HashSet<String>>,
     retries: Retries,
 }
 
@@ -99,6 +103,7 @@ impl Context {
             pipeline_lists: Snapshots::default(),
             pipeline_reads: Snapshots::default(),
             without_router_admin: PodMemo::default(),
+            finalizer_added: Default::default(),
         }
     }
 

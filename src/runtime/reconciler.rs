@@ -92,7 +92,21 @@ async fn reconcile_and_report<K: Reconciler>(object: Arc<K>, ctx: Arc<Context>) 
 
 async fn with_finalizer<K: Reconciler>(object: &Arc<K>, ctx: &Context) -> Result<Action, Error> {
     let deleting = object.meta().deletion_timestamp.is_some();
+    let uid = object.uid().unwrap_or_default();
     let held = object.finalizers().iter().any(|f| f == FINALIZER);
+    let added_before_cache = {
+        let mut added = ctx.finalizer_added.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if held || deleting || !object.needs_cleanup() {
+            added.remove(&uid);
+            false
+        } else {
+            added.contains(&uid)
+        }
+    };
+    if added_before_cache {
+        // Our finalizer patch landed; this cached copy predates it.
+        return object.reconcile(ctx).await;
+    }
     if !held && !object.needs_cleanup() {
         return if deleting { Ok(Action::await_change()) } else { object.reconcile(ctx).await };
     }
@@ -111,7 +125,12 @@ async fn with_finalizer<K: Reconciler>(object: &Arc<K>, ctx: &Context) -> Result
     })
     .await;
     match outcome {
-        Ok(action) => Ok(action),
+        Ok(action) => {
+            if !held && !deleting {
+                ctx.finalizer_added.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(uid);
+            }
+            Ok(action)
+        }
         Err(kube::runtime::finalizer::Error::ApplyFailed(error))
         | Err(kube::runtime::finalizer::Error::CleanupFailed(error)) => Err(error),
         Err(kube::runtime::finalizer::Error::AddFinalizer(error)) if is_stale_view(&error) => {
