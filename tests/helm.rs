@@ -10,7 +10,6 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::authentication::v1::TokenRequest;
 use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -293,17 +292,7 @@ async fn install_creates_the_crds_service_account_rbac_and_deployment() {
 
 /// A client holding a fresh token of the chart's service account, from the TokenRequest API.
 async fn service_account_client(plane: &ControlPlane) -> Client {
-    let accounts: Api<ServiceAccount> = Api::namespaced(plane.client().await, NAMESPACE);
-    let request = TokenRequest {
-        spec: k8s_openapi::api::authentication::v1::TokenRequestSpec {
-            audiences: vec![],
-            expiration_seconds: Some(3600),
-            ..Default::default()
-        },
-        ..Default::default()
-    };
-    let issued = accounts.create_token_request(RELEASE, &Default::default(), &request).await.unwrap();
-    let token = issued.status.expect("a token").token;
+    let token = support::service_account_token(plane, NAMESPACE, RELEASE).await;
     install_crypto_provider();
     Client::try_from(plane.config_with_token(&token).await).unwrap()
 }

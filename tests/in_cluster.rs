@@ -21,8 +21,6 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
-use k8s_openapi::api::core::v1::ServiceAccount;
 use kube::Api;
 use kube::api::PostParams;
 
@@ -71,17 +69,7 @@ struct ServiceAccountFiles {
 
 impl ServiceAccountFiles {
     async fn issue(plane: &ControlPlane) -> ServiceAccountFiles {
-        let accounts: Api<ServiceAccount> = Api::namespaced(plane.client().await, NAMESPACE);
-        let request = TokenRequest {
-            spec: TokenRequestSpec {
-                audiences: vec![],
-                expiration_seconds: Some(3600),
-                ..Default::default()
-            },
-            ..Default::default()
-        };
-        let issued = accounts.create_token_request(ACCOUNT, &PostParams::default(), &request).await.unwrap();
-        let token = issued.status.expect("a token").token;
+        let token = support::service_account_token(plane, NAMESPACE, ACCOUNT).await;
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("token"), token).unwrap();
         std::fs::copy(plane.dir().join("ca.crt"), dir.path().join("ca.crt")).unwrap();

@@ -126,6 +126,15 @@ async fn scrape_until(
     .await
 }
 
+/// The operator binary exporting its spans over OTLP/gRPC to `address`, in batches every 100 ms.
+fn exporting_to(plane: &ControlPlane, namespace: &str, address: std::net::SocketAddr) -> OperatorProcess {
+    let env = [
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{address}")),
+        ("OTEL_BSP_SCHEDULE_DELAY", "100".into()),
+    ];
+    OperatorProcess::start(plane, namespace, &env, &[])
+}
+
 fn exported_traces(spans: &Spans) -> HashSet<String> {
     spans.all().into_iter().map(|span| span.trace_id).collect()
 }
@@ -135,15 +144,7 @@ async fn transitions_link_to_exported_traces_and_metrics_follow_the_objects() {
     let plane = shared_with_crds();
     let namespace = namespace(plane, "obs-grpc").await;
     let (address, spans) = otlp::grpc_receiver().await;
-    let operator = OperatorProcess::start(
-        plane,
-        &namespace,
-        &[
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{address}")),
-            ("OTEL_BSP_SCHEDULE_DELAY", "100".into()),
-        ],
-        &[],
-    );
+    let operator = exporting_to(plane, &namespace, address);
     apply_seed(plane, &namespace);
 
     // The Event names a trace, and that trace is exported.
@@ -235,15 +236,7 @@ async fn the_seeds_pipeline_submission_is_one_trace_from_reconcile_into_the_rout
     let namespace = namespace(plane, "obs-seed").await;
     let (address, spans) = otlp::grpc_receiver().await;
     let kubelet = FakeKubelet::start(plane.client().await, &namespace, "my-cluster", 50051).await;
-    let operator = OperatorProcess::start(
-        plane,
-        &namespace,
-        &[
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{address}")),
-            ("OTEL_BSP_SCHEDULE_DELAY", "100".into()),
-        ],
-        &[],
-    );
+    let operator = exporting_to(plane, &namespace, address);
     apply_seed(plane, &namespace);
     let services = repo_path("deploy/examples/services.yaml");
     kubectl_ok(plane, &["apply", "-n", &namespace, "-f", services.to_str().unwrap()]);

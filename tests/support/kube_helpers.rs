@@ -99,3 +99,16 @@ where
         tokio::time::sleep(Duration::from_millis(50)).await; // poll interval
     }
 }
+
+/// A fresh one-hour token of service account `namespace`/`account`, from the TokenRequest API.
+pub async fn service_account_token(plane: &ControlPlane, namespace: &str, account: &str) -> String {
+    use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+    use k8s_openapi::api::core::v1::ServiceAccount;
+    let accounts: kube::Api<ServiceAccount> = kube::Api::namespaced(plane.client().await, namespace);
+    let request = TokenRequest {
+        spec: TokenRequestSpec { audiences: vec![], expiration_seconds: Some(3600), ..Default::default() },
+        ..Default::default()
+    };
+    let issued = accounts.create_token_request(account, &Default::default(), &request).await.unwrap();
+    issued.status.expect("a token").token
+}
