@@ -96,6 +96,12 @@ async fn ready_example_set(prefix: &str) -> Scenario {
     create_services(&s).await;
     create(&s, &seed_pipeline()).await;
     wait_ready(&s, 1).await;
+    // The Event of the move to Ready follows its status write: wait for it
+    // too, so tests that count writes from here see only their own.
+    eventually(FORM_TIMEOUT, "the pipeline's Ready Event", || async {
+        (event_count(&s, "EtlPipeline", PIPELINE, "PipelineRunning").await >= 1).then_some(())
+    })
+    .await;
     s
 }
 

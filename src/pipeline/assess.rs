@@ -85,7 +85,9 @@ pub fn assess(observation: &Observation) -> Assessment {
             name
         }
         ClusterView::NotReady { name } => {
-            let message = format!("router cluster {name} is not Ready; the pipeline waits for it");
+            let message = format!(
+                "router cluster {name} is neither Ready nor Degraded with a leader; the pipeline waits for it"
+            );
             return done(Event::ClusterNotReady, message, None);
         }
         ClusterView::Ready { name } => name,

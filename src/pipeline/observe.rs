@@ -47,7 +47,7 @@ pub async fn observe(pipeline: &EtlPipeline, ctx: &Context) -> Result<Observed, 
         Resolution::Found(found) => {
             let name = found.name_any();
             let members = clusters::members(&ctx.cache.pods, found);
-            let ready = found.status.as_ref().and_then(|s| s.phase) == Some(crate::crd::ClusterPhase::Ready);
+            let ready = clusters::serves_dependants(found);
             let view = if ready && !members.is_empty() {
                 ClusterView::Ready { name: name.clone() }
             } else {

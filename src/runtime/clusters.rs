@@ -49,6 +49,20 @@ impl Resolution {
 /// `RouterAdmin`; False (reason `RouterAdminUnimplemented`) when it does not.
 pub const ROUTER_ADMIN_CONDITION: &str = "RouterAdmin";
 
+/// Whether the cluster can serve its services and pipelines: Ready, or
+/// Degraded (a member down, a roll or a scale in progress: a leader and
+/// quorum hold, or it would be Unavailable). Dependants of a Degraded
+/// cluster stay as they are instead of all flapping with it.
+pub fn serves_dependants(cluster: &EtlRouterCluster) -> bool {
+    use crate::crd::ClusterPhase;
+    let status = cluster.status.as_ref();
+    match status.and_then(|s| s.phase) {
+        Some(ClusterPhase::Ready) => true,
+        Some(ClusterPhase::Degraded) => status.is_some_and(|s| s.leader.is_some()),
+        _ => false,
+    }
+}
+
 /// The cluster's own word that its router serves no `RouterAdmin`, when it
 /// says so: dependants need not ask the router what it cannot answer.
 pub fn without_router_admin(cluster: &EtlRouterCluster) -> Option<String> {

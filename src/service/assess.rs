@@ -1,7 +1,6 @@
 //! From what a reconcile observed to the one event that drives the machine,
 //! with a message a person can act on. Pure.
 
-use crate::crd::ClusterPhase;
 use crate::router::proto::common::{Endpoint, HealthStatus};
 use crate::router::{EndpointError, RegisterRequest, RegisteredService};
 use crate::runtime::clusters::Resolution;
@@ -46,11 +45,13 @@ pub fn blocker(
     };
     let name = kube::ResourceExt::name_any(cluster.as_ref());
     let phase = cluster.status.as_ref().and_then(|s| s.phase);
-    if phase != Some(ClusterPhase::Ready) {
+    if !crate::runtime::clusters::serves_dependants(cluster) {
         let phase = phase.map_or("new".to_owned(), |p| format!("{p:?}"));
         return Some(Assessment::new(
             Event::ClusterNotReady,
-            format!("EtlRouterCluster {name} is {phase}; registering waits until it is Ready"),
+            format!(
+                "EtlRouterCluster {name} is {phase}; registering waits until it is Ready (or Degraded with a leader)"
+            ),
         ));
     }
     if members.is_empty() {

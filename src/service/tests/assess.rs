@@ -63,6 +63,16 @@ fn no_cluster_several_clusters_and_a_cluster_not_ready_say_so() {
     let ready = Resolution::Found(cluster(Some(ClusterPhase::Ready)));
     assert_eq!(blocker(&ok, &ready, MEMBERS, "ns").unwrap().event, Event::ClusterNotReady, "no members");
     assert!(blocker(&ok, &ready, &members, "ns").is_none());
+    // Degraded with a leader (a member down, quorum held) serves; without one it does not.
+    let mut degraded = (*cluster(Some(ClusterPhase::Degraded))).clone();
+    assert_eq!(
+        blocker(&ok, &Resolution::Found(Arc::new(degraded.clone())), &members, "ns").unwrap().event,
+        Event::ClusterNotReady
+    );
+    degraded.status.as_mut().unwrap().leader = Some("my-cluster-0".into());
+    assert!(blocker(&ok, &Resolution::Found(Arc::new(degraded)), &members, "ns").is_none());
+    let unavailable = Resolution::Found(cluster(Some(ClusterPhase::Unavailable)));
+    assert_eq!(blocker(&ok, &unavailable, &members, "ns").unwrap().event, Event::ClusterNotReady);
 }
 
 #[test]
