@@ -26,7 +26,7 @@ use kube::api::Api;
 use conveyor_etl_operator::crd::{ClusterPhase, EtlPipelineStatus, EtlRouterCluster, Phase, ServiceStatus};
 use conveyor_etl_operator::router::{Router, RouterClient, ServiceType};
 use conveyor_etl_operator::router_cluster::build::router_config;
-use support::kubelet::{pod_ip, unique_subnet};
+use support::kubelet::{claim_subnet, pod_ip};
 use support::objects::{self, SERVICE_KINDS, create, name_of};
 use support::operator::{router_options, timing};
 use support::scenario::{Scenario, condition, seed_cluster};
@@ -248,7 +248,8 @@ async fn the_generated_launch_starts_the_router_which_reads_every_setting_and_se
     let sets: Api<StatefulSet> = Api::namespaced(s.client.clone(), &s.namespace);
     let maps: Api<ConfigMap> = Api::namespaced(s.client.clone(), &s.namespace);
     let client = RouterClient::new(router_options());
-    let subnet = unique_subnet();
+    // Claimed at the seed's gRPC port, as every fake kubelet claims its subnet.
+    let (subnet, _claim) = claim_subnet(50051);
     for (index, (cluster, pod, node_id)) in
         [(&clusters[0], "my-cluster-2", 3u64), (&clusters[1], "solo-0", 1)].into_iter().enumerate()
     {
