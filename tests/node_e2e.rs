@@ -6,13 +6,12 @@
 //!
 //! Needs root, `tests/harness/build-node.sh` and
 //! `tests/harness/build-router-image.sh` (as `.ci/run` runs them); fails,
-//! naming what is missing, without them. One real node per machine at a
-//! time: the tests of this binary take turns.
+//! naming what is missing, without them. One real node runs per machine at
+//! a time (a second refuses to start).
 
 mod support;
 
 use std::path::PathBuf;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Pod;
@@ -28,18 +27,19 @@ use support::{install_crds, kubectl_ok, repo_path, test_namespace};
 /// Long enough for a cold start on a loaded two-core machine.
 const DEADLINE: Duration = Duration::from_secs(180);
 
-/// The tests of this binary share the machine's one node slot.
-static ONE_NODE: Mutex<()> = Mutex::new(());
-
 /// The router image tests/harness/build-router-image.sh packed (`.ci/run`
 /// runs it before `cargo test`; the test cannot: `cargo test` holds the
 /// target directory's lock while tests run). Refused when any source of the
 /// simulator is newer than the tarball, so a stale image never passes for
 /// the current code.
 fn router_image() -> (String, PathBuf) {
-    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| repo_path("target"));
+    let target =
+        std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| repo_path("target"));
     let tarball = target.join("node-images/router.tar");
-    let rebuild = format!("run `bash tests/harness/build-router-image.sh` (with CARGO_TARGET_DIR={})", target.display());
+    let rebuild = format!(
+        "run `bash tests/harness/build-router-image.sh` (with CARGO_TARGET_DIR={})",
+        target.display()
+    );
     let packed = std::fs::metadata(&tarball)
         .and_then(|meta| meta.modified())
         .unwrap_or_else(|_| panic!("no router image at {}: {rebuild}", tarball.display()));
@@ -96,7 +96,8 @@ where
         }
         if Instant::now() >= deadline {
             let plane = node.plane.as_ref().unwrap();
-            let objects = support::kubectl(plane, &["get", "pods,statefulsets,etlrc,events", "-A", "-o", "wide"]);
+            let objects =
+                support::kubectl(plane, &["get", "pods,statefulsets,etlrc,events", "-A", "-o", "wide"]);
             panic!(
                 "timed out after {DEADLINE:?} waiting for {what}\n{}\n{}",
                 String::from_utf8_lossy(&objects.stdout),
@@ -116,19 +117,15 @@ fn ready_container(pod: &Pod) -> Option<(String, i32)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_router_container_killed_on_a_real_node_is_restarted_and_the_cluster_recovers() {
-    let _turn = ONE_NODE.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     if let Some(why) = node::unavailable() {
         panic!("no real node on this machine: {why}");
     }
     let (image, tarball) = router_image();
-    let mut node = tokio::task::spawn_blocking(RealNode::start).await.unwrap().unwrap_or_else(|e| panic!("{e}"));
+    let mut node =
+        tokio::task::spawn_blocking(RealNode::start).await.unwrap().unwrap_or_else(|e| panic!("{e}"));
     node.import_image(&tarball).unwrap();
-    let pids: Vec<u32> = node
-        .processes()
-        .iter()
-        .map(|(_, pid)| *pid)
-        .chain(node.plane.as_ref().unwrap().pids())
-        .collect();
+    let pids: Vec<u32> =
+        node.processes().iter().map(|(_, pid)| *pid).chain(node.plane.as_ref().unwrap().pids()).collect();
 
     let plane = node.plane.as_ref().unwrap();
     tokio::task::block_in_place(|| {
@@ -180,7 +177,16 @@ async fn a_router_container_killed_on_a_real_node_is_restarted_and_the_cluster_r
     // Cluster DNS: the member's stable name resolves to its pod, from the pod itself.
     let member = format!("my-cluster-0.my-cluster-raft.{namespace}.svc.cluster.local");
     let resolved = until(&node, "the member's DNS name from inside its pod", || {
-        let answer = node.ctr(&["tasks", "exec", "--exec-id", "dns-check", &container, "busybox", "nslookup", &member]);
+        let answer = node.ctr(&[
+            "tasks",
+            "exec",
+            "--exec-id",
+            "dns-check",
+            &container,
+            "busybox",
+            "nslookup",
+            &member,
+        ]);
         let pod_ip = pod_ip.clone();
         async move { answer.ok().filter(|text| text.contains(&pod_ip)) }
     })
@@ -215,4 +221,5 @@ async fn a_router_container_killed_on_a_real_node_is_restarted_and_the_cluster_r
     tokio::task::block_in_place(|| node.stop());
     let left = node.leftovers(&pids);
     assert!(left.is_empty(), "the node left behind: {left:#?}");
+    eprintln!("sysctls restored after the node: {:?}", node.restored_sysctls());
 }

@@ -117,8 +117,9 @@ impl ControlPlane {
             // On its own thread: callers may be inside an async runtime, and
             // waiting for readiness blocks on a runtime of its own.
             let options = options.clone();
-            let attempt =
-                std::thread::spawn(move || Self::start_once(&options)).join().expect("control-plane start thread");
+            let attempt = std::thread::spawn(move || Self::start_once(&options))
+                .join()
+                .expect("control-plane start thread");
             match attempt {
                 Ok(plane) => return Ok(plane),
                 Err(error) => last_error = error,
@@ -207,26 +208,26 @@ impl ControlPlane {
         )?;
         let file = |name: &str| path(name).display().to_string();
         let mut apiserver_args = vec![
-                format!("--etcd-servers={etcd_url}"),
-                format!("--secure-port={apiserver}"),
-                format!("--bind-address={bind}"),
-                format!("--advertise-address={bind}"),
-                format!("--tls-cert-file={}", file("apiserver.crt")),
-                format!("--tls-private-key-file={}", file("apiserver.key")),
-                format!("--client-ca-file={}", file("ca.crt")),
-                format!("--token-auth-file={}", file("tokens.csv")),
-                "--authorization-mode=RBAC".into(),
-                format!("--service-account-key-file={}", file("sa.pub")),
-                format!("--service-account-signing-key-file={}", file("sa.key")),
-                "--service-account-issuer=https://kubernetes.default.svc".into(),
-                "--service-cluster-ip-range=10.0.0.0/24".into(),
-                "--allow-privileged=true".into(),
-                format!("--cert-dir={}", file("apiserver-certs")),
-                format!("--audit-policy-file={}", file("audit-policy.yaml")),
-                format!("--audit-log-path={}", file("audit.log")),
-                "--audit-log-format=json".into(),
-                "--audit-log-mode=blocking".into(),
-                "--v=0".into(),
+            format!("--etcd-servers={etcd_url}"),
+            format!("--secure-port={apiserver}"),
+            format!("--bind-address={bind}"),
+            format!("--advertise-address={bind}"),
+            format!("--tls-cert-file={}", file("apiserver.crt")),
+            format!("--tls-private-key-file={}", file("apiserver.key")),
+            format!("--client-ca-file={}", file("ca.crt")),
+            format!("--token-auth-file={}", file("tokens.csv")),
+            "--authorization-mode=RBAC".into(),
+            format!("--service-account-key-file={}", file("sa.pub")),
+            format!("--service-account-signing-key-file={}", file("sa.key")),
+            "--service-account-issuer=https://kubernetes.default.svc".into(),
+            "--service-cluster-ip-range=10.0.0.0/24".into(),
+            "--allow-privileged=true".into(),
+            format!("--cert-dir={}", file("apiserver-certs")),
+            format!("--audit-policy-file={}", file("audit-policy.yaml")),
+            format!("--audit-log-path={}", file("audit.log")),
+            "--audit-log-format=json".into(),
+            "--audit-log-mode=blocking".into(),
+            "--v=0".into(),
         ];
         if options.real_node.is_some() {
             // Else logs and exec fail on the node's name, which nothing resolves.

@@ -84,9 +84,9 @@ const STOP_DEADLINE: Duration = Duration::from_secs(20);
 /// `~/.cache/conveyor-etl-operator/node`, as build-node.sh fills it.
 pub fn cache_dir() -> PathBuf {
     std::env::var_os("CONVEYOR_NODE_DIR").map(PathBuf::from).unwrap_or_else(|| {
-        let cache = std::env::var_os("XDG_CACHE_HOME").map(PathBuf::from).unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache")
-        });
+        let cache = std::env::var_os("XDG_CACHE_HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache"));
         cache.join("conveyor-etl-operator/node")
     })
 }
@@ -147,7 +147,11 @@ fn read_sysctl(name: &str) -> Option<String> {
 
 fn entries(dir: &Path) -> Option<BTreeSet<String>> {
     let read = fs::read_dir(dir).ok()?;
-    Some(read.filter_map(|entry| entry.ok()).map(|entry| entry.file_name().to_string_lossy().into_owned()).collect())
+    Some(
+        read.filter_map(|entry| entry.ok())
+            .map(|entry| entry.file_name().to_string_lossy().into_owned())
+            .collect(),
+    )
 }
 
 /// The cgroup v1 hierarchies (and the v2 one) mounted here.
@@ -157,7 +161,8 @@ fn cgroup_roots() -> Vec<PathBuf> {
         .lines()
         .filter_map(|line| {
             let fields: Vec<&str> = line.split(' ').collect();
-            (fields.len() > 2 && (fields[2] == "cgroup" || fields[2] == "cgroup2")).then(|| PathBuf::from(fields[1]))
+            (fields.len() > 2 && (fields[2] == "cgroup" || fields[2] == "cgroup2"))
+                .then(|| PathBuf::from(fields[1]))
         })
         .collect()
 }
@@ -216,6 +221,7 @@ pub struct RealNode {
     dns_stop: Arc<AtomicBool>,
     dns_thread: Option<std::thread::JoinHandle<()>>,
     stopped: bool,
+    restored: Vec<String>,
 }
 
 impl RealNode {
@@ -239,6 +245,7 @@ impl RealNode {
             dns_stop: Arc::new(AtomicBool::new(false)),
             dns_thread: None,
             stopped: false,
+            restored: Vec::new(),
         };
         match node.start_all() {
             Ok(()) => Ok(node),
@@ -261,7 +268,8 @@ impl RealNode {
         let dir = self.dir.clone();
         let path = |name: &str| dir.join(name);
         fs::write(path("kubelet.kubeconfig"), plane.kubeconfig_yaml(NODE_USER)).map_err(|e| e.to_string())?;
-        fs::write(path("scheduler.kubeconfig"), plane.kubeconfig_yaml(SCHEDULER_USER)).map_err(|e| e.to_string())?;
+        fs::write(path("scheduler.kubeconfig"), plane.kubeconfig_yaml(SCHEDULER_USER))
+            .map_err(|e| e.to_string())?;
         // A client lives on the runtime it was made on: each user makes its own.
         let admin = block_on(plane.config(control_plane::ADMIN_USER));
         self.plane = Some(plane);
@@ -285,12 +293,11 @@ impl RealNode {
             let admin = admin.clone();
             async move {
                 let nodes: Api<Node> = Api::all(client_from(&admin)?);
-                let node = nodes.get_opt(NODE_NAME).await.map_err(|e| e.to_string())?.ok_or("not registered")?;
-                let ready = node
-                    .status
-                    .as_ref()
-                    .and_then(|status| status.conditions.as_ref())
-                    .is_some_and(|conditions| conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+                let node =
+                    nodes.get_opt(NODE_NAME).await.map_err(|e| e.to_string())?.ok_or("not registered")?;
+                let ready = node.status.as_ref().and_then(|status| status.conditions.as_ref()).is_some_and(
+                    |conditions| conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True"),
+                );
                 let taints = node.spec.as_ref().and_then(|spec| spec.taints.clone()).unwrap_or_default();
                 if ready && taints.is_empty() {
                     Ok(())
@@ -494,7 +501,8 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.
         F: Fn() -> Fut,
         Fut: std::future::Future<Output = Result<(), String>>,
     {
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
+        let runtime =
+            tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
         let deadline = Instant::now() + START_DEADLINE;
         let mut last = String::new();
         while Instant::now() < deadline {
@@ -520,7 +528,10 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.
         for (name, _) in &self.processes {
             let text = fs::read_to_string(self.dir.join(format!("{name}.log"))).unwrap_or_default();
             let lines: Vec<&str> = text.lines().collect();
-            out.push_str(&format!("--- {name}.log\n{}\n", lines[lines.len().saturating_sub(25)..].join("\n")));
+            out.push_str(&format!(
+                "--- {name}.log\n{}\n",
+                lines[lines.len().saturating_sub(25)..].join("\n")
+            ));
         }
         out
     }
@@ -564,8 +575,10 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.
         let _ = run("ip", &["link", "del", BRIDGE]);
         self.remove_cgroups();
         for (name, value) in &self.before.sysctls {
-            if read_sysctl(name).as_deref() != Some(value.as_str()) {
+            let now = read_sysctl(name).unwrap_or_default();
+            if &now != value {
                 let _ = fs::write(Path::new("/proc/sys").join(name), value);
+                self.restored.push(format!("{name}: {now} -> {value}"));
             }
         }
         self.remove_shared_entries();
@@ -640,9 +653,11 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.
         for netns in &new_netns {
             points.extend(mounts_under(netns));
         }
-        points.extend(mounts_under(Path::new("/run/containerd")).into_iter().filter(|point| {
-            self.new_entries("/run/containerd").iter().any(|new| point.starts_with(new))
-        }));
+        points.extend(
+            mounts_under(Path::new("/run/containerd"))
+                .into_iter()
+                .filter(|point| self.new_entries("/run/containerd").iter().any(|new| point.starts_with(new))),
+        );
         for _ in 0..3 {
             for point in &points {
                 if let Ok(c_path) = std::ffi::CString::new(point.as_os_str().as_encoded_bytes()) {
@@ -691,6 +706,11 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.
                 }
             }
         }
+    }
+
+    /// The sysctls [`RealNode::stop`] found changed and set back, as `name: found -> restored`.
+    pub fn restored_sysctls(&self) -> &[String] {
+        &self.restored
     }
 
     /// What the node left on the machine (empty when nothing): processes it
@@ -746,7 +766,9 @@ impl Drop for RealNode {
 /// Refuses to start where another node (or anything else) holds what this one takes.
 fn check_machine() -> Result<(), String> {
     if link_exists(BRIDGE) {
-        return Err(format!("a link named {BRIDGE} exists: another real node runs, or one was not cleaned up"));
+        return Err(format!(
+            "a link named {BRIDGE} exists: another real node runs, or one was not cleaned up"
+        ));
     }
     for root in cgroup_roots() {
         if root.join("kubepods").exists() {
@@ -757,7 +779,11 @@ fn check_machine() -> Result<(), String> {
     let addresses = run("ip", &["-4", "-o", "addr", "show"])?;
     let routes = run("ip", &["-4", "route", "show", "table", "all"])?;
     for line in addresses.lines().chain(routes.lines()) {
-        if line.contains(" 198.18.") || line.contains(" 198.19.") || line.starts_with("198.18.") || line.starts_with("198.19.") {
+        if line.contains(" 198.18.")
+            || line.contains(" 198.19.")
+            || line.starts_with("198.18.")
+            || line.starts_with("198.19.")
+        {
             return Err(format!("the machine already uses 198.18.0.0/15: {line}"));
         }
     }
