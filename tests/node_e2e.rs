@@ -193,6 +193,13 @@ async fn a_router_container_killed_on_a_real_node_is_restarted_and_the_cluster_r
     .await;
     assert!(resolved.contains(&HOST_IP.to_string()), "answered by the node's DNS: {resolved}");
 
+    // No packet from a pod leaves the machine: its only route is the bridge's /24, no default route.
+    let routes =
+        node.ctr(&["tasks", "exec", "--exec-id", "routes", &container, "cat", "/proc/net/route"]).unwrap();
+    let destinations: Vec<&str> =
+        routes.lines().skip(1).filter_map(|line| line.split_whitespace().nth(1)).collect();
+    assert_eq!(destinations, ["002A12C6"], "only 198.18.42.0/24 is routed from the pod:\n{routes}");
+
     // Killed through the runtime, not the API.
     node.ctr(&["tasks", "kill", "--signal", "SIGKILL", &container]).unwrap();
     let down = until(&node, "the cluster to notice its only member is down", || async {
