@@ -2,7 +2,8 @@
 //!
 //! rustls refuses a self-signed serving certificate that is its own CA
 //! (`CaUsedAsEndEntity`), so the harness makes a CA and signs the apiserver's
-//! certificate (SAN `IP:127.0.0.1`) with it.
+//! certificate (SAN `IP:127.0.0.1`, plus the address it binds for a real node)
+//! with it.
 
 use std::net::{IpAddr, Ipv4Addr};
 
@@ -19,6 +20,12 @@ pub struct Pki {
 }
 
 pub fn generate() -> Pki {
+    generate_for(&[])
+}
+
+/// [`generate`], with the serving certificate also valid for `extra_ips`
+/// (an API server bound where pods reach it).
+pub fn generate_for(extra_ips: &[IpAddr]) -> Pki {
     let ca_key = KeyPair::generate().expect("generate CA key");
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
     ca_params.distinguished_name.push(DnType::CommonName, "conveyor-test-ca");
@@ -29,6 +36,9 @@ pub fn generate() -> Pki {
     let mut serving_params = CertificateParams::new(vec!["localhost".to_string()]).expect("serving params");
     serving_params.distinguished_name.push(DnType::CommonName, "kube-apiserver");
     serving_params.subject_alt_names.push(SanType::IpAddress(IpAddr::V4(Ipv4Addr::LOCALHOST)));
+    for ip in extra_ips {
+        serving_params.subject_alt_names.push(SanType::IpAddress(*ip));
+    }
     let issuer = rcgen::Issuer::from_params(&ca_params, &ca_key);
     let serving_cert = serving_params.signed_by(&serving_key, &issuer).expect("sign serving cert");
 

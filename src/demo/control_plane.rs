@@ -29,6 +29,29 @@ pub const OPERATOR_USER: &str = "operator";
 /// No groups either; tests bind it to less than the operator needs.
 pub const RESTRICTED_USER: &str = "restricted";
 const CONTROLLER_MANAGER_USER: &str = "system:kube-controller-manager";
+/// The kubelet of a real node ([`Options::real_node`]), in `system:nodes`.
+pub const NODE_USER: &str = "system:node:conveyor-node";
+/// kube-scheduler of a real node; the bootstrap RBAC binds this user.
+pub const SCHEDULER_USER: &str = "system:kube-scheduler";
+/// The controllers every control plane runs.
+const CONTROLLERS: &str =
+    "garbagecollector,statefulset,serviceaccount,serviceaccount-token,namespace,pvc-protection,disruption";
+/// What a real node needs on top: `nodelifecycle` (else the node keeps its
+/// not-ready taint and nothing schedules) and `endpoint` (cluster DNS is
+/// rendered from Endpoints).
+const REAL_NODE_CONTROLLERS: &str = "nodelifecycle,endpoint";
+
+/// How to start a control plane. The default is the loopback-only one every
+/// test but the real-node ones uses.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// Set for a real node (src/demo/node.rs): the API server binds (and
+    /// advertises) this address, where pods reach it, instead of 127.0.0.1;
+    /// it reaches kubelets at their InternalIP; the controller manager also
+    /// runs `nodelifecycle` and `endpoint`; and token users for the kubelet
+    /// ([`NODE_USER`]) and the scheduler ([`SCHEDULER_USER`]) exist.
+    pub real_node: Option<std::net::Ipv4Addr>,
+}
 
 const START_DEADLINE: Duration = Duration::from_secs(90);
 
@@ -84,11 +107,19 @@ impl ControlPlane {
 
     /// [`ControlPlane::start`], returning why it failed instead of panicking.
     pub fn try_start() -> Result<ControlPlane, String> {
+        Self::try_start_with(Options::default())
+    }
+
+    /// [`ControlPlane::try_start`] with `options`.
+    pub fn try_start_with(options: Options) -> Result<ControlPlane, String> {
         let mut last_error = String::new();
         for _ in 0..3 {
             // On its own thread: callers may be inside an async runtime, and
             // waiting for readiness blocks on a runtime of its own.
-            let attempt = std::thread::spawn(Self::start_once).join().expect("control-plane start thread");
+            let options = options.clone();
+            let attempt = std::thread::spawn(move || Self::start_once(&options))
+                .join()
+                .expect("control-plane start thread");
             match attempt {
                 Ok(plane) => return Ok(plane),
                 Err(error) => last_error = error,
@@ -104,27 +135,36 @@ impl ControlPlane {
         SHARED.get_or_init(ControlPlane::start)
     }
 
-    fn start_once() -> Result<ControlPlane, String> {
+    fn start_once(options: &Options) -> Result<ControlPlane, String> {
         let bin = binaries_dir()?;
         let dir = temp_dir();
         let root = dir.path().to_path_buf();
         let path = |name: &str| root.join(name);
-        let pki = certs::generate();
+        let bind = options.real_node.unwrap_or(std::net::Ipv4Addr::LOCALHOST);
+        let pki = match options.real_node {
+            Some(ip) => certs::generate_for(&[std::net::IpAddr::V4(ip)]),
+            None => certs::generate(),
+        };
         write(&path("ca.crt"), &pki.ca_cert_pem)?;
         write(&path("apiserver.crt"), &pki.serving_cert_pem)?;
         write(&path("apiserver.key"), &pki.serving_key_pem)?;
         write(&path("sa.key"), &pki.service_account_key_pem)?;
         write(&path("sa.pub"), &pki.service_account_public_pem)?;
 
+        let mut users = vec![ADMIN_USER, OPERATOR_USER, RESTRICTED_USER, CONTROLLER_MANAGER_USER];
+        if options.real_node.is_some() {
+            users.extend([NODE_USER, SCHEDULER_USER]);
+        }
         let tokens: Vec<(String, String)> =
-            [ADMIN_USER, OPERATOR_USER, RESTRICTED_USER, CONTROLLER_MANAGER_USER]
-                .iter()
-                .map(|user| (user.to_string(), random_token()))
-                .collect();
+            users.iter().map(|user| (user.to_string(), random_token())).collect();
         let token_file: String = tokens
             .iter()
             .map(|(user, token)| {
-                let groups = if user == ADMIN_USER { "system:masters" } else { "" };
+                let groups = match user.as_str() {
+                    ADMIN_USER => "system:masters",
+                    NODE_USER => "system:nodes",
+                    _ => "",
+                };
                 format!("{token},{user},{user},\"{groups}\"\n")
             })
             .collect();
@@ -132,7 +172,7 @@ impl ControlPlane {
         write(&path("audit-policy.yaml"), AUDIT_POLICY)?;
 
         let [etcd_client, etcd_peer, apiserver] = free_ports::<3>();
-        let server = format!("https://127.0.0.1:{apiserver}");
+        let server = format!("https://{bind}:{apiserver}");
         let mut plane = ControlPlane {
             kubeconfig: path("admin.kubeconfig"),
             dir,
@@ -167,32 +207,33 @@ impl ControlPlane {
             ],
         )?;
         let file = |name: &str| path(name).display().to_string();
-        plane.spawn(
-            "kube-apiserver",
-            &bin,
-            &[
-                format!("--etcd-servers={etcd_url}"),
-                format!("--secure-port={apiserver}"),
-                "--bind-address=127.0.0.1".into(),
-                "--advertise-address=127.0.0.1".into(),
-                format!("--tls-cert-file={}", file("apiserver.crt")),
-                format!("--tls-private-key-file={}", file("apiserver.key")),
-                format!("--client-ca-file={}", file("ca.crt")),
-                format!("--token-auth-file={}", file("tokens.csv")),
-                "--authorization-mode=RBAC".into(),
-                format!("--service-account-key-file={}", file("sa.pub")),
-                format!("--service-account-signing-key-file={}", file("sa.key")),
-                "--service-account-issuer=https://kubernetes.default.svc".into(),
-                "--service-cluster-ip-range=10.0.0.0/24".into(),
-                "--allow-privileged=true".into(),
-                format!("--cert-dir={}", file("apiserver-certs")),
-                format!("--audit-policy-file={}", file("audit-policy.yaml")),
-                format!("--audit-log-path={}", file("audit.log")),
-                "--audit-log-format=json".into(),
-                "--audit-log-mode=blocking".into(),
-                "--v=0".into(),
-            ],
-        )?;
+        let mut apiserver_args = vec![
+            format!("--etcd-servers={etcd_url}"),
+            format!("--secure-port={apiserver}"),
+            format!("--bind-address={bind}"),
+            format!("--advertise-address={bind}"),
+            format!("--tls-cert-file={}", file("apiserver.crt")),
+            format!("--tls-private-key-file={}", file("apiserver.key")),
+            format!("--client-ca-file={}", file("ca.crt")),
+            format!("--token-auth-file={}", file("tokens.csv")),
+            "--authorization-mode=RBAC".into(),
+            format!("--service-account-key-file={}", file("sa.pub")),
+            format!("--service-account-signing-key-file={}", file("sa.key")),
+            "--service-account-issuer=https://kubernetes.default.svc".into(),
+            "--service-cluster-ip-range=10.0.0.0/24".into(),
+            "--allow-privileged=true".into(),
+            format!("--cert-dir={}", file("apiserver-certs")),
+            format!("--audit-policy-file={}", file("audit-policy.yaml")),
+            format!("--audit-log-path={}", file("audit.log")),
+            "--audit-log-format=json".into(),
+            "--audit-log-mode=blocking".into(),
+            "--v=0".into(),
+        ];
+        if options.real_node.is_some() {
+            // Else logs and exec fail on the node's name, which nothing resolves.
+            apiserver_args.push("--kubelet-preferred-address-types=InternalIP".into());
+        }
+        plane.spawn("kube-apiserver", &bin, &apiserver_args)?;
         plane.wait_until(|client| async move {
             let request = http::Request::get("/readyz").body(Vec::new()).map_err(|e| e.to_string())?;
             client.request_text(request).await.map(|_| ()).map_err(|e| e.to_string())
@@ -202,8 +243,10 @@ impl ControlPlane {
             &bin,
             &[
                 format!("--kubeconfig={}", file("kcm.kubeconfig")),
-                "--controllers=garbagecollector,statefulset,serviceaccount,serviceaccount-token,namespace,pvc-protection,disruption"
-                    .into(),
+                match options.real_node {
+                    Some(_) => format!("--controllers={CONTROLLERS},{REAL_NODE_CONTROLLERS}"),
+                    None => format!("--controllers={CONTROLLERS}"),
+                },
                 format!("--service-account-private-key-file={}", file("sa.key")),
                 format!("--root-ca-file={}", file("ca.crt")),
                 "--leader-elect=false".into(),
@@ -382,7 +425,7 @@ impl Drop for ControlPlane {
 /// Spawns `command` from one thread that lives as long as the test process.
 /// `PR_SET_PDEATHSIG` fires when the *thread* that forked a child exits, and
 /// tests run on short-lived threads.
-fn spawn_from_keeper(command: Command) -> std::io::Result<Child> {
+pub(crate) fn spawn_from_keeper(command: Command) -> std::io::Result<Child> {
     type Request = (Command, std::sync::mpsc::Sender<std::io::Result<Child>>);
     static KEEPER: OnceLock<std::sync::Mutex<std::sync::mpsc::Sender<Request>>> = OnceLock::new();
     let keeper = KEEPER.get_or_init(|| {

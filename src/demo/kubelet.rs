@@ -45,7 +45,7 @@ pub struct FakeKubelet {
 /// several checkouts may share a machine): claimed by listening on its `.1`
 /// at `port` (pods get `.10` and up), so a subnet in use elsewhere fails to
 /// bind and the next one is tried.
-fn claim_subnet(port: u16) -> ([u8; 2], TcpListener) {
+pub fn claim_subnet(port: u16) -> ([u8; 2], TcpListener) {
     static NEXT: AtomicU32 = AtomicU32::new(0);
     let mut last = None;
     for _ in 0..240 * 256 {

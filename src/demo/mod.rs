@@ -17,6 +17,7 @@
 pub mod certs;
 pub mod control_plane;
 pub mod kubelet;
+pub mod node;
 mod phases;
 
 use std::net::{SocketAddr, TcpListener};

@@ -1,0 +1,232 @@
+//! End to end on a real node (src/demo/node.rs): containerd, runc, the
+//! kubelet and kube-scheduler beside the control plane, and a real router
+//! pod from a locally built image (tests/harness/build-router-image.sh: the
+//! static simulator as `conveyor-etl-router`, busybox's `sh`), with the
+//! operator running in-process under its ClusterRole.
+//!
+//! Needs root, `tests/harness/build-node.sh` and
+//! `tests/harness/build-router-image.sh` (as `.ci/run` runs them); fails,
+//! naming what is missing, without them. One real node runs per machine at
+//! a time (a second refuses to start).
+
+mod support;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::Pod;
+use kube::Api;
+
+use conveyor_etl_operator::crd::{ClusterPhase, EtlRouterCluster, ImagePullPolicy};
+use conveyor_etl_operator::demo::control_plane::OPERATOR_USER;
+use conveyor_etl_operator::demo::node::{self, HOST_IP, NODE_NAME, RealNode};
+use support::operator::RunningOperator;
+use support::scenario::seed_cluster;
+use support::{install_crds, kubectl_ok, repo_path, test_namespace};
+
+/// Long enough for a cold start on a loaded two-core machine.
+const DEADLINE: Duration = Duration::from_secs(180);
+
+/// The router image tests/harness/build-router-image.sh packed (`.ci/run`
+/// runs it before `cargo test`; the test cannot: `cargo test` holds the
+/// target directory's lock while tests run). Refused when any source of the
+/// simulator is newer than the tarball, so a stale image never passes for
+/// the current code.
+fn router_image() -> (String, PathBuf) {
+    let target =
+        std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| repo_path("target"));
+    let tarball = target.join("node-images/router.tar");
+    let rebuild = format!(
+        "run `bash tests/harness/build-router-image.sh` (with CARGO_TARGET_DIR={})",
+        target.display()
+    );
+    let packed = std::fs::metadata(&tarball)
+        .and_then(|meta| meta.modified())
+        .unwrap_or_else(|_| panic!("no router image at {}: {rebuild}", tarball.display()));
+    let mut newer = Vec::new();
+    for source in ["src", "proto", "Cargo.toml", "Cargo.lock", "build.rs"] {
+        newest_after(&repo_path(source), packed, &mut newer);
+    }
+    assert!(newer.is_empty(), "the router image is older than {newer:?}: {rebuild}");
+    let name = std::fs::read_to_string(tarball.with_extension("name"))
+        .unwrap_or_else(|_| panic!("no image name beside {}: {rebuild}", tarball.display()));
+    (name.trim().to_owned(), tarball)
+}
+
+/// Sources newer than `packed`, but for what the image's binary is built
+/// without (feature `demo`: src/demo and the benchmark).
+fn newest_after(path: &std::path::Path, packed: std::time::SystemTime, newer: &mut Vec<PathBuf>) {
+    if [repo_path("src/demo"), repo_path("src/bin/conveyor-bench")].iter().any(|skip| path == skip) {
+        return;
+    }
+    let Ok(meta) = std::fs::metadata(path) else { return };
+    if meta.is_dir() {
+        for entry in std::fs::read_dir(path).into_iter().flatten().flatten() {
+            newest_after(&entry.path(), packed, newer);
+        }
+    } else if meta.modified().is_ok_and(|modified| modified > packed) {
+        newer.push(path.to_owned());
+    }
+}
+
+fn phase_of(cluster: &EtlRouterCluster) -> Option<ClusterPhase> {
+    cluster.status.as_ref().and_then(|status| status.phase)
+}
+
+fn condition_of(cluster: &EtlRouterCluster, type_: &str) -> Option<(String, String)> {
+    cluster
+        .status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .map(|c| (c.status.clone(), c.reason.clone()))
+}
+
+/// Polls until `check` returns Some, failing after [`DEADLINE`] with the node's logs.
+async fn until<T, F, Fut>(node: &RealNode, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        if Instant::now() >= deadline {
+            let plane = node.plane.as_ref().unwrap();
+            let objects =
+                support::kubectl(plane, &["get", "pods,statefulsets,etlrc,events", "-A", "-o", "wide"]);
+            panic!(
+                "timed out after {DEADLINE:?} waiting for {what}\n{}\n{}",
+                String::from_utf8_lossy(&objects.stdout),
+                node.log_tails()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await; // poll interval
+    }
+}
+
+/// The router container's id and restart count, once it runs and is ready.
+fn ready_container(pod: &Pod) -> Option<(String, i32)> {
+    let status = pod.status.as_ref()?.container_statuses.as_ref()?.first()?;
+    let id = status.container_id.as_deref()?.strip_prefix("containerd://")?.to_owned();
+    (status.ready && status.state.as_ref()?.running.is_some()).then_some((id, status.restart_count))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_router_container_killed_on_a_real_node_is_restarted_and_the_cluster_recovers() {
+    if let Some(why) = node::unavailable() {
+        panic!("no real node on this machine: {why}");
+    }
+    let (image, tarball) = router_image();
+    let mut node =
+        tokio::task::spawn_blocking(RealNode::start).await.unwrap().unwrap_or_else(|e| panic!("{e}"));
+    node.import_image(&tarball).unwrap();
+    let pids: Vec<u32> =
+        node.processes().iter().map(|(_, pid)| *pid).chain(node.plane.as_ref().unwrap().pids()).collect();
+
+    let plane = node.plane.as_ref().unwrap();
+    tokio::task::block_in_place(|| {
+        install_crds(plane);
+        kubectl_ok(plane, &["apply", "-f", repo_path("deploy/rbac/cluster-role.yaml").to_str().unwrap()]);
+        kubectl_ok(
+            plane,
+            &[
+                "create",
+                "clusterrolebinding",
+                "conveyor-etl-operator-test",
+                "--clusterrole=conveyor-etl-operator",
+                &format!("--user={OPERATOR_USER}"),
+            ],
+        );
+    });
+    let admin = plane.client().await;
+    let namespace = test_namespace(&admin, "node").await;
+    let operator = RunningOperator::start(plane, &namespace).await;
+
+    // One member, from the local image, never pulled.
+    let mut cluster = seed_cluster("my-cluster");
+    cluster.spec.replicas = 1;
+    cluster.spec.storage = None;
+    cluster.spec.image = image.clone();
+    cluster.spec.image_pull_policy = Some(ImagePullPolicy::Never);
+    let clusters: Api<EtlRouterCluster> = Api::namespaced(admin.clone(), &namespace);
+    clusters.create(&Default::default(), &cluster).await.unwrap();
+    let pods: Api<Pod> = Api::namespaced(admin.clone(), &namespace);
+
+    let ready = until(&node, "the cluster to be Ready", || async {
+        clusters.get("my-cluster").await.ok().filter(|c| phase_of(c) == Some(ClusterPhase::Ready))
+    })
+    .await;
+    let status = ready.status.as_ref().unwrap();
+    assert_eq!(status.leader.as_deref(), Some("my-cluster-0"), "one-node mode leads its own cluster");
+    let pod = pods.get("my-cluster-0").await.unwrap();
+    let spec = pod.spec.as_ref().unwrap();
+    assert_eq!(spec.node_name.as_deref(), Some(NODE_NAME), "scheduled on the real node");
+    assert_eq!(spec.containers[0].image.as_deref(), Some(image.as_str()));
+    let pod_ip = pod.status.as_ref().unwrap().pod_ip.clone().unwrap();
+    assert!(pod_ip.starts_with("198.18.42."), "a pod address on the node's bridge: {pod_ip}");
+    let (container, restarts) = ready_container(&pod).expect("the router container runs and is ready");
+    assert_eq!(restarts, 0);
+    // The container is a real process: the simulator, as conveyor-etl-router, under runc.
+    let task = node.ctr(&["tasks", "ls"]).unwrap();
+    assert!(task.contains(&container) && task.contains("RUNNING"), "{task}");
+
+    // Cluster DNS: the member's stable name resolves to its pod, from the pod itself.
+    let member = format!("my-cluster-0.my-cluster-raft.{namespace}.svc.cluster.local");
+    let resolved = until(&node, "the member's DNS name from inside its pod", || {
+        let answer = node.ctr(&[
+            "tasks",
+            "exec",
+            "--exec-id",
+            "dns-check",
+            &container,
+            "busybox",
+            "nslookup",
+            &member,
+        ]);
+        let pod_ip = pod_ip.clone();
+        async move { answer.ok().filter(|text| text.contains(&pod_ip)) }
+    })
+    .await;
+    assert!(resolved.contains(&HOST_IP.to_string()), "answered by the node's DNS: {resolved}");
+
+    // No packet from a pod leaves the machine: its only route is the bridge's /24, no default route.
+    let routes =
+        node.ctr(&["tasks", "exec", "--exec-id", "routes", &container, "cat", "/proc/net/route"]).unwrap();
+    let destinations: Vec<&str> =
+        routes.lines().skip(1).filter_map(|line| line.split_whitespace().nth(1)).collect();
+    assert_eq!(destinations, ["002A12C6"], "only 198.18.42.0/24 is routed from the pod:\n{routes}");
+
+    // Killed through the runtime, not the API.
+    node.ctr(&["tasks", "kill", "--signal", "SIGKILL", &container]).unwrap();
+    let down = until(&node, "the cluster to notice its only member is down", || async {
+        clusters.get("my-cluster").await.ok().filter(|c| phase_of(c) != Some(ClusterPhase::Ready))
+    })
+    .await;
+    // One member down is no quorum: Unavailable, with the Degraded condition True (states.md).
+    assert_eq!(phase_of(&down), Some(ClusterPhase::Unavailable), "{:#?}", down.status);
+    let (degraded, reason) = condition_of(&down, "Degraded").unwrap();
+    assert_eq!(degraded, "True", "{reason}");
+    assert!(["PodsNotReady", "RouterUnreachable", "QuorumLost"].contains(&reason.as_str()), "{reason}");
+
+    // The kubelet restarts it; the cluster is Ready again.
+    let back = until(&node, "the cluster to be Ready again", || async {
+        clusters.get("my-cluster").await.ok().filter(|c| phase_of(c) == Some(ClusterPhase::Ready))
+    })
+    .await;
+    assert_eq!(back.status.as_ref().unwrap().leader.as_deref(), Some("my-cluster-0"));
+    let pod = pods.get("my-cluster-0").await.unwrap();
+    let (restarted, restarts) = ready_container(&pod).expect("the restarted container is ready");
+    assert_eq!(restarts, 1, "restarted in place by the kubelet, not replaced");
+    assert_ne!(restarted, container);
+    assert_eq!(pod.metadata.uid, pods.get("my-cluster-0").await.unwrap().metadata.uid);
+
+    operator.stop().await;
+    tokio::task::block_in_place(|| node.stop());
+    let left = node.leftovers(&pids);
+    assert!(left.is_empty(), "the node left behind: {left:#?}");
+    eprintln!("sysctls restored after the node: {:?}", node.restored_sysctls());
+}
