@@ -192,11 +192,12 @@ async fn editing_the_steps_sends_exactly_one_update_and_applied_generation_follo
     assert_eq!(router_status.version, 2);
     assert_eq!(writes(&s, "UpdatePipeline").len(), 1);
     assert_eq!(writes(&s, "CreatePipeline").len(), 1);
-    let events = events_about(&s, "EtlPipeline", PIPELINE).await;
-    assert!(
-        events.iter().any(|(reason, note)| reason == "Updated" && note.contains("generation 2")),
-        "{events:?}"
-    );
+    // The Event follows the status write that made the pipeline Ready.
+    eventually(FORM_TIMEOUT, "the Updated Event naming generation 2", || async {
+        let events = events_about(&s, "EtlPipeline", PIPELINE).await;
+        events.iter().any(|(reason, note)| reason == "Updated" && note.contains("generation 2")).then_some(())
+    })
+    .await;
 
     // Disabling is its own call, not an update.
     let patch = json!({"spec": {"enabled": false}});
