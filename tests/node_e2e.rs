@@ -18,11 +18,10 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
 
 use conveyor_etl_operator::crd::{ClusterPhase, EtlRouterCluster, ImagePullPolicy};
-use conveyor_etl_operator::demo::control_plane::OPERATOR_USER;
 use conveyor_etl_operator::demo::node::{self, HOST_IP, NODE_NAME, RealNode};
 use support::operator::RunningOperator;
 use support::scenario::seed_cluster;
-use support::{install_crds, kubectl_ok, repo_path, test_namespace};
+use support::{install_crds, repo_path, test_namespace};
 
 /// Long enough for a cold start on a loaded two-core machine.
 const DEADLINE: Duration = Duration::from_secs(180);
@@ -130,17 +129,7 @@ async fn a_router_container_killed_on_a_real_node_is_restarted_and_the_cluster_r
     let plane = node.plane.as_ref().unwrap();
     tokio::task::block_in_place(|| {
         install_crds(plane);
-        kubectl_ok(plane, &["apply", "-f", repo_path("deploy/rbac/cluster-role.yaml").to_str().unwrap()]);
-        kubectl_ok(
-            plane,
-            &[
-                "create",
-                "clusterrolebinding",
-                "conveyor-etl-operator-test",
-                "--clusterrole=conveyor-etl-operator",
-                &format!("--user={OPERATOR_USER}"),
-            ],
-        );
+        support::operator::bind_operator_role(plane);
     });
     let admin = plane.client().await;
     let namespace = test_namespace(&admin, "node").await;

@@ -36,23 +36,26 @@ pub fn timing() -> Timing {
     }
 }
 
+/// Applies the operator's ClusterRole (deploy/rbac) and binds it to the user the operator runs as.
+pub fn bind_operator_role(plane: &ControlPlane) {
+    kubectl_ok(plane, &["apply", "-f", repo_path("deploy/rbac/cluster-role.yaml").to_str().unwrap()]);
+    kubectl_ok(
+        plane,
+        &[
+            "create",
+            "clusterrolebinding",
+            "conveyor-etl-operator-test",
+            "--clusterrole=conveyor-etl-operator",
+            &format!("--user={OPERATOR_USER}"),
+        ],
+    );
+}
+
 /// The shared control plane with the CRDs and the operator's RBAC bound to the `operator` user.
 pub fn shared_with_rbac() -> &'static ControlPlane {
     static BOUND: OnceLock<()> = OnceLock::new();
     let plane = shared_with_crds();
-    BOUND.get_or_init(|| {
-        kubectl_ok(plane, &["apply", "-f", repo_path("deploy/rbac/cluster-role.yaml").to_str().unwrap()]);
-        kubectl_ok(
-            plane,
-            &[
-                "create",
-                "clusterrolebinding",
-                "conveyor-etl-operator-test",
-                "--clusterrole=conveyor-etl-operator",
-                &format!("--user={OPERATOR_USER}"),
-            ],
-        );
-    });
+    BOUND.get_or_init(|| bind_operator_role(plane));
     plane
 }
 
