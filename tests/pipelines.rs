@@ -177,6 +177,16 @@ async fn a_pipeline_applied_before_its_services_names_them_all_then_goes_on_by_i
     wait_ready(&s, 1).await;
     assert!(s.kubelet.sim.pipeline(&id(&s)).is_some());
     assert_eq!(writes(&s, "CreatePipeline").len(), 1);
+    // The missing references were a problem to tell; the waits after them were not.
+    let events = eventually(FORM_TIMEOUT, "the PipelineRunning Event", || async {
+        let events = events_about(&s, "EtlPipeline", PIPELINE).await;
+        events.iter().any(|(reason, _)| reason == "PipelineRunning").then_some(events)
+    })
+    .await;
+    let reasons: Vec<&str> = events.iter().map(|(reason, _)| reason.as_str()).collect();
+    assert_eq!(reasons, ["ReferencesMissing", "PipelineRunning"], "{events:#?}");
+    assert!(events[0].1.starts_with("new → Pending: missing: "), "{events:#?}");
+    assert!(events[1].1.starts_with("Pending → Ready: "), "{events:#?}");
 }
 
 #[tokio::test]
@@ -600,6 +610,17 @@ async fn pipelines_applied_with_their_cluster_and_services_at_once_never_report_
             .filter(|(reason, _)| reason.contains("Failed") || reason.contains("Error"))
             .collect();
         assert!(warnings.is_empty(), "{name} reported a failure: {events:#?}");
+    }
+    // Waiting for the cluster and the services is told by the status alone:
+    // one Event per pipeline, when it runs.
+    for name in &names {
+        let events = eventually(FORM_TIMEOUT, "the PipelineRunning Event", || async {
+            let events = events_about(&s, "EtlPipeline", name).await;
+            events.iter().any(|(reason, _)| reason == "PipelineRunning").then_some(events)
+        })
+        .await;
+        let reasons: Vec<&str> = events.iter().map(|(reason, _)| reason.as_str()).collect();
+        assert_eq!(reasons, ["PipelineRunning"], "{name}: {events:#?}");
     }
     // And no cached copy older than the finalizer sent the patch again to be refused.
     let writes = s.plane.writes_by(OPERATOR_USER);

@@ -30,6 +30,11 @@ pub enum Event {
 }
 
 impl Event {
+    /// Waiting for dependencies that are on their way, not a problem to fix.
+    pub fn is_wait(self) -> bool {
+        matches!(self, Event::ClusterNotReady | Event::ReferencesNotReady)
+    }
+
     pub const ALL: [Event; 9] = [
         Event::NoCluster,
         Event::ClusterNotReady,

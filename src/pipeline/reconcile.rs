@@ -150,7 +150,8 @@ async fn reconcile(pipeline: &EtlPipeline, ctx: &Context) -> Result<Action, Erro
     };
     let transition = next.phase != previous.phase || ready_reason(&next) != ready_reason(&previous);
     let warning = conditions::event_type(phase, assessment.event) == "Warning";
-    let story = status::Story::new(previous.phase, phase, &previous.conditions, &next.conditions, warning);
+    let story = status::Story::new(previous.phase, phase, &previous.conditions, &next.conditions, warning)
+        .quiet_when(phase == Phase::Pending && assessment.event.is_wait());
     status::write_changed(ctx, pipeline, &previous, &next, story).await?;
     // A repair of drift is always told; other writes only when no transition Event tells them.
     let drifted = previous.applied_generation == Some(generation);

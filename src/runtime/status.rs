@@ -68,6 +68,9 @@ pub struct Story<'a> {
     pub after: &'a [Condition],
     /// Whether the transition is a Warning Event.
     pub warning: bool,
+    /// An ordinary wait at the start of the object's life (its dependencies
+    /// are not Ready yet): the status tells it, no Event is published.
+    pub quiet: bool,
 }
 
 impl<'a> Story<'a> {
@@ -79,7 +82,14 @@ impl<'a> Story<'a> {
         after: &'a [Condition],
         warning: bool,
     ) -> Story<'a> {
-        Story { from: from.map(|p| format!("{p:?}")), to: format!("{to:?}"), before, after, warning }
+        Story { from: from.map(|p| format!("{p:?}")), to: format!("{to:?}"), before, after, warning, quiet: false }
+    }
+
+    /// Marks the change as an ordinary initial wait when `waiting` holds
+    /// and the object had no phase or was already waiting in `to`.
+    pub fn quiet_when(mut self, waiting: bool) -> Story<'a> {
+        self.quiet = waiting && self.from.as_ref().is_none_or(|from| *from == self.to);
+        self
     }
 }
 
@@ -109,7 +119,7 @@ where
 
 /// Records the Events a written status change tells: a Warning when `Synced`
 /// newly failed, and one Event when the phase or the `Ready` reason changed,
-/// carrying Ready's reason and message.
+/// carrying Ready's reason and message, unless the change is a quiet wait.
 pub async fn announce<K: Resource<DynamicType = ()>>(
     ctx: &Context,
     object: &K,
@@ -122,7 +132,9 @@ pub async fn announce<K: Resource<DynamicType = ()>>(
         conditions::find(list, "Ready")
     }
     let reason_of = |list| ready_of(list).map(|c| c.reason.clone());
-    if story.from.as_deref() == Some(story.to.as_str()) && reason_of(story.before) == reason_of(story.after) {
+    let unchanged =
+        story.from.as_deref() == Some(story.to.as_str()) && reason_of(story.before) == reason_of(story.after);
+    if unchanged || story.quiet {
         return Ok(());
     }
     let ready = ready_of(story.after);
@@ -135,4 +147,21 @@ pub async fn announce<K: Resource<DynamicType = ()>>(
         None => format!("new → {to}: {message}"),
     };
     events::publish(ctx, object, story.warning, &reason, note).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Story;
+
+    #[test]
+    fn only_a_wait_from_nothing_or_within_the_same_phase_is_quiet() {
+        let quiet = |from: Option<&str>, to: &str, waiting: bool| {
+            Story::new(from, to, &[], &[], false).quiet_when(waiting).quiet
+        };
+        assert!(quiet(None, "Pending", true));
+        assert!(quiet(Some("Pending"), "Pending", true));
+        assert!(!quiet(Some("Ready"), "Pending", true), "falling back is told");
+        assert!(!quiet(None, "Pending", false), "a problem to fix is told");
+        assert!(!quiet(Some("Pending"), "Ready", true));
+    }
 }

@@ -103,7 +103,8 @@ pub async fn reconcile<K: ServiceResource>(service: &K, ctx: &Context) -> Result
         ),
     };
     let warning = conditions::event_type(phase, assessment.event) == "Warning";
-    let story = status::Story::new(previous.phase, phase, &previous.conditions, &next.conditions, warning);
+    let story = status::Story::new(previous.phase, phase, &previous.conditions, &next.conditions, warning)
+        .quiet_when(phase == Phase::Pending && assessment.event == Event::ClusterNotReady);
     status::write_changed(ctx, service, &previous, &next, story).await?;
     outcome.map_err(|error| Error::Reported(Box::new(error)))?;
     let interval = match phase {
