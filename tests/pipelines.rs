@@ -231,6 +231,21 @@ async fn deleting_the_pipeline_removes_it_from_the_router() {
     .await;
     assert!(s.kubelet.sim.pipeline(&id(&s)).is_none());
     assert_eq!(writes(&s, "DeletePipeline").len(), 1);
+
+    // Created again at once under the same name: the shared list read before
+    // the deletion still shows the old copy, and must not pass for this one.
+    create(&s, &seed_pipeline()).await;
+    wait_ready(&s, 1).await;
+    assert!(s.kubelet.sim.pipeline(&id(&s)).is_some(), "Ready while the router does not hold it");
+    assert_eq!(writes(&s, "CreatePipeline").len(), 2);
+    // Two fresh lists later, nothing was deleted again, by the sweep or otherwise.
+    let lists = s.kubelet.sim.call_count("ListPipelines");
+    eventually(FORM_TIMEOUT, "two more ListPipelines", || async {
+        (s.kubelet.sim.call_count("ListPipelines") >= lists + 2).then_some(())
+    })
+    .await;
+    assert_eq!(writes(&s, "DeletePipeline").len(), 1);
+    assert!(s.kubelet.sim.pipeline(&id(&s)).is_some());
 }
 
 #[tokio::test]

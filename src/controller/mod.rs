@@ -40,6 +40,9 @@ pub struct Settings {
     /// one per-pipeline router read; status moves with them at most this often).
     #[arg(long, env = "CONVEYOR_STATS_INTERVAL", default_value = "5m", value_parser = humantime::parse_duration)]
     pub stats_interval: Duration,
+    /// Reconciles of one kind running at once (0: unbounded).
+    #[arg(long, env = "CONVEYOR_MAX_CONCURRENT_RECONCILES", default_value_t = 32)]
+    pub max_concurrent_reconciles: u16,
     /// Address of the HTTP endpoint serving /metrics, /healthz and /readyz.
     #[arg(long, env = "CONVEYOR_HTTP_ADDRESS", default_value = "0.0.0.0:8080")]
     pub http_address: std::net::SocketAddr,
@@ -103,6 +106,7 @@ pub async fn run(settings: Settings) -> Result<(), StartupError> {
     let timing = Timing {
         health_interval: settings.health_interval,
         stats_interval: settings.stats_interval,
+        max_concurrent_reconciles: settings.max_concurrent_reconciles,
         ..Default::default()
     };
     let mut operator = Operator::new(client, Arc::new(router), timing, settings.namespace.clone())

@@ -21,5 +21,8 @@ pub mod submit;
 
 pub use reconcile::REFERENCES_RESOLVED;
 
+/// A router cluster's pipelines by id, as one `ListPipelines` returned them.
+pub type PipelineIndex = std::collections::HashMap<String, crate::router::PipelineConfig>;
+
 #[cfg(test)]
 mod tests;

@@ -4,6 +4,7 @@
 //! of its pipelines). Reads only; never writes, never GETs.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use kube::ResourceExt;
 use kube::runtime::reflector::Store;
@@ -11,7 +12,8 @@ use kube::runtime::reflector::Store;
 use super::observation::{Assignment, ClusterView, Observation, Reference, RouterCopy, ServiceState};
 use crate::crd::{EtlPipeline, Phase, ServiceStatus};
 use crate::router::mapping::{self, config_generation, pipeline_config, same_pipeline};
-use crate::router::{ErrorClass, PipelineConfig, RouterError};
+use super::PipelineIndex;
+use crate::router::{ErrorClass, GetPipelineResponse, PipelineConfig, RouterError};
 use crate::runtime::cache::get;
 use crate::runtime::clusters::{self, Resolution};
 use crate::runtime::{Context, Error, conditions};
@@ -67,8 +69,11 @@ pub async fn observe(pipeline: &EtlPipeline, ctx: &Context) -> Result<Observed, 
             "its RouterAdmin condition: GetClusterStatus answers UNIMPLEMENTED".to_owned(),
         )),
         (ClusterView::Ready { .. }, Some(name)) if settled => {
-            let list = listed(ctx, &namespace, name, &members).await;
-            Some(router_copy(list.as_ref().map(|l| l.as_slice()).map_err(|e| e.as_ref()), &desired))
+            let (list, listed_at) = listed(ctx, &namespace, name, &members).await;
+            Some(match newer_read(ctx, &members, &desired.id, listed_at) {
+                Some(read) => read_copy(read.as_ref().as_ref(), &desired).0,
+                None => router_copy(list.as_deref().map_err(|e| e.as_ref()), &desired),
+            })
         }
         _ => None,
     };
@@ -78,28 +83,52 @@ pub async fn observe(pipeline: &EtlPipeline, ctx: &Context) -> Result<Observed, 
     Ok(Observed { observation, cluster, members, desired })
 }
 
-/// The cluster's pipelines, from the snapshot shared by all of its pipelines.
+/// The cluster's pipelines by id, from the snapshot shared by all of its
+/// pipelines, and when it was read.
 pub async fn listed(
     ctx: &Context,
     namespace: &str,
     cluster: &str,
     members: &[String],
-) -> crate::runtime::snapshot::Read<Vec<PipelineConfig>> {
+) -> (crate::runtime::snapshot::Read<PipelineIndex>, Instant) {
     ctx.pipeline_lists
-        .get(&clusters::snapshot_key(namespace, cluster), members, ctx.timing.health_interval, || {
-            ctx.router.list_pipelines(members)
+        .get_timed(&clusters::snapshot_key(namespace, cluster), members, ctx.timing.health_interval, || async {
+            let list = ctx.router.list_pipelines(members).await?;
+            Ok(list.into_iter().map(|config| (config.id.clone(), config)).collect())
         })
         .await
 }
 
+/// This operator's own read of pipeline `id` made after the shared list was
+/// (the read back of a submission, a deletion's `None`, or a stage-figures
+/// read): newer than the list, it is what the router holds. Submissions and
+/// deletions record such a read instead of dropping the shared list, so a
+/// thousand of them do not each cost a read of every pipeline.
+pub fn newer_read(
+    ctx: &Context,
+    members: &[String],
+    id: &str,
+    listed_at: Instant,
+) -> Option<Arc<Option<GetPipelineResponse>>> {
+    ctx.pipeline_reads.latest(id, members).filter(|(at, _)| *at > listed_at).map(|(_, read)| read)
+}
+
+/// The router's copy of `desired` in a `GetPipeline` answer, and its version.
+pub fn read_copy(response: Option<&GetPipelineResponse>, desired: &PipelineConfig) -> (RouterCopy, Option<u64>) {
+    match response.and_then(|r| r.config.as_ref().map(|config| (config, r.status.as_ref()))) {
+        None => (RouterCopy::Absent, None),
+        Some((config, status)) => (copy_of(config, desired), status.map(|s| s.version)),
+    }
+}
+
 /// What the router holds of `desired`'s pipeline, from a list of its pipelines.
-pub fn router_copy(list: Result<&[PipelineConfig], &RouterError>, desired: &PipelineConfig) -> RouterCopy {
+pub fn router_copy(list: Result<&PipelineIndex, &RouterError>, desired: &PipelineConfig) -> RouterCopy {
     match list {
         Err(error) if error.class() == ErrorClass::Unimplemented => {
             RouterCopy::Unimplemented(error.to_string())
         }
         Err(error) => RouterCopy::Unreachable(error.to_string()),
-        Ok(list) => match list.iter().find(|stored| stored.id == desired.id) {
+        Ok(list) => match list.get(&desired.id) {
             None => RouterCopy::Absent,
             Some(stored) => copy_of(stored, desired),
         },

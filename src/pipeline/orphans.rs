@@ -7,7 +7,7 @@
 use kube::ResourceExt;
 use kube::runtime::reflector::Store;
 
-use super::observe::listed;
+use super::observe::{listed, newer_read};
 use crate::crd::{EtlPipeline, EtlRouterCluster};
 use crate::router::PipelineConfig;
 use crate::router::mapping::config_generation;
@@ -15,10 +15,14 @@ use crate::runtime::cache::get;
 use crate::runtime::{Context, clusters, events};
 
 /// The ids in `listed` whose EtlPipeline in `namespace` no longer exists.
-pub fn orphans(listed: &[PipelineConfig], namespace: &str, pipelines: &Store<EtlPipeline>) -> Vec<String> {
+pub fn orphans<'a>(
+    listed: impl IntoIterator<Item = &'a PipelineConfig>,
+    namespace: &str,
+    pipelines: &Store<EtlPipeline>,
+) -> Vec<String> {
     let prefix = format!("{namespace}/");
     listed
-        .iter()
+        .into_iter()
         .filter(|config| config_generation(config).is_some())
         .filter(|config| {
             config.id.strip_prefix(&prefix).is_some_and(|name| get(pipelines, namespace, name).is_none())
@@ -35,19 +39,23 @@ pub async fn sweep(cluster: &EtlRouterCluster, ctx: &Context) {
     if members.is_empty() {
         return;
     }
-    let list = match listed(ctx, &namespace, &name, &members).await {
-        Ok(list) => list,
-        Err(error) => {
+    let (list, listed_at) = match listed(ctx, &namespace, &name, &members).await {
+        (Ok(list), at) => (list, at),
+        (Err(error), _) => {
             tracing::debug!(%error, "cannot list the router's pipelines to sweep orphans");
             return;
         }
     };
-    for id in orphans(&list, &namespace, &ctx.cache.pipelines) {
+    for id in orphans(list.values(), &namespace, &ctx.cache.pipelines) {
+        // Deleted (by a pipeline's cleanup or an earlier sweep) since the list was read.
+        if newer_read(ctx, &members, &id, listed_at).is_some_and(|read| read.is_none()) {
+            continue;
+        }
         if let Err(error) = ctx.router.delete_pipeline(&members, &id, true).await {
             tracing::warn!(%error, id, "could not delete an orphaned router pipeline");
             continue;
         }
-        ctx.pipeline_lists.invalidate(&clusters::snapshot_key(&namespace, &name));
+        ctx.pipeline_reads.put(&id, &members, None);
         let note = format!("deleted router pipeline {id}: no EtlPipeline of that name exists any more");
         if let Err(error) = events::publish(ctx, cluster, false, "OrphanDeleted", note).await {
             tracing::warn!(%error, "could not record an orphan's deletion");

@@ -71,7 +71,6 @@ fn references_resolved(assessment: &Assessment) -> Wanted {
 }
 
 async fn reconcile(pipeline: &EtlPipeline, ctx: &Context) -> Result<Action, Error> {
-    let namespace = namespace_of(pipeline)?;
     let generation = pipeline.metadata.generation.unwrap_or_default();
     let Observed { mut observation, cluster, members, desired } = observe(pipeline, ctx).await?;
     let mut assessment = assess(&observation);
@@ -84,10 +83,8 @@ async fn reconcile(pipeline: &EtlPipeline, ctx: &Context) -> Result<Action, Erro
 
     let mut version = previous.router_version;
     let mut outcome: Result<Option<Submit>, Error> = Ok(None);
-    if let (Some(_), Some(name), false) = (assessment.submit, &cluster, runtime::paused(pipeline)) {
-        let result = submit(ctx, &members, &desired, generation).await;
-        ctx.pipeline_lists.invalidate(&clusters::snapshot_key(&namespace, name));
-        match result {
+    if let (Some(_), Some(_), false) = (assessment.submit, &cluster, runtime::paused(pipeline)) {
+        match submit(ctx, &members, &desired, generation).await {
             Ok(submitted) => {
                 ctx.pipeline_reads.put(&desired.id, &members, submitted.response.clone());
                 version = submitted.version.or(version);
@@ -232,8 +229,8 @@ async fn cleanup(pipeline: &EtlPipeline, ctx: &Context) -> Result<Action, Error>
         }
         result => result?,
     }
-    ctx.pipeline_lists.invalidate(&clusters::snapshot_key(&namespace, &cluster.name_any()));
-    ctx.pipeline_reads.invalidate(&id);
+    // Newer than the shared list: gone, for the sweep and a namesake created next.
+    ctx.pipeline_reads.put(&id, &members, None);
     let note = format!("deleted {id} from EtlRouterCluster {}", cluster.name_any());
     events::publish(ctx, pipeline, false, "Deleted", note).await?;
     Ok(Action::await_change())

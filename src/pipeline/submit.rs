@@ -6,7 +6,7 @@
 
 use super::assess::{Submit, submission};
 use super::observation::RouterCopy;
-use super::observe::copy_of;
+use super::observe::read_copy as read;
 use crate::router::{GetPipelineResponse, PipelineConfig, RouterError};
 use crate::runtime::Context;
 
@@ -21,13 +21,6 @@ pub struct Submitted {
     pub version: Option<u64>,
     /// What the router answered to the last read.
     pub response: Option<GetPipelineResponse>,
-}
-
-fn read(response: Option<&GetPipelineResponse>, desired: &PipelineConfig) -> (RouterCopy, Option<u64>) {
-    match response.and_then(|r| r.config.as_ref().map(|config| (config, r.status.as_ref()))) {
-        None => (RouterCopy::Absent, None),
-        Some((config, status)) => (copy_of(config, desired), status.map(|s| s.version)),
-    }
 }
 
 /// Brings the router's copy of `desired` to `generation` (enabled or not).

@@ -9,7 +9,7 @@ use super::cache::Cache;
 use super::metrics::Metrics;
 use super::retry::Retries;
 use super::snapshot::Snapshots;
-use crate::router::{GetPipelineResponse, PipelineConfig, RegisteredService, Router};
+use crate::router::{GetPipelineResponse, RegisteredService, Router};
 
 /// How often and how fast the controllers look again.
 #[derive(Clone, Debug)]
@@ -24,6 +24,10 @@ pub struct Timing {
     /// First retry delay after an error; doubles up to `max_retry_delay`, with jitter.
     pub min_retry_delay: Duration,
     pub max_retry_delay: Duration,
+    /// Reconciles of one kind running at once. Bounded so a thousand objects
+    /// changing together queue instead of starving each other's router calls
+    /// past their deadline (and holding a thousand reconciles in memory).
+    pub max_concurrent_reconciles: u16,
 }
 
 impl Default for Timing {
@@ -34,6 +38,7 @@ impl Default for Timing {
             stats_interval: Duration::from_secs(300),
             min_retry_delay: Duration::from_millis(500),
             max_retry_delay: Duration::from_secs(60),
+            max_concurrent_reconciles: 32,
         }
     }
 }
@@ -72,7 +77,7 @@ pub struct Context {
     /// and shared by all of that cluster's services (keyed by namespace/cluster).
     pub registries: Snapshots<Vec<RegisteredService>>,
     /// Each router cluster's pipelines, read the same way (keyed by namespace/cluster).
-    pub pipeline_lists: Snapshots<Vec<PipelineConfig>>,
+    pub pipeline_lists: Snapshots<crate::pipeline::PipelineIndex>,
     /// Each pipeline's config and status as the router last reported them (keyed by pipeline id).
     pub pipeline_reads: Snapshots<Option<GetPipelineResponse>>,
     /// Router pods (by uid) whose router answered `GetClusterStatus` with

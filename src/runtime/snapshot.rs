@@ -16,8 +16,11 @@ use crate::router::RouterError;
 /// What a read gave: the value, or the error every reader of it sees.
 pub type Read<T> = Result<Arc<T>, Arc<RouterError>>;
 
-/// Beyond this many keys, snapshots older than the time to live being asked
-/// for are dropped (keys of objects long gone).
+/// Beyond this many keys, and each time the count has doubled since the last
+/// prune, snapshots older than the time to live being asked for are dropped
+/// (keys of objects long gone). Doubling keeps the scans linear overall with
+/// ten thousand live keys, where pruning on every read above a fixed count
+/// would scan them all on every read.
 const PRUNE_ABOVE: usize = 1024;
 
 /// How many time-to-lives a good read stands in for failing ones.
@@ -32,15 +35,47 @@ struct Taken<T> {
     good: Option<(Instant, Arc<T>)>,
 }
 
+impl<T> Taken<T> {
+    /// When the value it serves was read: a good read stood in for a failed
+    /// one is as old as that good read.
+    fn value_at(&self) -> Instant {
+        match (&self.read, &self.good) {
+            (Ok(_), Some((at, _))) => *at,
+            _ => self.at,
+        }
+    }
+}
+
 type Slot<T> = Arc<tokio::sync::Mutex<Option<Taken<T>>>>;
 
 pub struct Snapshots<T> {
-    slots: Mutex<HashMap<String, Slot<T>>>,
+    slots: Mutex<Slots<T>>,
+}
+
+struct Slots<T> {
+    by_key: HashMap<String, Slot<T>>,
+    /// The count above which the next read prunes.
+    prune_above: usize,
 }
 
 impl<T> Default for Snapshots<T> {
     fn default() -> Self {
-        Snapshots { slots: Mutex::default() }
+        Snapshots { slots: Mutex::new(Slots { by_key: HashMap::new(), prune_above: PRUNE_ABOVE }) }
+    }
+}
+
+impl<T> Snapshots<T> {
+    fn slots(&self) -> std::sync::MutexGuard<'_, Slots<T>> {
+        self.slots.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// How many keys are held.
+    pub fn len(&self) -> usize {
+        self.slots().by_key.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 
@@ -51,19 +86,43 @@ impl<T> Snapshots<T> {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, RouterError>>,
     {
+        self.get_timed(key, members, ttl, read).await.0
+    }
+
+    /// The last good value of `key` read from `members` and when it was
+    /// read, without reading (`None` while a read of it is in flight).
+    pub fn latest(&self, key: &str, members: &[String]) -> Option<(Instant, Arc<T>)> {
+        let slot = self.slots().by_key.get(key)?.clone();
+        let taken = slot.try_lock().ok()?;
+        taken.as_ref().filter(|t| t.members == members).and_then(|t| t.good.clone())
+    }
+
+    /// As [`Snapshots::get`], with when the value given was read.
+    pub async fn get_timed<F, Fut>(
+        &self,
+        key: &str,
+        members: &[String],
+        ttl: Duration,
+        read: F,
+    ) -> (Read<T>, Instant)
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, RouterError>>,
+    {
         let slot = {
-            let mut slots = self.slots.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            if slots.len() > PRUNE_ABOVE {
+            let mut slots = self.slots();
+            if slots.by_key.len() > slots.prune_above {
                 // A slot in use is kept; so is one read within `ttl`.
-                slots.retain(|_, slot| {
+                slots.by_key.retain(|_, slot| {
                     slot.try_lock().map_or(true, |taken| taken.as_ref().is_some_and(|t| t.at.elapsed() < ttl))
                 });
+                slots.prune_above = PRUNE_ABOVE.max(2 * slots.by_key.len());
             }
-            slots.entry(key.to_owned()).or_default().clone()
+            slots.by_key.entry(key.to_owned()).or_default().clone()
         };
         let mut taken = slot.lock().await;
         if let Some(taken) = taken.as_ref().filter(|t| t.members == members && t.at.elapsed() < ttl) {
-            return taken.read.clone();
+            return (taken.read.clone(), taken.value_at());
         }
         let last_good = taken.as_ref().filter(|t| t.members == members).and_then(|t| t.good.clone());
         let now = Instant::now();
@@ -79,8 +138,10 @@ impl<T> Snapshots<T> {
                 _ => (Err(Arc::new(error)), None),
             },
         };
-        *taken = Some(Taken { at: now, members: members.to_vec(), read: fresh.clone(), good });
-        fresh
+        let fresh = Taken { at: now, members: members.to_vec(), read: fresh, good };
+        let answer = (fresh.read.clone(), fresh.value_at());
+        *taken = Some(fresh);
+        answer
     }
 
     /// Records `value`, just read from `members`, as `key`'s snapshot.
@@ -90,12 +151,12 @@ impl<T> Snapshots<T> {
         let taken =
             Taken { at: now, members: members.to_vec(), read: Ok(value.clone()), good: Some((now, value)) };
         let slot = Arc::new(tokio::sync::Mutex::new(Some(taken)));
-        self.slots.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(key.to_owned(), slot);
+        self.slots().by_key.insert(key.to_owned(), slot);
     }
 
     /// Forgets `key`'s snapshot, after a write that changed what it holds.
     pub fn invalidate(&self, key: &str) {
-        self.slots.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(key);
+        self.slots().by_key.remove(key);
     }
 }
 
@@ -125,6 +186,51 @@ mod tests {
         snapshots.put("c", &moved, 7);
         assert_eq!(*snapshots.get("c", &moved, ttl, read).await.unwrap(), 7, "a value put is read back");
         assert_eq!(reads.load(Ordering::SeqCst), 4);
+    }
+
+    #[tokio::test]
+    async fn old_keys_are_pruned_once_the_count_doubles_and_live_ones_kept() {
+        let snapshots: Snapshots<u32> = Snapshots::default();
+        let members = vec!["10.0.0.1:50051".to_owned()];
+        let long = Duration::from_secs(60);
+        for key in 0..=PRUNE_ABOVE {
+            snapshots.get(&key.to_string(), &members, long, || async { Ok(0) }).await.unwrap();
+        }
+        assert_eq!(snapshots.len(), PRUNE_ABOVE + 1, "nothing pruned at the threshold");
+        // Over it: a read with a short time to live drops every older key.
+        snapshots.get("new", &members, Duration::ZERO, || async { Ok(1) }).await.unwrap();
+        assert_eq!(snapshots.len(), 1);
+        // Live keys past the threshold raise it: the next reads do not scan again.
+        for key in 0..=2 * PRUNE_ABOVE {
+            snapshots.get(&key.to_string(), &members, long, || async { Ok(0) }).await.unwrap();
+        }
+        assert_eq!(snapshots.len(), 2 * PRUNE_ABOVE + 2);
+        snapshots.get("more", &members, Duration::ZERO, || async { Ok(1) }).await.unwrap();
+        assert_eq!(snapshots.len(), 2 * PRUNE_ABOVE + 3, "below the raised threshold, no prune");
+    }
+
+    #[tokio::test]
+    async fn latest_is_the_last_good_value_with_its_time_and_a_stand_in_keeps_its_age() {
+        let snapshots: Snapshots<u32> = Snapshots::default();
+        let members = vec!["10.0.0.1:50051".to_owned()];
+        assert!(snapshots.latest("c", &members).is_none());
+        let ttl = Duration::from_millis(50);
+        let before = Instant::now();
+        let (read, at) = snapshots.get_timed("c", &members, ttl, || async { Ok(5) }).await;
+        assert_eq!(*read.unwrap(), 5);
+        assert!(at >= before);
+        let (latest_at, value) = snapshots.latest("c", &members).unwrap();
+        assert_eq!((*value, latest_at), (5, at));
+        assert!(snapshots.latest("c", &["other:1".to_owned()]).is_none(), "other members, other state");
+        // A failure within the grace serves the old value, as old as it is.
+        let fail = || async { Err(RouterError::NoMembers) };
+        tokio::time::sleep(ttl).await; // let the snapshot expire
+        let (read, stood_in_at) = snapshots.get_timed("c", &members, ttl, fail).await;
+        assert_eq!(*read.unwrap(), 5);
+        assert_eq!(stood_in_at, at);
+        snapshots.put("c", &members, 6);
+        let (put_at, value) = snapshots.latest("c", &members).unwrap();
+        assert!(*value == 6 && put_at > at);
     }
 
     #[tokio::test]

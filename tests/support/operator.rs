@@ -33,6 +33,7 @@ pub fn timing() -> Timing {
         stats_interval: Duration::from_secs(3),
         min_retry_delay: Duration::from_millis(200),
         max_retry_delay: Duration::from_secs(5),
+        ..Timing::default()
     }
 }
 

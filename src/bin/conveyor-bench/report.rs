@@ -12,6 +12,8 @@ pub struct Figures {
     pub services: usize,
     pub floor: Duration,
     pub to_ready: Duration,
+    /// From the first apply until the router cluster was first Ready.
+    pub cluster_formed: Option<Duration>,
     pub run_requests: Requests,
     pub run_router_calls: u64,
     pub idle: Duration,
@@ -77,6 +79,12 @@ impl Figures {
         row("Floor: N sequential status applies", secs(self.floor), "", None);
         row("Operator: first apply to all Ready", secs(self.to_ready), "", None);
         row("Ratio operator / floor", format!("{ratio:.2}×"), "≤ 1.5×", Some(ratio <= 1.5));
+        if let Some(formed) = self.cluster_formed {
+            let after = self.to_ready.saturating_sub(formed);
+            let ratio_after = after.as_secs_f64() / self.floor.as_secs_f64().max(f64::EPSILON);
+            row("… of which the router cluster forming (pods, election)", secs(formed), "", None);
+            row("… cluster Ready to all Ready, and its ratio to the floor", format!("{} ({ratio_after:.2}×)", secs(after)), "", None);
+        }
         row(
             "API writes per pipeline, apply to Ready (Events included)",
             format!("{writes_per_pipeline:.2}"),

@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use futures::{StreamExt, TryStreamExt, stream};
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
@@ -88,9 +89,16 @@ pub async fn apply_all(client: &Client, namespace: &str, objects: Vec<Value>) ->
     Ok(())
 }
 
-/// Every object's phase in one namespace, kept by one watch per kind.
+/// Every object's phase in one namespace, kept by one watch per kind, and
+/// when each was first seen Ready.
 #[derive(Clone, Default)]
-pub struct Phases(Arc<Mutex<HashMap<(String, String), String>>>);
+pub struct Phases(Arc<Mutex<Seen>>);
+
+#[derive(Default)]
+struct Seen {
+    phases: HashMap<(String, String), String>,
+    first_ready: HashMap<(String, String), Instant>,
+}
 
 impl Phases {
     pub fn watch(client: &Client, namespace: &str) -> Phases {
@@ -103,7 +111,12 @@ impl Phases {
                 while let Some(object) = objects.next().await {
                     let Ok(object) = object else { continue };
                     let phase = object.data["status"]["phase"].as_str().unwrap_or("").to_owned();
-                    kept.0.lock().unwrap().insert((kind.to_owned(), object.name_any()), phase);
+                    let key = (kind.to_owned(), object.name_any());
+                    let mut seen = kept.0.lock().unwrap();
+                    if phase == "Ready" {
+                        seen.first_ready.entry(key.clone()).or_insert_with(Instant::now);
+                    }
+                    seen.phases.insert(key, phase);
                 }
             });
         }
@@ -111,12 +124,17 @@ impl Phases {
     }
 
     pub fn phase(&self, kind: &str, name: &str) -> Option<String> {
-        self.0.lock().unwrap().get(&(kind.to_owned(), name.to_owned())).cloned()
+        self.0.lock().unwrap().phases.get(&(kind.to_owned(), name.to_owned())).cloned()
+    }
+
+    /// When `kind` `name` was first seen Ready.
+    pub fn first_ready(&self, kind: &str, name: &str) -> Option<Instant> {
+        self.0.lock().unwrap().first_ready.get(&(kind.to_owned(), name.to_owned())).copied()
     }
 
     /// How many objects are in `phase`, and how many are known at all.
     pub fn count(&self, phase: &str) -> (usize, usize) {
-        let phases = self.0.lock().unwrap();
-        (phases.values().filter(|p| *p == phase).count(), phases.len())
+        let seen = self.0.lock().unwrap();
+        (seen.phases.values().filter(|p| *p == phase).count(), seen.phases.len())
     }
 }
