@@ -9,10 +9,10 @@ use std::time::Instant;
 use kube::ResourceExt;
 use kube::runtime::reflector::Store;
 
+use super::PipelineIndex;
 use super::observation::{Assignment, ClusterView, Observation, Reference, RouterCopy, ServiceState};
 use crate::crd::{EtlPipeline, Phase, ServiceStatus};
 use crate::router::mapping::{self, config_generation, pipeline_config, same_pipeline};
-use super::PipelineIndex;
 use crate::router::{ErrorClass, GetPipelineResponse, PipelineConfig, RouterError};
 use crate::runtime::cache::get;
 use crate::runtime::clusters::{self, Resolution};
@@ -92,10 +92,15 @@ pub async fn listed(
     members: &[String],
 ) -> (crate::runtime::snapshot::Read<PipelineIndex>, Instant) {
     ctx.pipeline_lists
-        .get_timed(&clusters::snapshot_key(namespace, cluster), members, ctx.timing.health_interval, || async {
-            let list = ctx.router.list_pipelines(members).await?;
-            Ok(list.into_iter().map(|config| (config.id.clone(), config)).collect())
-        })
+        .get_timed(
+            &clusters::snapshot_key(namespace, cluster),
+            members,
+            ctx.timing.health_interval,
+            || async {
+                let list = ctx.router.list_pipelines(members).await?;
+                Ok(list.into_iter().map(|config| (config.id.clone(), config)).collect())
+            },
+        )
         .await
 }
 
@@ -114,7 +119,10 @@ pub fn newer_read(
 }
 
 /// The router's copy of `desired` in a `GetPipeline` answer, and its version.
-pub fn read_copy(response: Option<&GetPipelineResponse>, desired: &PipelineConfig) -> (RouterCopy, Option<u64>) {
+pub fn read_copy(
+    response: Option<&GetPipelineResponse>,
+    desired: &PipelineConfig,
+) -> (RouterCopy, Option<u64>) {
     match response.and_then(|r| r.config.as_ref().map(|config| (config, r.status.as_ref()))) {
         None => (RouterCopy::Absent, None),
         Some((config, status)) => (copy_of(config, desired), status.map(|s| s.version)),

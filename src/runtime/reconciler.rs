@@ -215,7 +215,8 @@ pub async fn drive<K: Reconciler>(
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
     let kind = K::kind(&()).into_owned();
-    let config = kube::runtime::controller::Config::default().concurrency(ctx.timing.max_concurrent_reconciles);
+    let config =
+        kube::runtime::controller::Config::default().concurrency(ctx.timing.max_concurrent_reconciles);
     controller
         .with_config(config)
         .graceful_shutdown_on(shutdown)

@@ -82,7 +82,14 @@ impl<'a> Story<'a> {
         after: &'a [Condition],
         warning: bool,
     ) -> Story<'a> {
-        Story { from: from.map(|p| format!("{p:?}")), to: format!("{to:?}"), before, after, warning, quiet: false }
+        Story {
+            from: from.map(|p| format!("{p:?}")),
+            to: format!("{to:?}"),
+            before,
+            after,
+            warning,
+            quiet: false,
+        }
     }
 
     /// Marks the change as an ordinary initial wait when `waiting` holds

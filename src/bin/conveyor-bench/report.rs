@@ -83,7 +83,12 @@ impl Figures {
             let after = self.to_ready.saturating_sub(formed);
             let ratio_after = after.as_secs_f64() / self.floor.as_secs_f64().max(f64::EPSILON);
             row("… of which the router cluster forming (pods, election)", secs(formed), "", None);
-            row("… cluster Ready to all Ready, and its ratio to the floor", format!("{} ({ratio_after:.2}×)", secs(after)), "", None);
+            row(
+                "… cluster Ready to all Ready, and its ratio to the floor",
+                format!("{} ({ratio_after:.2}×)", secs(after)),
+                "",
+                None,
+            );
         }
         row(
             "API writes per pipeline, apply to Ready (Events included)",
