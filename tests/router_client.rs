@@ -505,3 +505,20 @@ async fn simulator_speaks_the_contract_to_a_plain_grpc_client() {
     assert_eq!(status.code(), tonic::Code::Unimplemented);
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_pipeline_list_past_grpcs_default_four_mebibytes_is_read() {
+    // About 8,000 pipelines make a list this large; five fat ones do too.
+    let (sim, members) = cluster(53, 1).await;
+    let client = RouterClient::new(fast_options());
+    for i in 0..5 {
+        let mut fat = config(&format!("fat-{i}"), 1);
+        fat.metadata.insert("padding".into(), "x".repeat(1024 * 1024));
+        client.create_pipeline(&members, fat).await.unwrap();
+    }
+    let listed = client.list_pipelines(&members).await.unwrap();
+    assert_eq!(listed.len(), 5);
+    let bytes: usize = listed.iter().map(|p| p.metadata.values().map(String::len).sum::<usize>()).sum();
+    assert!(bytes > 4 * 1024 * 1024, "{bytes}");
+    drop(sim);
+}

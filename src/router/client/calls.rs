@@ -17,6 +17,11 @@ use crate::router::proto::router::{
     GetPipelineRequest, GetPipelineResponse, ListPipelinesRequest, PipelineConfig, UpdatePipelineRequest,
 };
 
+/// Largest list answer taken (tonic's default is 4 MiB, which a
+/// `ListPipelines` of about 8,000 pipelines outgrows; 64 MiB holds over
+/// 100,000). The lists are the only answers that grow with the cluster.
+pub const LIST_RESPONSE_LIMIT: usize = 64 * 1024 * 1024;
+
 impl RouterClient {
     pub(super) async fn create_on(
         &self,
@@ -180,7 +185,10 @@ impl RouterClient {
         };
         let response = self
             .unary(member, "ListServices", |channel, timeout| async move {
-                ServiceRegistryClient::new(channel).list_services(with_deadline(request, timeout)).await
+                ServiceRegistryClient::new(channel)
+                    .max_decoding_message_size(LIST_RESPONSE_LIMIT)
+                    .list_services(with_deadline(request, timeout))
+                    .await
             })
             .await?;
         Ok(response.services)
@@ -190,7 +198,10 @@ impl RouterClient {
         let request = ListPipelinesRequest { include_disabled: true };
         let response = self
             .unary(member, "ListPipelines", |channel, timeout| async move {
-                RouterAdminClient::new(channel).list_pipelines(with_deadline(request, timeout)).await
+                RouterAdminClient::new(channel)
+                    .max_decoding_message_size(LIST_RESPONSE_LIMIT)
+                    .list_pipelines(with_deadline(request, timeout))
+                    .await
             })
             .await?;
         Ok(response.pipelines)
