@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
+use kube::api::{Patch, PatchParams};
 
 use conveyor_etl_operator::crd::{ClusterPhase, EtlRouterCluster, ImagePullPolicy};
 use conveyor_etl_operator::demo::node::{self, HOST_IP, NODE_NAME, RealNode};
@@ -363,6 +364,37 @@ async fn three_router_pods_are_one_raft_cluster_that_loses_members_and_quorum_fo
     .await;
     assert!(answers[0].1.term > term, "a new term after losing the leader: {:?}", answers[0].1);
     assert_eq!(again.status.as_ref().unwrap().members.len(), 3);
+
+    // 3 → 5 → 3, one member at a time by the operator: a new pod, started with
+    // the longer --peers, joins the Raft cluster as a voter without the others
+    // restarting; a removed pod leaves it once it stops announcing.
+    for (replicas, what) in [(5usize, "five voters"), (3, "three voters again")] {
+        let patch = serde_json::json!({ "spec": { "replicas": replicas } });
+        clusters.patch("my-cluster", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+        let names: Vec<String> = (0..replicas).map(|ordinal| format!("my-cluster-{ordinal}")).collect();
+        let leader = until(&node, &format!("Ready with {what} in the Raft membership"), || async {
+            let cluster = clusters.get("my-cluster").await.ok()?;
+            let ready = phase_of(&cluster) == Some(ClusterPhase::Ready)
+                && cluster.status.as_ref()?.members.len() == replicas;
+            let answers = statuses(&pods, &client, &names, grpc).await?;
+            let leader =
+                answers.iter().find(|(_, a)| a.leader_id != 0 && a.node_id == a.leader_id)?.1.clone();
+            let voters: Vec<u64> = leader
+                .nodes
+                .iter()
+                .filter(|n| n.role() != NodeRole::Learner && n.healthy)
+                .map(|n| n.node_id)
+                .collect();
+            let agreed = answers.iter().all(|(_, a)| a.leader_id == leader.leader_id);
+            (ready
+                && agreed
+                && voters == (1..=replicas as u64).collect::<Vec<_>>()
+                && leader.nodes.len() == replicas)
+                .then_some(leader)
+        })
+        .await;
+        assert_eq!(leader.nodes.len(), replicas, "{leader:?}");
+    }
 
     operator.stop().await;
     tokio::task::block_in_place(|| node.stop());
