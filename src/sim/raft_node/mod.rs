@@ -98,7 +98,7 @@ impl Core {
             .filter(|id| **id != self.id)
             .filter_map(|id| {
                 let heard = directory.last_heard(*id)?;
-                Some((*id, wall - now.saturating_duration_since(heard)))
+                Some((*id, wall.checked_sub(now.saturating_duration_since(heard))?))
             })
             .collect()
     }
