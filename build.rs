@@ -2,7 +2,7 @@
 //! wire contract in the project docs). Needs `protoc` on the PATH (or `PROTOC`).
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let protos = ["proto/common.proto", "proto/router.proto", "proto/registry.proto"];
+    let protos = ["proto/common.proto", "proto/router.proto", "proto/registry.proto", "proto/sim_raft.proto"];
     for proto in protos {
         println!("cargo:rerun-if-changed={proto}");
     }

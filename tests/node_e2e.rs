@@ -4,6 +4,10 @@
 //! static simulator as `conveyor-etl-router`, busybox's `sh`), with the
 //! operator running in-process under its ClusterRole.
 //!
+//! The router pods run the simulator's router mode, one real Raft member
+//! (openraft) per pod, peers reached through their StatefulSet DNS names:
+//! a killed container is a member lost for real, two of three a lost quorum.
+//!
 //! Needs root, `tests/harness/build-node.sh` and
 //! `tests/harness/build-router-image.sh` (as `.ci/run` runs them); fails,
 //! naming what is missing, without them. One real node runs per machine at
@@ -16,15 +20,20 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
+use kube::api::{Patch, PatchParams};
 
 use conveyor_etl_operator::crd::{ClusterPhase, EtlRouterCluster, ImagePullPolicy};
 use conveyor_etl_operator::demo::node::{self, HOST_IP, NODE_NAME, RealNode};
+use conveyor_etl_operator::router::{GetClusterStatusResponse, NodeRole, Router, RouterClient};
 use support::operator::RunningOperator;
 use support::scenario::seed_cluster;
 use support::{install_crds, repo_path, test_namespace};
 
 /// Long enough for a cold start on a loaded two-core machine.
 const DEADLINE: Duration = Duration::from_secs(180);
+
+/// One real node per machine: the tests of this binary take turns.
+static ONE_NODE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// The router image tests/harness/build-router-image.sh packed (`.ci/run`
 /// runs it before `cargo test`; the test cannot: `cargo test` holds the
@@ -116,6 +125,7 @@ fn ready_container(pod: &Pod) -> Option<(String, i32)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_router_container_killed_on_a_real_node_is_restarted_and_the_cluster_recovers() {
+    let _turn = ONE_NODE.lock().await;
     if let Some(why) = node::unavailable() {
         panic!("no real node on this machine: {why}");
     }
@@ -218,4 +228,176 @@ async fn a_router_container_killed_on_a_real_node_is_restarted_and_the_cluster_r
     let left = node.leftovers(&pids);
     assert!(left.is_empty(), "the node left behind: {left:#?}");
     eprintln!("sysctls restored after the node: {:?}", node.restored_sysctls());
+}
+
+/// Every router pod's own answer to GetClusterStatus, by pod name.
+async fn statuses(
+    pods: &Api<Pod>,
+    client: &RouterClient,
+    names: &[String],
+    grpc: u16,
+) -> Option<Vec<(String, GetClusterStatusResponse)>> {
+    let mut answers = Vec::new();
+    for name in names {
+        let pod = pods.get(name).await.ok()?;
+        let ip = pod.status?.pod_ip?;
+        answers.push((name.clone(), client.member_status(&format!("{ip}:{grpc}")).await.ok()?));
+    }
+    Some(answers)
+}
+
+/// The router container's id while it runs, ready or not.
+fn running_container(pod: &Pod) -> Option<String> {
+    let status = pod.status.as_ref()?.container_statuses.as_ref()?.first()?;
+    status.state.as_ref()?.running.as_ref()?;
+    Some(status.container_id.as_deref()?.strip_prefix("containerd://")?.to_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_router_pods_are_one_raft_cluster_that_loses_members_and_quorum_for_real() {
+    let _turn = ONE_NODE.lock().await;
+    if let Some(why) = node::unavailable() {
+        panic!("no real node on this machine: {why}");
+    }
+    let (image, tarball) = router_image();
+    let mut node =
+        tokio::task::spawn_blocking(RealNode::start).await.unwrap().unwrap_or_else(|e| panic!("{e}"));
+    node.import_image(&tarball).unwrap();
+    let pids: Vec<u32> =
+        node.processes().iter().map(|(_, pid)| *pid).chain(node.plane.as_ref().unwrap().pids()).collect();
+    let plane = node.plane.as_ref().unwrap();
+    tokio::task::block_in_place(|| {
+        install_crds(plane);
+        support::operator::bind_operator_role(plane);
+    });
+    let admin = plane.client().await;
+    let namespace = test_namespace(&admin, "raft").await;
+    let operator = RunningOperator::start(plane, &namespace).await;
+
+    let mut cluster = seed_cluster("my-cluster");
+    cluster.spec.replicas = 3;
+    cluster.spec.storage = None;
+    cluster.spec.image = image.clone();
+    cluster.spec.image_pull_policy = Some(ImagePullPolicy::Never);
+    let grpc = cluster.spec.ports.grpc as u16;
+    let clusters: Api<EtlRouterCluster> = Api::namespaced(admin.clone(), &namespace);
+    clusters.create(&Default::default(), &cluster).await.unwrap();
+    let pods: Api<Pod> = Api::namespaced(admin.clone(), &namespace);
+    let names: Vec<String> = (0..3).map(|ordinal| format!("my-cluster-{ordinal}")).collect();
+    let client = RouterClient::new(support::operator::router_options());
+    let phase = |wanted: ClusterPhase| {
+        let clusters = clusters.clone();
+        move || {
+            let clusters = clusters.clone();
+            async move { clusters.get("my-cluster").await.ok().filter(|c| phase_of(c) == Some(wanted)) }
+        }
+    };
+
+    let ready = until(&node, "three members Ready", phase(ClusterPhase::Ready)).await;
+    let status = ready.status.as_ref().unwrap();
+    assert_eq!(status.members.len(), 3, "{status:#?}");
+    assert!(status.members.iter().all(|m| m.healthy && m.role != "Learner"), "{status:#?}");
+    // Each pod answers from its own Raft state, and all three name the same leader in the same term.
+    let answers = until(&node, "every member to agree on the leader", || async {
+        let answers = statuses(&pods, &client, &names, grpc).await?;
+        let (_, first) = &answers[0];
+        answers
+            .iter()
+            .all(|(_, a)| a.leader_id != 0 && (a.leader_id, a.term) == (first.leader_id, first.term))
+            .then_some(answers)
+    })
+    .await;
+    let node_ids: Vec<u64> = answers.iter().map(|(_, a)| a.node_id).collect();
+    assert_eq!(node_ids, [1, 2, 3], "three processes, three Raft ids");
+    let leader_id = answers[0].1.leader_id;
+    let leaders = answers[0]
+        .1
+        .nodes
+        .iter()
+        .filter(|n| n.role() == NodeRole::Leader)
+        .map(|n| n.node_id)
+        .collect::<Vec<_>>();
+    assert_eq!(leaders, [leader_id]);
+    assert_eq!(status.leader.as_deref(), Some(format!("my-cluster-{}", leader_id - 1).as_str()));
+    let term = answers[0].1.term;
+
+    // A follower's container killed through the runtime: one member lost for real.
+    let follower = (1..=3).find(|id| *id != leader_id).unwrap();
+    let (container, _) = ready_container(&pods.get(&names[follower as usize - 1]).await.unwrap()).unwrap();
+    node.ctr(&["tasks", "kill", "--signal", "SIGKILL", &container]).unwrap();
+    let degraded = until(&node, "Degraded with one member down", phase(ClusterPhase::Degraded)).await;
+    assert_eq!(
+        degraded.status.as_ref().unwrap().leader.as_deref(),
+        Some(format!("my-cluster-{}", leader_id - 1).as_str())
+    );
+    let back = until(&node, "Ready once the kubelet restarted it", phase(ClusterPhase::Ready)).await;
+    assert_eq!(back.status.as_ref().unwrap().members.len(), 3);
+    let restarted = ready_container(&pods.get(&names[follower as usize - 1]).await.unwrap()).unwrap();
+    assert_eq!(restarted.1, 1, "restarted in place by the kubelet");
+
+    // Two of three killed, the leader among them, and killed again whenever
+    // the kubelet restarts them (its first restart is immediate) until the
+    // survivor says there is no leader and the cluster is Unavailable.
+    let victims = [names[leader_id as usize - 1].clone(), names[follower as usize - 1].clone()];
+    let survivor = (1..=3u64).find(|id| ![leader_id, follower].contains(id)).unwrap();
+    let survivor_pod = names[survivor as usize - 1].clone();
+    let unavailable = until(&node, "no leader and Unavailable while two of three are down", || async {
+        for victim in &victims {
+            if let Some(container) = pods.get(victim).await.ok().as_ref().and_then(running_container) {
+                let _ = node.ctr(&["tasks", "kill", "--signal", "SIGKILL", &container]);
+            }
+        }
+        let alone = statuses(&pods, &client, std::slice::from_ref(&survivor_pod), grpc).await?;
+        let unavailable = clusters.get("my-cluster").await.ok()?;
+        (alone[0].1.leader_id == 0 && phase_of(&unavailable) == Some(ClusterPhase::Unavailable))
+            .then_some(unavailable)
+    })
+    .await;
+    let (degraded, reason) = condition_of(&unavailable, "Degraded").unwrap();
+    assert_eq!(degraded, "True", "{reason}");
+    let again = until(&node, "Ready once both are back", phase(ClusterPhase::Ready)).await;
+    let answers = until(&node, "the members to agree on a leader again", || async {
+        let answers = statuses(&pods, &client, &names, grpc).await?;
+        let (_, first) = &answers[0];
+        answers.iter().all(|(_, a)| a.leader_id != 0 && a.leader_id == first.leader_id).then_some(answers)
+    })
+    .await;
+    assert!(answers[0].1.term > term, "a new term after losing the leader: {:?}", answers[0].1);
+    assert_eq!(again.status.as_ref().unwrap().members.len(), 3);
+
+    // 3 → 5 → 3, one member at a time by the operator: a new pod, started with
+    // the longer --peers, joins the Raft cluster as a voter without the others
+    // restarting; a removed pod leaves it once it stops announcing.
+    for (replicas, what) in [(5usize, "five voters"), (3, "three voters again")] {
+        let patch = serde_json::json!({ "spec": { "replicas": replicas } });
+        clusters.patch("my-cluster", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+        let names: Vec<String> = (0..replicas).map(|ordinal| format!("my-cluster-{ordinal}")).collect();
+        let leader = until(&node, &format!("Ready with {what} in the Raft membership"), || async {
+            let cluster = clusters.get("my-cluster").await.ok()?;
+            let ready = phase_of(&cluster) == Some(ClusterPhase::Ready)
+                && cluster.status.as_ref()?.members.len() == replicas;
+            let answers = statuses(&pods, &client, &names, grpc).await?;
+            let leader =
+                answers.iter().find(|(_, a)| a.leader_id != 0 && a.node_id == a.leader_id)?.1.clone();
+            let voters: Vec<u64> = leader
+                .nodes
+                .iter()
+                .filter(|n| n.role() != NodeRole::Learner && n.healthy)
+                .map(|n| n.node_id)
+                .collect();
+            let agreed = answers.iter().all(|(_, a)| a.leader_id == leader.leader_id);
+            (ready
+                && agreed
+                && voters == (1..=replicas as u64).collect::<Vec<_>>()
+                && leader.nodes.len() == replicas)
+                .then_some(leader)
+        })
+        .await;
+        assert_eq!(leader.nodes.len(), replicas, "{leader:?}");
+    }
+
+    operator.stop().await;
+    tokio::task::block_in_place(|| node.stop());
+    let left = node.leftovers(&pids);
+    assert!(left.is_empty(), "the node left behind: {left:#?}");
 }

@@ -4,7 +4,10 @@
 //!   --raft-addr ... --peers ... --data-dir ...` plays one node of the public
 //!   `conveyor-etl-router`, taking exactly its command line and configuration
 //!   file (see `conveyor_etl_operator::sim::launch`), so the launch the
-//!   operator generates runs against it unchanged. `CONVEYOR_SIM_ROUTER_ADMIN=off`
+//!   operator generates runs against it unchanged. Each such process is one
+//!   real Raft member (openraft): processes started with each other in their
+//!   `--peers` form one cluster over their `--raft-addr` ports, and keep their
+//!   vote, log and snapshot in `--data-dir`. `CONVEYOR_SIM_ROUTER_ADMIN=off`
 //!   makes it answer UNIMPLEMENTED for every RouterAdmin method, as the public
 //!   router does (`on`, the default, serves them).
 //! - `conveyor-router-sim cluster --nodes 3 --listen 127.0.0.2:50051` runs a

@@ -98,7 +98,7 @@ impl RouterAdmin for AdminService {
     ) -> Result<Response<GetPipelineResponse>, Status> {
         self.enter("GetPipeline").await?;
         let pipeline_id = request.into_inner().pipeline_id;
-        let response = match self.shared.state().pipelines.get(&pipeline_id) {
+        let response = match self.shared.state().catalog.pipelines.get(&pipeline_id) {
             Some(stored) => GetPipelineResponse {
                 found: true,
                 config: Some(stored.config.clone()),
@@ -118,6 +118,7 @@ impl RouterAdmin for AdminService {
         let pipelines = self
             .shared
             .state()
+            .catalog
             .pipelines
             .values()
             .filter(|stored| include_disabled || stored.status.enabled)
@@ -175,8 +176,8 @@ impl RouterAdmin for AdminService {
         let state = self.shared.state();
         let belief = state.raft.belief_of(self.node);
         let all = [
-            ("pipelines", state.pipelines.len() as f64),
-            ("services", state.services.len() as f64),
+            ("pipelines", state.catalog.pipelines.len() as f64),
+            ("services", state.catalog.services.len() as f64),
             ("term", belief.term as f64),
             ("commit_index", belief.commit_index as f64),
         ];

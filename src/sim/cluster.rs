@@ -339,12 +339,17 @@ impl SimCluster {
 
     /// A stored pipeline's config and status.
     pub fn pipeline(&self, id: &str) -> Option<(PipelineConfig, PipelineStatus)> {
-        self.shared.state().pipelines.get(id).map(|stored| (stored.config.clone(), stored.status.clone()))
+        self.shared
+            .state()
+            .catalog
+            .pipelines
+            .get(id)
+            .map(|stored| (stored.config.clone(), stored.status.clone()))
     }
 
     /// Every registered service.
     pub fn services(&self) -> Vec<RegisteredService> {
-        self.shared.state().services.values().map(|(service, _)| service.clone()).collect()
+        self.shared.state().catalog.services.values().map(|(service, _)| service.clone()).collect()
     }
 
     /// Sets the statistics `GetPipeline` reports for one stage. False if the pipeline is unknown.

@@ -7,18 +7,19 @@
 //! that would silently lose its settings fails loudly here.
 //!
 //! What it serves: `ServiceRegistry` (and `RouterAdmin` unless switched off,
-//! as the public router serves none) on `--listen-addr`; a TCP listener on
-//! `--raft-addr` (the router's Raft port; nothing speaks Raft to it here);
-//! Prometheus text on `metrics.listen_addr` when `metrics.enabled`, with the
-//! node id and every numeric setting it read
+//! as the public router serves none) on `--listen-addr`, from the state of a
+//! real Raft member ([`raft_node`](super::raft_node)) whose Raft traffic goes
+//! over `--raft-addr`; Prometheus text on `metrics.listen_addr` when
+//! `metrics.enabled`, with the node id and every numeric setting it read
 //! (`conveyor_router_sim_setting{name="cluster.heartbeat_interval_ms"} 100`);
-//! and a `raft-log-<id>` file in `--data-dir`, as the router keeps its log.
+//! and its vote, log and snapshot in `--data-dir` (`raft-log-<id>`, ...).
 //!
-//! Formation as in the router: a node started with no peers, or with only
-//! itself, bootstraps a one-node cluster and leads it; a node given other
-//! peers waits to be added (it joins as a learner, so it reports no leader),
-//! and nothing can add it.
+//! Formation: a node started with no peers, or with only itself, initialises
+//! a one-node cluster and leads it; nodes started with each other in their
+//! `--peers` form one cluster (the lowest id initialises it, the leader adds
+//! the others); a node whose peers never come waits, without a leader.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -26,7 +27,7 @@ use anyhow::{Context as _, bail};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
-use super::{SimCluster, SimOptions};
+use super::raft_node::{NodeConfig, RaftNode};
 use crate::router::config::{RouterConfig, parse_strict};
 
 /// The public router's command line.
@@ -60,7 +61,7 @@ pub struct Launched {
     pub raft: SocketAddr,
     /// Peers other than this node, as `(id, address)`.
     pub other_peers: Vec<(u64, String)>,
-    pub sim: SimCluster,
+    pub node: RaftNode,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -101,32 +102,35 @@ pub async fn launch(args: &NodeArgs, router_admin: bool) -> anyhow::Result<Launc
     let raft = socket_addr("--raft-addr", &args.raft_addr)?;
     let metrics = socket_addr("metrics.listen_addr", &settings.metrics.listen_addr)?;
     let peers = args.peers.iter().map(|peer| parse_peer(peer)).collect::<anyhow::Result<Vec<_>>>()?;
-    let other_peers: Vec<(u64, String)> = peers.into_iter().filter(|(id, _)| *id != node_id).collect();
+    let other_peers: Vec<(u64, String)> = peers.iter().filter(|(id, _)| *id != node_id).cloned().collect();
     std::fs::create_dir_all(&args.data_dir)
-        .and_then(|()| std::fs::write(args.data_dir.join(format!("raft-log-{node_id}")), b""))
         .with_context(|| format!("--data-dir {} is not writable", args.data_dir.display()))?;
 
-    let raft_listener =
-        TcpListener::bind(raft).await.with_context(|| format!("listening on --raft-addr {raft}"))?;
-    let mut tasks = vec![tokio::spawn(hold(raft_listener))];
+    let mut tasks = Vec::new();
     if settings.metrics.enabled {
         let listener = TcpListener::bind(metrics)
             .await
             .with_context(|| format!("listening on metrics.listen_addr {metrics}"))?;
         tasks.push(tokio::spawn(serve_metrics(listener, metrics_text(node_id, &settings))));
     }
-    let options = SimOptions {
-        election_delay: std::time::Duration::from_millis(settings.cluster.election_timeout_min_ms),
+    let config = NodeConfig {
+        id: node_id,
+        api: client_address(listen, raft).to_string(),
+        listen,
+        raft,
+        peers: peers.into_iter().collect::<BTreeMap<_, _>>(),
+        data_dir: args.data_dir.clone(),
+        settings: settings.clone(),
+        router_admin,
     };
-    let sim = if other_peers.is_empty() {
-        SimCluster::start(vec![(node_id, listen)], options).await
-    } else {
-        let sim = SimCluster::start(Vec::new(), options).await?;
-        sim.add_learner(node_id, listen).await.map(|()| sim)
-    }
-    .with_context(|| format!("listening on --listen-addr {listen}"))?;
-    sim.set_router_admin_unimplemented(!router_admin);
-    Ok(Launched { node_id, settings, listen, raft, other_peers, sim, tasks })
+    let node = RaftNode::start(config).await.with_context(|| format!("starting Raft node {node_id}"))?;
+    Ok(Launched { node_id, settings, listen, raft, other_peers, node, tasks })
+}
+
+/// Where clients reach a node: its listen address, or, when it listens on
+/// every interface, the Raft address's IP (the pod's) on the listen port.
+pub fn client_address(listen: SocketAddr, raft: SocketAddr) -> SocketAddr {
+    if listen.ip().is_unspecified() { SocketAddr::new(raft.ip(), listen.port()) } else { listen }
 }
 
 impl Launched {
@@ -134,14 +138,7 @@ impl Launched {
         for task in &self.tasks {
             task.abort();
         }
-        self.sim.shutdown().await;
-    }
-}
-
-/// Accepts and drops connections: the port is the router's, held as it would be.
-async fn hold(listener: TcpListener) {
-    while let Ok((stream, _)) = listener.accept().await {
-        drop(stream);
+        self.node.shutdown().await;
     }
 }
 
@@ -188,6 +185,13 @@ mod tests {
         for bad in ["c-1.c-raft.ns.svc:50052", "x:host:1", "2", "2:host", "2:host:port", "2::1"] {
             assert!(parse_peer(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn clients_reach_a_node_listening_everywhere_on_its_raft_ip() {
+        let raft: SocketAddr = "10.1.0.7:50052".parse().unwrap();
+        assert_eq!(client_address("0.0.0.0:50051".parse().unwrap(), raft).to_string(), "10.1.0.7:50051");
+        assert_eq!(client_address("127.0.0.9:1".parse().unwrap(), raft).to_string(), "127.0.0.9:1");
     }
 
     #[test]

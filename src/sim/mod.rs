@@ -19,6 +19,7 @@
 
 mod addresses;
 mod admin;
+mod catalog;
 mod cluster;
 mod conn;
 pub mod launch;
@@ -26,6 +27,7 @@ mod log;
 mod member;
 mod node;
 pub(crate) mod raft;
+pub mod raft_node;
 mod registry;
 mod state;
 

@@ -31,7 +31,7 @@ impl RegistryService {
 }
 
 /// A refusal message as the status a registry answers.
-fn refusal_status(message: String) -> Status {
+pub(crate) fn refusal_status(message: String) -> Status {
     if message.starts_with("invalid request") {
         Status::invalid_argument(message)
     } else {

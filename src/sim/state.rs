@@ -1,32 +1,25 @@
-//! Everything the simulated cluster stores: the Raft view, pipelines, services,
-//! the mutation log and the test switches. Writes are checked against the Raft
-//! view (only the leader of a cluster with quorum accepts them), committed, and
-//! logged. Refusals are returned as the message a router would put in `error`.
+//! Everything the simulated cluster stores: the Raft view, the catalog
+//! (pipelines, services), the mutation log and the test switches. Writes are
+//! checked against the Raft view (only the leader of a cluster with quorum
+//! accepts them), then against the [`Catalog`], committed, and logged.
+//! Refusals are returned as the message a router would put in `error`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::time::SystemTime;
 
-use crate::router::proto::common::{HealthStatus, ServiceType};
-use crate::router::proto::registry::{RegisterRequest, RegisterResponse, RegisteredService, ServiceHealth};
-use crate::router::proto::router::{PipelineConfig, PipelineStatus, StageStatus};
+use crate::router::proto::common::ServiceType;
+use crate::router::proto::registry::{RegisterRequest, RegisterResponse, RegisteredService};
+use crate::router::proto::router::{PipelineConfig, StageStatus};
 
+use super::catalog::Catalog;
 use super::log::Mutation;
 use super::raft::RaftView;
-
-/// A stored pipeline: the submitted config and the status the router reports.
-#[derive(Clone, Debug, PartialEq)]
-pub(crate) struct StoredPipeline {
-    pub config: PipelineConfig,
-    pub status: PipelineStatus,
-}
 
 /// State shared by every node of a simulated cluster (behind one mutex).
 #[derive(Debug, Default)]
 pub(crate) struct SimState {
     pub raft: RaftView,
-    pub pipelines: BTreeMap<String, StoredPipeline>,
-    /// Registered services and their registration ids, by service id.
-    pub services: BTreeMap<String, (RegisteredService, String)>,
+    pub catalog: Catalog,
     pub log: Vec<Mutation>,
     /// Every RouterAdmin method answers UNIMPLEMENTED.
     pub admin_unimplemented: bool,
@@ -36,7 +29,6 @@ pub(crate) struct SimState {
     pub calls: HashMap<&'static str, u64>,
     /// The `traceparent` of the latest calls (method, value; empty when absent), oldest first.
     pub traceparents: std::collections::VecDeque<(String, String)>,
-    next_registration: u64,
 }
 
 impl SimState {
@@ -56,24 +48,9 @@ impl SimState {
 
     pub fn create_pipeline(&mut self, node: u64, config: PipelineConfig) -> Result<String, String> {
         self.refuse_unless_writable(node)?;
-        if config.id.is_empty() {
-            return Err("invalid config: id is empty".to_string());
-        }
-        if self.pipelines.contains_key(&config.id) {
-            return Err(format!("pipeline {} already exists", config.id));
-        }
+        self.catalog.check_create(&config)?;
         self.accept(node, "CreatePipeline", &config.id)?;
-        let now = SystemTime::now();
-        let status = PipelineStatus {
-            enabled: config.enabled,
-            version: 1,
-            created_at: Some(now.into()),
-            updated_at: Some(now.into()),
-            stage_statuses: fresh_stage_statuses(&config, &HashMap::new()),
-        };
-        let id = config.id.clone();
-        self.pipelines.insert(id.clone(), StoredPipeline { config, status });
-        Ok(id)
+        self.catalog.create_pipeline(config, SystemTime::now())
     }
 
     pub fn update_pipeline(
@@ -83,105 +60,45 @@ impl SimState {
         config: PipelineConfig,
     ) -> Result<u64, String> {
         self.refuse_unless_writable(node)?;
-        if config.id != pipeline_id {
-            return Err(format!(
-                "invalid request: pipeline_id {pipeline_id} differs from config.id {}",
-                config.id
-            ));
-        }
-        if !self.pipelines.contains_key(pipeline_id) {
-            return Err(format!("pipeline {pipeline_id} not found"));
-        }
+        self.catalog.check_update(pipeline_id, &config)?;
         self.accept(node, "UpdatePipeline", pipeline_id)?;
-        let stored =
-            self.pipelines.get_mut(pipeline_id).ok_or_else(|| format!("pipeline {pipeline_id} not found"))?;
-        stored.status.version += 1;
-        stored.status.enabled = config.enabled;
-        stored.status.updated_at = Some(SystemTime::now().into());
-        stored.status.stage_statuses = fresh_stage_statuses(&config, &stored.status.stage_statuses);
-        stored.config = config;
-        Ok(stored.status.version)
+        self.catalog.update_pipeline(pipeline_id, config, SystemTime::now())
     }
 
     /// Deletes a pipeline. Without `force`, a pipeline holding buffered records is kept.
     pub fn delete_pipeline(&mut self, node: u64, pipeline_id: &str, force: bool) -> Result<(), String> {
         self.refuse_unless_writable(node)?;
-        let stored =
-            self.pipelines.get(pipeline_id).ok_or_else(|| format!("pipeline {pipeline_id} not found"))?;
-        let buffered = buffered_records(stored);
-        if buffered > 0 && !force {
-            return Err(format!(
-                "pipeline {pipeline_id} holds {buffered} buffered records; delete with force"
-            ));
-        }
+        self.catalog.check_delete(pipeline_id, force)?;
         self.accept(node, "DeletePipeline", pipeline_id)?;
-        self.pipelines.remove(pipeline_id);
-        Ok(())
+        self.catalog.delete_pipeline(pipeline_id, force)
     }
 
     /// Enables or disables a pipeline; returns the records still buffered in it.
     pub fn set_enabled(&mut self, node: u64, pipeline_id: &str, enabled: bool) -> Result<u64, String> {
         self.refuse_unless_writable(node)?;
-        if !self.pipelines.contains_key(pipeline_id) {
-            return Err(format!("pipeline {pipeline_id} not found"));
-        }
+        self.catalog.pipeline(pipeline_id)?;
         self.accept(node, if enabled { "EnablePipeline" } else { "DisablePipeline" }, pipeline_id)?;
-        let stored =
-            self.pipelines.get_mut(pipeline_id).ok_or_else(|| format!("pipeline {pipeline_id} not found"))?;
-        stored.config.enabled = enabled;
-        stored.status.enabled = enabled;
-        stored.status.updated_at = Some(SystemTime::now().into());
-        Ok(buffered_records(stored))
+        self.catalog.set_enabled(pipeline_id, enabled, SystemTime::now())
     }
 
     /// Registers (upserts) a service; a re-registration keeps its registration id.
     pub fn register(&mut self, node: u64, request: RegisterRequest) -> Result<RegisterResponse, String> {
         self.refuse_unless_writable(node)?;
-        let identity = request.identity.ok_or("invalid request: identity is missing")?;
-        if identity.service_id.is_empty() {
-            return Err("invalid request: identity.service_id is empty".to_string());
-        }
-        self.accept(node, "Register", &identity.service_id)?;
-        let registration_id = match self.services.get(&identity.service_id) {
-            Some((_, registration_id)) => registration_id.clone(),
-            None => {
-                self.next_registration += 1;
-                format!("reg-{}", self.next_registration)
-            }
-        };
-        let now = SystemTime::now();
-        let service = RegisteredService {
-            identity: Some(identity.clone()),
-            endpoint: request.endpoint,
-            metadata: request.metadata,
-            health: Some(ServiceHealth {
-                status: HealthStatus::Healthy.into(),
-                message: String::new(),
-                components: HashMap::new(),
-            }),
-            registered_at: Some(now.into()),
-            last_heartbeat: Some(now.into()),
-            assigned_partitions: Vec::new(),
-        };
-        self.services.insert(identity.service_id, (service, registration_id.clone()));
-        Ok(RegisterResponse {
-            success: true,
-            lease_id: format!("lease-{registration_id}"),
-            registration_id,
-            lease_ttl: Some(prost_types::Duration { seconds: 30, nanos: 0 }),
-            initial_credits: 1000,
-        })
+        Catalog::check_register(&request)?;
+        let service_id =
+            request.identity.as_ref().map(|identity| identity.service_id.clone()).unwrap_or_default();
+        self.accept(node, "Register", &service_id)?;
+        self.catalog.register(request, SystemTime::now())
     }
 
     /// Deregisters a service; `Ok(false)` when it was not registered.
     pub fn deregister(&mut self, node: u64, service_id: &str) -> Result<bool, String> {
         self.refuse_unless_writable(node)?;
-        if !self.services.contains_key(service_id) {
+        if !self.catalog.services.contains_key(service_id) {
             return Ok(false);
         }
         self.accept(node, "Deregister", service_id)?;
-        self.services.remove(service_id);
-        Ok(true)
+        Ok(self.catalog.deregister(service_id))
     }
 
     /// Registered services of `type_filter` (Unspecified: all) carrying every label of `selector`.
@@ -190,49 +107,12 @@ impl SimState {
         type_filter: ServiceType,
         selector: &HashMap<String, String>,
     ) -> Vec<RegisteredService> {
-        self.services
-            .values()
-            .map(|(service, _)| service)
-            .filter(|service| {
-                type_filter == ServiceType::Unspecified
-                    || service
-                        .identity
-                        .as_ref()
-                        .is_some_and(|identity| identity.service_type() == type_filter)
-            })
-            .filter(|service| {
-                let labels = service.metadata.as_ref().map(|metadata| &metadata.labels);
-                selector.iter().all(|(key, value)| labels.and_then(|labels| labels.get(key)) == Some(value))
-            })
-            .cloned()
-            .collect()
+        self.catalog.list_services(type_filter, selector)
     }
 
     pub fn set_stage_status(&mut self, pipeline_id: &str, stage_id: &str, status: StageStatus) -> bool {
-        match self.pipelines.get_mut(pipeline_id) {
-            Some(stored) => {
-                stored.status.stage_statuses.insert(stage_id.to_string(), status);
-                true
-            }
-            None => false,
-        }
+        self.catalog.set_stage_status(pipeline_id, stage_id, status)
     }
-}
-
-/// One status per stage of `config`, keeping the statistics of stages that stay.
-fn fresh_stage_statuses(
-    config: &PipelineConfig,
-    old: &HashMap<String, StageStatus>,
-) -> HashMap<String, StageStatus> {
-    config
-        .stages
-        .iter()
-        .map(|stage| (stage.id.clone(), old.get(&stage.id).copied().unwrap_or_default()))
-        .collect()
-}
-
-fn buffered_records(stored: &StoredPipeline) -> u64 {
-    stored.status.stage_statuses.values().map(|stage| stage.records_buffered).sum()
 }
 
 #[cfg(test)]
@@ -271,7 +151,7 @@ mod tests {
         assert_eq!(state.update_pipeline(1, "ns/p", config("ns/p")), Ok(2));
         assert_eq!(state.update_pipeline(1, "ns/p", config("ns/p")), Ok(3));
         assert_eq!(state.set_enabled(1, "ns/p", false), Ok(0));
-        assert!(!state.pipelines["ns/p"].status.enabled);
+        assert!(!state.catalog.pipelines["ns/p"].status.enabled);
         let methods: Vec<_> = state.log.iter().map(|m| (m.index, m.method)).collect();
         assert_eq!(
             methods,
