@@ -98,15 +98,7 @@ impl RouterAdmin for AdminService {
     ) -> Result<Response<GetPipelineResponse>, Status> {
         self.enter("GetPipeline").await?;
         let pipeline_id = request.into_inner().pipeline_id;
-        let response = match self.shared.state().catalog.pipelines.get(&pipeline_id) {
-            Some(stored) => GetPipelineResponse {
-                found: true,
-                config: Some(stored.config.clone()),
-                status: Some(stored.status.clone()),
-            },
-            None => GetPipelineResponse { found: false, config: None, status: None },
-        };
-        Ok(Response::new(response))
+        Ok(Response::new(self.shared.state().catalog.get_pipeline(&pipeline_id)))
     }
 
     async fn list_pipelines(
@@ -115,16 +107,7 @@ impl RouterAdmin for AdminService {
     ) -> Result<Response<ListPipelinesResponse>, Status> {
         self.enter("ListPipelines").await?;
         let include_disabled = request.into_inner().include_disabled;
-        let pipelines = self
-            .shared
-            .state()
-            .catalog
-            .pipelines
-            .values()
-            .filter(|stored| include_disabled || stored.status.enabled)
-            .map(|stored| stored.config.clone())
-            .collect();
-        Ok(Response::new(ListPipelinesResponse { pipelines }))
+        Ok(Response::new(self.shared.state().catalog.list_pipelines(include_disabled)))
     }
 
     async fn enable_pipeline(

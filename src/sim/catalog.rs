@@ -10,7 +10,9 @@ use std::time::SystemTime;
 
 use crate::router::proto::common::{HealthStatus, ServiceType};
 use crate::router::proto::registry::{RegisterRequest, RegisterResponse, RegisteredService, ServiceHealth};
-use crate::router::proto::router::{PipelineConfig, PipelineStatus, StageStatus};
+use crate::router::proto::router::{
+    GetPipelineResponse, ListPipelinesResponse, PipelineConfig, PipelineStatus, StageStatus,
+};
 
 /// A stored pipeline: the submitted config and the status the router reports.
 #[derive(Clone, Debug, PartialEq)]
@@ -29,6 +31,29 @@ pub(crate) struct Catalog {
 }
 
 impl Catalog {
+    /// The answer to `GetPipeline`.
+    pub fn get_pipeline(&self, pipeline_id: &str) -> GetPipelineResponse {
+        match self.pipelines.get(pipeline_id) {
+            Some(stored) => GetPipelineResponse {
+                found: true,
+                config: Some(stored.config.clone()),
+                status: Some(stored.status.clone()),
+            },
+            None => GetPipelineResponse { found: false, config: None, status: None },
+        }
+    }
+
+    /// The answer to `ListPipelines`.
+    pub fn list_pipelines(&self, include_disabled: bool) -> ListPipelinesResponse {
+        let pipelines = self
+            .pipelines
+            .values()
+            .filter(|stored| include_disabled || stored.status.enabled)
+            .map(|stored| stored.config.clone())
+            .collect();
+        ListPipelinesResponse { pipelines }
+    }
+
     /// Refuses a create that cannot be applied.
     pub fn check_create(&self, config: &PipelineConfig) -> Result<(), String> {
         if config.id.is_empty() {

@@ -163,15 +163,7 @@ impl RouterAdmin for Api {
         self.admin("GetPipeline")?;
         let pipeline_id = request.into_inner().pipeline_id;
         let state = self.0.state.read().unwrap_or_else(PoisonError::into_inner);
-        let response = match state.catalog.pipelines.get(&pipeline_id) {
-            Some(stored) => GetPipelineResponse {
-                found: true,
-                config: Some(stored.config.clone()),
-                status: Some(stored.status.clone()),
-            },
-            None => GetPipelineResponse { found: false, config: None, status: None },
-        };
-        Ok(Response::new(response))
+        Ok(Response::new(state.catalog.get_pipeline(&pipeline_id)))
     }
 
     async fn list_pipelines(
@@ -181,14 +173,7 @@ impl RouterAdmin for Api {
         self.admin("ListPipelines")?;
         let include_disabled = request.into_inner().include_disabled;
         let state = self.0.state.read().unwrap_or_else(PoisonError::into_inner);
-        let pipelines = state
-            .catalog
-            .pipelines
-            .values()
-            .filter(|stored| include_disabled || stored.status.enabled)
-            .map(|stored| stored.config.clone())
-            .collect();
-        Ok(Response::new(ListPipelinesResponse { pipelines }))
+        Ok(Response::new(state.catalog.list_pipelines(include_disabled)))
     }
 
     async fn enable_pipeline(
