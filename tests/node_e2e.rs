@@ -77,6 +77,50 @@ fn newest_after(path: &std::path::Path, packed: std::time::SystemTime, newer: &m
     }
 }
 
+/// A real node with the router image imported, the CRDs, the operator's
+/// ClusterRole, a test namespace and the operator running in it.
+struct NodeRun {
+    node: RealNode,
+    /// Every process the node and its control plane started.
+    pids: Vec<u32>,
+    admin: kube::Client,
+    namespace: String,
+    operator: RunningOperator,
+    image: String,
+}
+
+impl NodeRun {
+    async fn start(prefix: &str) -> NodeRun {
+        if let Some(why) = node::unavailable() {
+            panic!("no real node on this machine: {why}");
+        }
+        let (image, tarball) = router_image();
+        let node =
+            tokio::task::spawn_blocking(RealNode::start).await.unwrap().unwrap_or_else(|e| panic!("{e}"));
+        node.import_image(&tarball).unwrap();
+        let plane = node.plane.as_ref().unwrap();
+        let pids: Vec<u32> = node.processes().iter().map(|(_, pid)| *pid).chain(plane.pids()).collect();
+        tokio::task::block_in_place(|| {
+            install_crds(plane);
+            support::operator::bind_operator_role(plane);
+        });
+        let admin = plane.client().await;
+        let namespace = test_namespace(&admin, prefix).await;
+        let operator = RunningOperator::start(plane, &namespace).await;
+        NodeRun { node, pids, admin, namespace, operator, image }
+    }
+
+    /// Stops the operator and the node, and checks the node left nothing behind.
+    async fn finish(self) {
+        let NodeRun { mut node, pids, operator, .. } = self;
+        operator.stop().await;
+        tokio::task::block_in_place(|| node.stop());
+        let left = node.leftovers(&pids);
+        assert!(left.is_empty(), "the node left behind: {left:#?}");
+        eprintln!("sysctls restored after the node: {:?}", node.restored_sysctls());
+    }
+}
+
 fn phase_of(cluster: &EtlRouterCluster) -> Option<ClusterPhase> {
     cluster.status.as_ref().and_then(|status| status.phase)
 }
@@ -126,24 +170,8 @@ fn ready_container(pod: &Pod) -> Option<(String, i32)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_router_container_killed_on_a_real_node_is_restarted_and_the_cluster_recovers() {
     let _turn = ONE_NODE.lock().await;
-    if let Some(why) = node::unavailable() {
-        panic!("no real node on this machine: {why}");
-    }
-    let (image, tarball) = router_image();
-    let mut node =
-        tokio::task::spawn_blocking(RealNode::start).await.unwrap().unwrap_or_else(|e| panic!("{e}"));
-    node.import_image(&tarball).unwrap();
-    let pids: Vec<u32> =
-        node.processes().iter().map(|(_, pid)| *pid).chain(node.plane.as_ref().unwrap().pids()).collect();
-
-    let plane = node.plane.as_ref().unwrap();
-    tokio::task::block_in_place(|| {
-        install_crds(plane);
-        support::operator::bind_operator_role(plane);
-    });
-    let admin = plane.client().await;
-    let namespace = test_namespace(&admin, "node").await;
-    let operator = RunningOperator::start(plane, &namespace).await;
+    let run = NodeRun::start("node").await;
+    let (node, admin, namespace, image) = (&run.node, &run.admin, &run.namespace, &run.image);
 
     // One member, from the local image, never pulled.
     let mut cluster = seed_cluster("my-cluster");
@@ -151,11 +179,11 @@ async fn a_router_container_killed_on_a_real_node_is_restarted_and_the_cluster_r
     cluster.spec.storage = None;
     cluster.spec.image = image.clone();
     cluster.spec.image_pull_policy = Some(ImagePullPolicy::Never);
-    let clusters: Api<EtlRouterCluster> = Api::namespaced(admin.clone(), &namespace);
+    let clusters: Api<EtlRouterCluster> = Api::namespaced(admin.clone(), namespace);
     clusters.create(&Default::default(), &cluster).await.unwrap();
-    let pods: Api<Pod> = Api::namespaced(admin.clone(), &namespace);
+    let pods: Api<Pod> = Api::namespaced(admin.clone(), namespace);
 
-    let ready = until(&node, "the cluster to be Ready", || async {
+    let ready = until(node, "the cluster to be Ready", || async {
         clusters.get("my-cluster").await.ok().filter(|c| phase_of(c) == Some(ClusterPhase::Ready))
     })
     .await;
@@ -175,7 +203,7 @@ async fn a_router_container_killed_on_a_real_node_is_restarted_and_the_cluster_r
 
     // Cluster DNS: the member's stable name resolves to its pod, from the pod itself.
     let member = format!("my-cluster-0.my-cluster-raft.{namespace}.svc.cluster.local");
-    let resolved = until(&node, "the member's DNS name from inside its pod", || {
+    let resolved = until(node, "the member's DNS name from inside its pod", || {
         let answer = node.ctr(&[
             "tasks",
             "exec",
@@ -201,7 +229,7 @@ async fn a_router_container_killed_on_a_real_node_is_restarted_and_the_cluster_r
 
     // Killed through the runtime, not the API.
     node.ctr(&["tasks", "kill", "--signal", "SIGKILL", &container]).unwrap();
-    let down = until(&node, "the cluster to notice its only member is down", || async {
+    let down = until(node, "the cluster to notice its only member is down", || async {
         clusters.get("my-cluster").await.ok().filter(|c| phase_of(c) != Some(ClusterPhase::Ready))
     })
     .await;
@@ -212,7 +240,7 @@ async fn a_router_container_killed_on_a_real_node_is_restarted_and_the_cluster_r
     assert!(["PodsNotReady", "RouterUnreachable", "QuorumLost"].contains(&reason.as_str()), "{reason}");
 
     // The kubelet restarts it; the cluster is Ready again.
-    let back = until(&node, "the cluster to be Ready again", || async {
+    let back = until(node, "the cluster to be Ready again", || async {
         clusters.get("my-cluster").await.ok().filter(|c| phase_of(c) == Some(ClusterPhase::Ready))
     })
     .await;
@@ -223,11 +251,7 @@ async fn a_router_container_killed_on_a_real_node_is_restarted_and_the_cluster_r
     assert_ne!(restarted, container);
     assert_eq!(pod.metadata.uid, pods.get("my-cluster-0").await.unwrap().metadata.uid);
 
-    operator.stop().await;
-    tokio::task::block_in_place(|| node.stop());
-    let left = node.leftovers(&pids);
-    assert!(left.is_empty(), "the node left behind: {left:#?}");
-    eprintln!("sysctls restored after the node: {:?}", node.restored_sysctls());
+    run.finish().await;
 }
 
 /// Every router pod's own answer to GetClusterStatus, by pod name.
@@ -256,23 +280,8 @@ fn running_container(pod: &Pod) -> Option<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_router_pods_are_one_raft_cluster_that_loses_members_and_quorum_for_real() {
     let _turn = ONE_NODE.lock().await;
-    if let Some(why) = node::unavailable() {
-        panic!("no real node on this machine: {why}");
-    }
-    let (image, tarball) = router_image();
-    let mut node =
-        tokio::task::spawn_blocking(RealNode::start).await.unwrap().unwrap_or_else(|e| panic!("{e}"));
-    node.import_image(&tarball).unwrap();
-    let pids: Vec<u32> =
-        node.processes().iter().map(|(_, pid)| *pid).chain(node.plane.as_ref().unwrap().pids()).collect();
-    let plane = node.plane.as_ref().unwrap();
-    tokio::task::block_in_place(|| {
-        install_crds(plane);
-        support::operator::bind_operator_role(plane);
-    });
-    let admin = plane.client().await;
-    let namespace = test_namespace(&admin, "raft").await;
-    let operator = RunningOperator::start(plane, &namespace).await;
+    let run = NodeRun::start("raft").await;
+    let (node, admin, namespace, image) = (&run.node, &run.admin, &run.namespace, &run.image);
 
     let mut cluster = seed_cluster("my-cluster");
     cluster.spec.replicas = 3;
@@ -280,9 +289,9 @@ async fn three_router_pods_are_one_raft_cluster_that_loses_members_and_quorum_fo
     cluster.spec.image = image.clone();
     cluster.spec.image_pull_policy = Some(ImagePullPolicy::Never);
     let grpc = cluster.spec.ports.grpc as u16;
-    let clusters: Api<EtlRouterCluster> = Api::namespaced(admin.clone(), &namespace);
+    let clusters: Api<EtlRouterCluster> = Api::namespaced(admin.clone(), namespace);
     clusters.create(&Default::default(), &cluster).await.unwrap();
-    let pods: Api<Pod> = Api::namespaced(admin.clone(), &namespace);
+    let pods: Api<Pod> = Api::namespaced(admin.clone(), namespace);
     let names: Vec<String> = (0..3).map(|ordinal| format!("my-cluster-{ordinal}")).collect();
     let client = RouterClient::new(support::operator::router_options());
     let phase = |wanted: ClusterPhase| {
@@ -293,12 +302,12 @@ async fn three_router_pods_are_one_raft_cluster_that_loses_members_and_quorum_fo
         }
     };
 
-    let ready = until(&node, "three members Ready", phase(ClusterPhase::Ready)).await;
+    let ready = until(node, "three members Ready", phase(ClusterPhase::Ready)).await;
     let status = ready.status.as_ref().unwrap();
     assert_eq!(status.members.len(), 3, "{status:#?}");
     assert!(status.members.iter().all(|m| m.healthy && m.role != "Learner"), "{status:#?}");
     // Each pod answers from its own Raft state, and all three name the same leader in the same term.
-    let answers = until(&node, "every member to agree on the leader", || async {
+    let answers = until(node, "every member to agree on the leader", || async {
         let answers = statuses(&pods, &client, &names, grpc).await?;
         let (_, first) = &answers[0];
         answers
@@ -325,12 +334,12 @@ async fn three_router_pods_are_one_raft_cluster_that_loses_members_and_quorum_fo
     let follower = (1..=3).find(|id| *id != leader_id).unwrap();
     let (container, _) = ready_container(&pods.get(&names[follower as usize - 1]).await.unwrap()).unwrap();
     node.ctr(&["tasks", "kill", "--signal", "SIGKILL", &container]).unwrap();
-    let degraded = until(&node, "Degraded with one member down", phase(ClusterPhase::Degraded)).await;
+    let degraded = until(node, "Degraded with one member down", phase(ClusterPhase::Degraded)).await;
     assert_eq!(
         degraded.status.as_ref().unwrap().leader.as_deref(),
         Some(format!("my-cluster-{}", leader_id - 1).as_str())
     );
-    let back = until(&node, "Ready once the kubelet restarted it", phase(ClusterPhase::Ready)).await;
+    let back = until(node, "Ready once the kubelet restarted it", phase(ClusterPhase::Ready)).await;
     assert_eq!(back.status.as_ref().unwrap().members.len(), 3);
     let restarted = ready_container(&pods.get(&names[follower as usize - 1]).await.unwrap()).unwrap();
     assert_eq!(restarted.1, 1, "restarted in place by the kubelet");
@@ -341,7 +350,7 @@ async fn three_router_pods_are_one_raft_cluster_that_loses_members_and_quorum_fo
     let victims = [names[leader_id as usize - 1].clone(), names[follower as usize - 1].clone()];
     let survivor = (1..=3u64).find(|id| ![leader_id, follower].contains(id)).unwrap();
     let survivor_pod = names[survivor as usize - 1].clone();
-    let unavailable = until(&node, "no leader and Unavailable while two of three are down", || async {
+    let unavailable = until(node, "no leader and Unavailable while two of three are down", || async {
         for victim in &victims {
             if let Some(container) = pods.get(victim).await.ok().as_ref().and_then(running_container) {
                 let _ = node.ctr(&["tasks", "kill", "--signal", "SIGKILL", &container]);
@@ -355,8 +364,8 @@ async fn three_router_pods_are_one_raft_cluster_that_loses_members_and_quorum_fo
     .await;
     let (degraded, reason) = condition_of(&unavailable, "Degraded").unwrap();
     assert_eq!(degraded, "True", "{reason}");
-    let again = until(&node, "Ready once both are back", phase(ClusterPhase::Ready)).await;
-    let answers = until(&node, "the members to agree on a leader again", || async {
+    let again = until(node, "Ready once both are back", phase(ClusterPhase::Ready)).await;
+    let answers = until(node, "the members to agree on a leader again", || async {
         let answers = statuses(&pods, &client, &names, grpc).await?;
         let (_, first) = &answers[0];
         answers.iter().all(|(_, a)| a.leader_id != 0 && a.leader_id == first.leader_id).then_some(answers)
@@ -372,7 +381,7 @@ async fn three_router_pods_are_one_raft_cluster_that_loses_members_and_quorum_fo
         let patch = serde_json::json!({ "spec": { "replicas": replicas } });
         clusters.patch("my-cluster", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
         let names: Vec<String> = (0..replicas).map(|ordinal| format!("my-cluster-{ordinal}")).collect();
-        let leader = until(&node, &format!("Ready with {what} in the Raft membership"), || async {
+        let leader = until(node, &format!("Ready with {what} in the Raft membership"), || async {
             let cluster = clusters.get("my-cluster").await.ok()?;
             let ready = phase_of(&cluster) == Some(ClusterPhase::Ready)
                 && cluster.status.as_ref()?.members.len() == replicas;
@@ -396,8 +405,5 @@ async fn three_router_pods_are_one_raft_cluster_that_loses_members_and_quorum_fo
         assert_eq!(leader.nodes.len(), replicas, "{leader:?}");
     }
 
-    operator.stop().await;
-    tokio::task::block_in_place(|| node.stop());
-    let left = node.leftovers(&pids);
-    assert!(left.is_empty(), "the node left behind: {left:#?}");
+    run.finish().await;
 }
