@@ -2,7 +2,7 @@
 //! plane the tests use, the fake kubelet and the router simulator. Each
 //! scenario runs in its own namespace against its own operator process and
 //! ends with a convergence check (see `check.rs`); the summary is printed
-//! and written as Markdown (default `docs/chaos.md`). The seed is printed
+//! and written as Markdown (default `docs/chaos-run.md`). The seed is printed
 //! first: `--seed` replays a run's random choices.
 //!
 //! `cargo build --release && target/release/conveyor-chaos --kills 100`
@@ -77,8 +77,8 @@ pub struct Args {
     /// How long each convergence check may take.
     #[arg(long, default_value = "3m", value_parser = humantime::parse_duration)]
     pub converge_timeout: Duration,
-    /// Where the Markdown summary goes.
-    #[arg(long, default_value = "docs/chaos.md")]
+    /// Where the Markdown summary goes (docs/chaos.md explains it).
+    #[arg(long, default_value = "docs/chaos-run.md")]
     pub report: PathBuf,
 }
 
