@@ -175,7 +175,7 @@ pub fn assess(observation: &Observation) -> Assessment {
         .map(|member| match (member.role.as_str(), unanswered(observation, &member.pod)) {
             ("Learner", _) => format!("{} (node {}, a learner, not yet voting)", member.pod, member.node_id),
             (_, Some(error)) => {
-                format!("{} (node {}, does not answer the operator: {error})", member.pod, member.node_id)
+                format!("{} (node {}) not answering the operator: {error}", member.pod, member.node_id)
             }
             _ => format!("{} (node {})", member.pod, member.node_id),
         })

@@ -145,7 +145,7 @@ fn a_leader_that_does_not_answer_the_operator_is_unhealthy_though_its_peers_vouc
     assert_eq!(assessment.event, Event::MembersUnhealthy);
     assert!(!assessment.members[0].healthy);
     assert!(
-        assessment.message.contains("c-0 (node 1, does not answer the operator: deadline exceeded)"),
+        assessment.message.contains("c-0 (node 1) not answering the operator: deadline exceeded"),
         "{}",
         assessment.message
     );
