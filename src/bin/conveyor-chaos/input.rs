@@ -243,6 +243,14 @@ async fn apply(world: &World, step: Step, tally: &mut Tally) {
     }
 }
 
+/// A message for the summary: the first 300 characters.
+fn shortened(message: &str) -> String {
+    match message.char_indices().nth(300) {
+        Some((cut, _)) => format!("{} … ({} characters)", &message[..cut], message.len()),
+        None => message.to_owned(),
+    }
+}
+
 fn pascal_case(reason: &str) -> bool {
     reason.chars().next().is_some_and(|c| c.is_ascii_uppercase())
         && reason.chars().all(|c| c.is_ascii_alphanumeric())
@@ -278,7 +286,7 @@ async fn settle(world: &World, reasons: &mut BTreeMap<String, String>) -> anyhow
                         status["observedGeneration"], object.metadata.generation
                     ));
                 } else {
-                    reasons.entry(format!("{kind} {reason}")).or_insert_with(|| message.to_owned());
+                    reasons.entry(format!("{kind} {reason}")).or_insert_with(|| shortened(message));
                 }
             }
         }
