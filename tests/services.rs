@@ -218,6 +218,26 @@ async fn deleting_a_service_deregisters_it() {
 }
 
 #[tokio::test]
+async fn a_registration_the_status_never_recorded_is_deregistered_on_deletion() {
+    // The operator killed between Register and its status write (found by
+    // the chaos suite): the status shows no registration, the router holds one.
+    let mut s = ready_cluster("svc-unrecorded").await;
+    create(&s, &service("EtlSink", "archive", "s3-archive:50051")).await;
+    wait_ready(&s, "EtlSink", "archive").await;
+    s.operator.take().unwrap().stop().await;
+    let sinks: Api<EtlSink> = Api::namespaced(s.client.clone(), &s.namespace);
+    let forget = json!({"status": {"registrationId": null, "phase": "Pending", "conditions": []}});
+    sinks.patch_status("archive", &PatchParams::default(), &Patch::Merge(&forget)).await.unwrap();
+    sinks.delete("archive", &DeleteParams::default()).await.unwrap();
+    s.operator = Some(support::operator::RunningOperator::start(s.plane, &s.namespace).await);
+    eventually(FORM_TIMEOUT, "the sink gone", || async {
+        sinks.get_opt("archive").await.unwrap().is_none().then_some(())
+    })
+    .await;
+    assert!(registered_ids(&s).is_empty(), "{:?}", registered_ids(&s));
+}
+
+#[tokio::test]
 async fn a_service_whose_cluster_is_gone_is_released_with_an_event() {
     let s = ready_cluster("svc-orphan").await;
     create(&s, &service("EtlSource", "kafka", "kafka:50051")).await;

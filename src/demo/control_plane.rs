@@ -94,6 +94,8 @@ pub struct ControlPlane {
     pub kubeconfig: PathBuf,
     ca_cert_pem: String,
     tokens: Vec<(String, String)>,
+    /// kube-apiserver's flags, to start it again ([`ControlPlane::restart_apiserver`]).
+    apiserver_args: Vec<String>,
 }
 
 impl ControlPlane {
@@ -181,6 +183,7 @@ impl ControlPlane {
             ports: vec![etcd_client, etcd_peer, apiserver],
             ca_cert_pem: pki.ca_cert_pem.clone(),
             tokens,
+            apiserver_args: Vec::new(),
         };
         write(&plane.kubeconfig, &plane.kubeconfig_yaml(ADMIN_USER))?;
         write(&path("kcm.kubeconfig"), &plane.kubeconfig_yaml(CONTROLLER_MANAGER_USER))?;
@@ -234,10 +237,8 @@ impl ControlPlane {
             apiserver_args.push("--kubelet-preferred-address-types=InternalIP".into());
         }
         plane.spawn("kube-apiserver", &bin, &apiserver_args)?;
-        plane.wait_until(|client| async move {
-            let request = http::Request::get("/readyz").body(Vec::new()).map_err(|e| e.to_string())?;
-            client.request_text(request).await.map(|_| ()).map_err(|e| e.to_string())
-        })?;
+        plane.apiserver_args = apiserver_args;
+        plane.wait_until(apiserver_ready)?;
         plane.spawn(
             "kube-controller-manager",
             &bin,
@@ -269,8 +270,55 @@ impl ControlPlane {
         Ok(plane)
     }
 
+    /// Kills kube-apiserver (SIGKILL) and starts it again on the same port
+    /// with the same flags, returning once it is ready. etcd keeps the data;
+    /// clients see their connections cut and their watches end, and the new
+    /// server's watch cache starts at etcd's current revision.
+    pub fn restart_apiserver(&mut self) -> Result<(), String> {
+        // On a thread of its own, as at start: waiting blocks on a runtime of its own.
+        std::thread::scope(|scope| scope.spawn(|| self.restart_apiserver_now()).join())
+            .map_err(|_| "the apiserver restart thread panicked".to_string())?
+    }
+
+    fn restart_apiserver_now(&mut self) -> Result<(), String> {
+        let index = self
+            .processes
+            .iter()
+            .position(|(name, _)| *name == "kube-apiserver")
+            .ok_or("no kube-apiserver to restart")?;
+        let (_, mut old) = self.processes.remove(index);
+        let _ = old.kill();
+        let _ = old.wait();
+        let args = self.apiserver_args.clone();
+        self.spawn("kube-apiserver", &binaries_dir()?, &args)?;
+        // Back in its place in the start order, which stop() reverses.
+        let restarted = self.processes.pop().expect("just spawned");
+        self.processes.insert(index, restarted);
+        self.wait_until(apiserver_ready)
+    }
+
+    /// Compacts etcd's history up to its current revision (through etcd's
+    /// JSON gateway), as the API server does every five minutes: a watch
+    /// that resumes from an older resource version is then answered with
+    /// `410 Gone` and must list again. Returns the revision compacted to.
+    pub fn compact_etcd(&self) -> Result<u64, String> {
+        let port = self.ports[0];
+        let range = etcd_post(port, "/v3/kv/range", r#"{"key":"AA=="}"#)?;
+        let revision: u64 = range["header"]["revision"]
+            .as_str()
+            .and_then(|r| r.parse().ok())
+            .ok_or_else(|| format!("no revision in etcd's answer: {range}"))?;
+        etcd_post(port, "/v3/kv/compaction", &format!(r#"{{"revision":"{revision}","physical":true}}"#))?;
+        Ok(revision)
+    }
+
     fn spawn(&mut self, name: &'static str, bin: &Path, args: &[String]) -> Result<(), String> {
-        let log = fs::File::create(self.dir.path().join(format!("{name}.log"))).map_err(|e| e.to_string())?;
+        // Appended to: a restarted process keeps its earlier log.
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join(format!("{name}.log")))
+            .map_err(|e| e.to_string())?;
         let mut command = Command::new(bin.join(name));
         command
             .args(args)
@@ -420,6 +468,31 @@ impl Drop for ControlPlane {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+async fn apiserver_ready(client: Client) -> Result<(), String> {
+    let request = http::Request::get("/readyz").body(Vec::new()).map_err(|e| e.to_string())?;
+    client.request_text(request).await.map(|_| ()).map_err(|e| e.to_string())
+}
+
+/// A POST of `body` to etcd's JSON gateway on loopback, its answer parsed.
+fn etcd_post(port: u16, path: &str, body: &str) -> Result<serde_json::Value, String> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
+    stream.set_read_timeout(Some(Duration::from_secs(10))).map_err(|e| e.to_string())?;
+    write!(
+        stream,
+        "POST {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .map_err(|e| e.to_string())?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).map_err(|e| e.to_string())?;
+    let (head, payload) = response.split_once("\r\n\r\n").ok_or("no HTTP body from etcd")?;
+    if head.split_whitespace().nth(1) != Some("200") {
+        return Err(format!("etcd answered {path} with {}", head.lines().next().unwrap_or_default()));
+    }
+    serde_json::from_str(payload).map_err(|e| format!("etcd's answer to {path}: {e}: {payload}"))
 }
 
 /// Spawns `command` from one thread that lives as long as the test process.

@@ -172,8 +172,11 @@ pub fn assess(observation: &Observation) -> Assessment {
         .members
         .iter()
         .filter(|member| !member.healthy || member.role == Role::Learner.as_str())
-        .map(|member| match member.role.as_str() {
-            "Learner" => format!("{} (node {}, a learner, not yet voting)", member.pod, member.node_id),
+        .map(|member| match (member.role.as_str(), unanswered(observation, &member.pod)) {
+            ("Learner", _) => format!("{} (node {}, a learner, not yet voting)", member.pod, member.node_id),
+            (_, Some(error)) => {
+                format!("{} (node {}) not answering the operator: {error}", member.pod, member.node_id)
+            }
             _ => format!("{} (node {})", member.pod, member.node_id),
         })
         .collect();
@@ -281,14 +284,28 @@ fn members(observation: &Observation, view: &RouterView, replicas: i32) -> Vec<M
     (1..=replicas.max(0) as u64)
         .map(|node_id| {
             let reported = view.members.iter().find(|member| member.node_id == node_id);
+            let pod = pod_name(cluster, node_id);
+            // Its peers may find it healthy, but a member that does not answer
+            // the operator within the deadline cannot take the operator's writes.
+            let answers = unanswered(observation, &pod).is_none();
             MemberStatus {
                 node_id,
-                pod: pod_name(cluster, node_id),
                 role: reported.map_or(Role::Unknown, |member| member.role).as_str().to_string(),
-                healthy: pod_ready(node_id) && reported.is_some_and(|member| member.healthy),
+                healthy: answers && pod_ready(node_id) && reported.is_some_and(|member| member.healthy),
+                pod,
             }
         })
         .collect()
+}
+
+/// The error of `pod`'s health probe, if it was polled and did not answer.
+fn unanswered<'a>(observation: &'a Observation, pod: &str) -> Option<&'a str> {
+    observation
+        .probes
+        .iter()
+        .find(|probe| probe.pod == pod)
+        .and_then(|probe| probe.outcome.as_ref().err())
+        .map(String::as_str)
 }
 
 /// Healthy members that vote: a learner replicates but does not count for quorum.

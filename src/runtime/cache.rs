@@ -22,6 +22,7 @@ use prometheus_client::metrics::family::Family;
 use serde::de::DeserializeOwned;
 
 use super::policy::{PdbApi, pdb_api_resource};
+use super::subscription::Subscription;
 use crate::crd::{EtlPipeline, EtlRouterCluster, EtlSink, EtlSource, EtlTransform};
 
 /// How many events a slow subscriber may lag behind before the watch waits for it.
@@ -56,8 +57,8 @@ where
     }
 
     /// A stream of every object the watch applies, read from the store.
-    pub fn subscribe(&self) -> ReflectHandle<K> {
-        self.writer.subscribe().expect("a shared writer always hands out subscribers")
+    pub fn subscribe(&self) -> Subscription<ReflectHandle<K>> {
+        Subscription(self.writer.subscribe().expect("a shared writer always hands out subscribers"))
     }
 }
 

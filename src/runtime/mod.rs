@@ -31,6 +31,7 @@ pub mod snapshot;
 #[cfg(test)]
 pub mod state_table;
 pub mod status;
+pub mod subscription;
 
 pub use cache::Cache;
 pub use context::{Context, Timing};

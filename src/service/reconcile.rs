@@ -167,13 +167,21 @@ pub async fn cleanup<K: ServiceResource>(service: &K, ctx: &Context) -> Result<A
             return Ok(Action::await_change());
         }
     };
-    let maybe_registered = status.registration_id.is_some() || status.phase == Some(Phase::Provisioning);
-    if !maybe_registered {
-        return Ok(Action::await_change());
-    }
+    let recorded = status.registration_id.is_some() || status.phase == Some(Phase::Provisioning);
     let members = clusters::members(&ctx.cache.pods, &cluster);
     let service_id = mapping::service_id(&namespace, &service.name_any());
-    ctx.router.deregister(&members, &service_id).await?;
+    // Deregistered even when the status records no registration: the
+    // operator may have stopped between Register and its status write
+    // (found by the chaos suite's kill -9). Deregistering an unknown service
+    // succeeds; a router that cannot be asked holds none that was recorded.
+    match ctx.router.deregister(&members, &service_id).await {
+        Ok(()) => {}
+        Err(error) if recorded => return Err(error.into()),
+        Err(error) => {
+            tracing::debug!(%error, %service_id, "no registration recorded and the router cannot be asked; released");
+            return Ok(Action::await_change());
+        }
+    }
     ctx.registries.invalidate(&clusters::snapshot_key(&namespace, &cluster.name_any()));
     let note = format!("deregistered {service_id} from EtlRouterCluster {}", cluster.name_any());
     events::publish(ctx, service, false, "Deregistered", note).await?;

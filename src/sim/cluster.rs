@@ -259,6 +259,27 @@ impl SimCluster {
         });
     }
 
+    /// The whole cluster restarted with empty state, as after every node lost
+    /// its disk: every node stops, the pipelines and services are forgotten,
+    /// then every node starts again on its address and a leader is elected.
+    /// The mutation log and the Raft indices go on (what was accepted before
+    /// stays in the log).
+    pub async fn restart_empty(&self) -> io::Result<()> {
+        let ids: Vec<u64> = self.shared.state().raft.members.keys().copied().collect();
+        for &id in &ids {
+            self.stop_node(id).await;
+        }
+        {
+            let mut state = self.shared.state();
+            state.catalog.pipelines.clear();
+            state.catalog.services.clear();
+        }
+        for id in ids {
+            self.restart_node(id).await?;
+        }
+        Ok(())
+    }
+
     /// Makes every `RouterAdmin` method answer UNIMPLEMENTED (`ServiceRegistry` keeps working).
     pub fn set_router_admin_unimplemented(&self, on: bool) {
         self.shared.state().admin_unimplemented = on;

@@ -13,6 +13,7 @@
 
 mod audit;
 mod floor;
+mod machine;
 mod operator;
 mod report;
 mod workload;
@@ -87,7 +88,7 @@ async fn main() -> anyhow::Result<()> {
     plane.stop();
     let figures = outcome?;
     let command = std::env::args().collect::<Vec<_>>().join(" ");
-    let markdown = figures.markdown(&command, &machine());
+    let markdown = figures.markdown(&command, &machine::describe());
     println!("{markdown}");
     if let Some(dir) = args.report.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)?;
@@ -252,23 +253,4 @@ async fn edits(admin: &Client, sim: &SimCluster, n: usize) -> anyhow::Result<Vec
         latencies.push(started.elapsed());
     }
     Ok(latencies)
-}
-
-/// The machine the figures came from.
-fn machine() -> String {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|text| {
-            text.lines()
-                .find_map(|l| l.strip_prefix("model name"))
-                .map(|m| m.trim_start_matches([' ', '\t', ':']).to_owned())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
-    let memory = std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|text| text.lines().next()?.split_whitespace().nth(1)?.parse::<f64>().ok())
-        .map(|kib| format!("{:.0} GiB", kib / 1024.0 / 1024.0))
-        .unwrap_or_default();
-    format!("{cores} cores ({cpu}), {memory}; control plane and operator on the same machine")
 }

@@ -15,6 +15,17 @@ pub struct OperatorProcess {
 impl OperatorProcess {
     /// Starts the binary next to this one and waits for `/readyz`.
     pub async fn start(kubeconfig: &Path, namespace: &str, log: &Path) -> anyhow::Result<OperatorProcess> {
+        Self::start_with(kubeconfig, namespace, log, &[]).await
+    }
+
+    /// [`OperatorProcess::start`] with more environment (settings such as
+    /// `CONVEYOR_HEALTH_INTERVAL`).
+    pub async fn start_with(
+        kubeconfig: &Path,
+        namespace: &str,
+        log: &Path,
+        env: &[(&str, String)],
+    ) -> anyhow::Result<OperatorProcess> {
         let binary = std::env::current_exe()?.with_file_name("conveyor-etl-operator");
         let http = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
         let log = std::fs::OpenOptions::new().create(true).append(true).open(log)?;
@@ -23,6 +34,7 @@ impl OperatorProcess {
             .env("CONVEYOR_WATCH_NAMESPACE", namespace)
             .env("CONVEYOR_HTTP_ADDRESS", http.to_string())
             .env("RUST_LOG", "warn")
+            .envs(env.iter().map(|(name, value)| (*name, value.as_str())))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

@@ -132,6 +132,26 @@ fn an_unhealthy_follower_is_named() {
 }
 
 #[test]
+fn a_leader_that_does_not_answer_the_operator_is_unhealthy_though_its_peers_vouch_for_it() {
+    // Found by the chaos suite: a leader slowed past the operator's deadline
+    // left the cluster Ready while every write to it timed out.
+    let all = [true, true, true];
+    let probes = vec![
+        Probe { pod: "c-0".into(), outcome: Err("deadline exceeded".into()) },
+        Probe { pod: "c-1".into(), outcome: Ok(view(2, 1, &all)) },
+        Probe { pod: "c-2".into(), outcome: Ok(view(3, 1, &all)) },
+    ];
+    let assessment = assess(&observation(3, 3, pods(3, 3), probes));
+    assert_eq!(assessment.event, Event::MembersUnhealthy);
+    assert!(!assessment.members[0].healthy);
+    assert!(
+        assessment.message.contains("c-0 (node 1) not answering the operator: deadline exceeded"),
+        "{}",
+        assessment.message
+    );
+}
+
+#[test]
 fn a_pod_that_is_not_ready_is_an_unhealthy_member_even_if_the_router_says_otherwise() {
     let assessment = assess(&observation(3, 3, pods(3, 2), healthy_probes(2, 1)));
     assert_eq!(assessment.event, Event::MembersUnhealthy);
