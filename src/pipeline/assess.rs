@@ -1,6 +1,9 @@
 //! From an observation to the machine's event, the message conditions show,
 //! and the one router call that brings the router's copy in line. Pure.
 
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+
 use super::machine::Event;
 use super::observation::{ClusterView, Observation, Reference, RouterCopy, ServiceState};
 
@@ -27,8 +30,28 @@ fn describe(reference: &Reference) -> String {
     format!("{} {} ({})", reference.kind, reference.name, reference.role)
 }
 
+/// Each service once, in pipeline order: a transform named by many steps
+/// is listed with its first role and how many more (a thousand steps naming
+/// one missing transform would otherwise repeat it a thousand times).
 fn listed<'a>(references: impl Iterator<Item = &'a Reference>) -> Vec<String> {
-    references.map(describe).collect()
+    let mut first: HashMap<(&str, &str), usize> = HashMap::new();
+    let mut services: Vec<(&Reference, usize)> = Vec::new();
+    for reference in references {
+        match first.entry((reference.kind, reference.name.as_str())) {
+            Entry::Occupied(index) => services[*index.get()].1 += 1,
+            Entry::Vacant(slot) => {
+                slot.insert(services.len());
+                services.push((reference, 0));
+            }
+        }
+    }
+    services
+        .into_iter()
+        .map(|(reference, more)| match more {
+            0 => describe(reference),
+            more => format!("{} {} ({} and {more} more)", reference.kind, reference.name, reference.role),
+        })
+        .collect()
 }
 
 fn references_resolved(references: &[Reference]) -> (bool, String) {

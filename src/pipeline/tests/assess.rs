@@ -101,3 +101,21 @@ fn a_router_without_router_admin_is_named_before_the_cluster_and_the_references(
     observed.cluster = ClusterView::Unresolved("no EtlRouterCluster".into());
     assert_eq!(assess(&observed).event, Event::NoCluster, "a cluster must be found first");
 }
+
+#[test]
+fn a_service_named_by_many_steps_is_listed_once() {
+    let mut observed = seed(None);
+    observed.references = std::iter::once(reference("source", "EtlSource", "in", ServiceState::Ready))
+        .chain(
+            (1..=1000).map(|i| reference(&format!("step {i}"), "EtlTransform", "t", ServiceState::Missing)),
+        )
+        .chain(std::iter::once(reference("sink", "EtlSink", "out", ServiceState::Missing)))
+        .collect();
+    let assessment = assess(&observed);
+    assert_eq!(assessment.event, Event::ReferencesMissing);
+    assert_eq!(
+        assessment.references_resolved.1,
+        "missing: EtlTransform t (step 1 and 999 more), EtlSink out (sink); \
+         the pipeline goes on by itself once they are Ready"
+    );
+}
