@@ -137,6 +137,7 @@ async fn run(args: &Args, plane: &ControlPlane) -> anyhow::Result<Figures> {
     all_ready(&phases, total, args.timeout).await?;
     figures.to_ready = started.elapsed();
     figures.cluster_formed = phases.first_ready("EtlRouterCluster", CLUSTER).map(|at| at - started);
+    figures.run_reconciles = operator.metric_sum("conveyor_reconciles_total");
     figures.run_requests = audit.take(OPERATOR_USER);
     figures.run_router_calls = total_calls(&kubelet.sim) - calls_before;
     say(&format!("all {total} Ready in {:.2} s", figures.to_ready.as_secs_f64()));

@@ -16,6 +16,8 @@ pub struct Figures {
     pub cluster_formed: Option<Duration>,
     pub run_requests: Requests,
     pub run_router_calls: u64,
+    /// The operator's reconciles from its start until all were Ready.
+    pub run_reconciles: f64,
     pub idle: Duration,
     pub idle_requests: Requests,
     pub idle_router_calls: Vec<(String, u64)>,
@@ -104,6 +106,13 @@ impl Figures {
             Some((self.run_requests.gets() as f64) < n / 10.0),
         );
         row("Router calls during the run", self.run_router_calls.to_string(), "", None);
+        let objects = (self.pipelines + self.services + 1) as f64;
+        row(
+            "Reconciles during the run (per object)",
+            format!("{:.0} ({:.2})", self.run_reconciles, self.run_reconciles / objects),
+            "",
+            None,
+        );
         row(
             &format!("Idle window ({}): API writes per minute", secs(self.idle)),
             format!("{:.1}", self.idle_requests.writes() as f64 / minutes),
