@@ -5,7 +5,6 @@
 //! `GetClusterStatus` and the `term`/`commit_index` metrics answer from this
 //! node's own belief, which a partitioned node keeps from before it was cut off.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
@@ -158,17 +157,6 @@ impl RouterAdmin for AdminService {
         let wanted = request.into_inner().metric_names;
         let state = self.shared.state();
         let belief = state.raft.belief_of(self.node);
-        let all = [
-            ("pipelines", state.catalog.pipelines.len() as f64),
-            ("services", state.catalog.services.len() as f64),
-            ("term", belief.term as f64),
-            ("commit_index", belief.commit_index as f64),
-        ];
-        let metrics: HashMap<String, f64> = all
-            .into_iter()
-            .filter(|(name, _)| wanted.is_empty() || wanted.iter().any(|wanted| wanted == name))
-            .map(|(name, value)| (name.to_string(), value))
-            .collect();
-        Ok(Response::new(GetMetricsResponse { metrics }))
+        Ok(Response::new(state.catalog.metrics(&wanted, belief.term, belief.commit_index)))
     }
 }

@@ -11,7 +11,8 @@ use std::time::SystemTime;
 use crate::router::proto::common::{HealthStatus, ServiceType};
 use crate::router::proto::registry::{RegisterRequest, RegisterResponse, RegisteredService, ServiceHealth};
 use crate::router::proto::router::{
-    GetPipelineResponse, ListPipelinesResponse, PipelineConfig, PipelineStatus, StageStatus,
+    GetMetricsResponse, GetPipelineResponse, ListPipelinesResponse, PipelineConfig, PipelineStatus,
+    StageStatus,
 };
 
 /// A stored pipeline: the submitted config and the status the router reports.
@@ -41,6 +42,23 @@ impl Catalog {
             },
             None => GetPipelineResponse { found: false, config: None, status: None },
         }
+    }
+
+    /// The answer to `GetMetrics`: the `wanted` ones (all when empty) of the
+    /// counts and the member's `term` and `commit_index`.
+    pub fn metrics(&self, wanted: &[String], term: u64, commit_index: u64) -> GetMetricsResponse {
+        let all = [
+            ("pipelines", self.pipelines.len() as f64),
+            ("services", self.services.len() as f64),
+            ("term", term as f64),
+            ("commit_index", commit_index as f64),
+        ];
+        let metrics = all
+            .into_iter()
+            .filter(|(name, _)| wanted.is_empty() || wanted.iter().any(|wanted| wanted == name))
+            .map(|(name, value)| (name.to_string(), value))
+            .collect();
+        GetMetricsResponse { metrics }
     }
 
     /// The answer to `ListPipelines`.

@@ -5,7 +5,6 @@
 //! answers `success=false` with the message, ServiceRegistry a gRPC status
 //! (UNAVAILABLE for "not leader; leader is 2 at ..." and "no quorum: ...").
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, PoisonError};
 use std::time::{Duration, SystemTime};
@@ -226,22 +225,8 @@ impl RouterAdmin for Api {
         self.admin("GetMetrics")?;
         let wanted = request.into_inner().metric_names;
         let status = self.view(|view| view.status());
-        let (pipelines, services) = {
-            let state = self.0.state.read().unwrap_or_else(PoisonError::into_inner);
-            (state.catalog.pipelines.len(), state.catalog.services.len())
-        };
-        let all = [
-            ("pipelines", pipelines as f64),
-            ("services", services as f64),
-            ("term", status.term as f64),
-            ("commit_index", status.commit_index as f64),
-        ];
-        let metrics: HashMap<String, f64> = all
-            .into_iter()
-            .filter(|(name, _)| wanted.is_empty() || wanted.iter().any(|wanted| wanted == name))
-            .map(|(name, value)| (name.to_string(), value))
-            .collect();
-        Ok(Response::new(GetMetricsResponse { metrics }))
+        let state = self.0.state.read().unwrap_or_else(PoisonError::into_inner);
+        Ok(Response::new(state.catalog.metrics(&wanted, status.term, status.commit_index)))
     }
 }
 
