@@ -261,3 +261,18 @@ fn fresh_stage_statuses(
 fn buffered_records(stored: &StoredPipeline) -> u64 {
     stored.status.stage_statuses.values().map(|stage| stage.records_buffered).sum()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metrics_answer_the_names_asked_for_or_all() {
+        let catalog = Catalog::default();
+        let all = catalog.metrics(&[], 7, 42).metrics;
+        assert_eq!(all.len(), 4);
+        assert_eq!((all["term"], all["commit_index"], all["pipelines"]), (7.0, 42.0, 0.0));
+        let asked = catalog.metrics(&["term".to_owned(), "unknown".to_owned()], 7, 42).metrics;
+        assert_eq!(asked.into_iter().collect::<Vec<_>>(), [("term".to_owned(), 7.0)]);
+    }
+}
