@@ -312,11 +312,10 @@ async fn an_orphan_on_the_router_is_swept() {
         "a pipeline the operator did not submit is left alone"
     );
     assert!(s.kubelet.sim.pipeline(&id(&s)).is_some());
-    let events = s.events().await;
-    assert!(
-        events.iter().any(|(_, reason, note)| reason == "OrphanDeleted" && note.contains("ghost")),
-        "{events:?}"
-    );
+    s.wait_event("an OrphanDeleted Event naming the ghost", |_, reason, note| {
+        reason == "OrphanDeleted" && note.contains("ghost")
+    })
+    .await;
 }
 
 #[tokio::test]

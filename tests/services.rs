@@ -114,9 +114,12 @@ async fn the_example_services_wait_for_the_cluster_then_register_and_reach_ready
     assert_eq!(sink.identity.as_ref().unwrap().service_type(), ServiceType::Sink);
     let endpoint = sink.endpoint.unwrap();
     assert_eq!((endpoint.host.as_str(), endpoint.port), ("clickhouse-sink-svc", 50051));
-    let notes: Vec<String> =
-        events_of(&s, "EtlSink", "clickhouse-analytics").await.into_iter().map(|e| e.1).collect();
-    assert!(notes.iter().any(|n| n.starts_with("Provisioning → Ready")), "{notes:?}");
+    // The Event follows the status write that told of it, so it is polled for.
+    eventually(FORM_TIMEOUT, "a Provisioning → Ready Event", || async {
+        let events = events_of(&s, "EtlSink", "clickhouse-analytics").await;
+        events.iter().any(|(_, note)| note.starts_with("Provisioning → Ready")).then_some(())
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -253,9 +256,12 @@ async fn a_service_whose_cluster_is_gone_is_released_with_an_event() {
         sources.get_opt("kafka").await.unwrap().is_none().then_some(())
     })
     .await;
-    let events = events_of(&s, "EtlSource", "kafka").await;
-    let gone = events.iter().find(|(reason, _)| reason == "RouterClusterGone");
-    assert!(gone.is_some_and(|(_, note)| note.contains("my-cluster is gone")), "{events:?}");
+    eventually(FORM_TIMEOUT, "a RouterClusterGone Event naming the cluster", || async {
+        let events = events_of(&s, "EtlSource", "kafka").await;
+        let gone = events.iter().find(|(reason, _)| reason == "RouterClusterGone");
+        gone.is_some_and(|(_, note)| note.contains("my-cluster is gone")).then_some(())
+    })
+    .await;
 }
 
 #[tokio::test]

@@ -86,6 +86,17 @@ impl Scenario {
         self.events_of("my-cluster").await
     }
 
+    /// Polls the cluster's Events until one matches: the runtime publishes an
+    /// Event after the status write it tells of, so a test that has just seen
+    /// the status must wait for the Event.
+    pub async fn wait_event(&self, what: &str, matches: impl Fn(&str, &str, &str) -> bool) {
+        super::eventually(FORM_TIMEOUT, what, || async {
+            let events = self.events().await;
+            events.iter().any(|(type_, reason, note)| matches(type_, reason, note)).then_some(())
+        })
+        .await
+    }
+
     /// (type, reason, note) of the Events about cluster `name`, oldest first.
     pub async fn events_of(&self, name: &str) -> Vec<(String, String, String)> {
         let api: Api<KubeEvent> = Api::namespaced(self.client.clone(), &self.namespace);
