@@ -140,6 +140,8 @@ fn lint_passes_and_template_renders_what_the_values_ask() {
         "affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0].matchExpressions[0].operator=Exists",
         "podSecurityContext.runAsUser=1234",
         "crds.keep=false",
+        "extraEnv[0].name=KUBERNETES_SERVICE_HOST",
+        "extraEnv[0].value=10.1.2.3",
     ]);
     let deployment = find(&set, "Deployment");
     assert_restricted_operator_deployment(deployment, 9090);
@@ -153,6 +155,7 @@ fn lint_passes_and_template_renders_what_the_values_ask() {
     assert_eq!(env(deployment, "CONVEYOR_LOG_FORMAT"), "json");
     assert_eq!(env(deployment, "OTEL_EXPORTER_OTLP_ENDPOINT"), "http://collector.observability:4317");
     assert_eq!(env(deployment, "CONVEYOR_WATCH_NAMESPACE"), "pipelines");
+    assert_eq!(env(deployment, "KUBERNETES_SERVICE_HOST"), "10.1.2.3");
     assert_eq!(pod["nodeSelector"]["disk"], "ssd");
     assert_eq!(pod["tolerations"][0]["key"], "dedicated");
     assert!(pod["affinity"]["nodeAffinity"].is_object());
@@ -187,6 +190,7 @@ fn bad_values_are_refused_by_the_schema_naming_the_value() {
         ("otlpEndpoint=collector:4317", "/otlpEndpoint"),
         ("resources.limits.memory=lots", "/resources/limits/memory"),
         ("crds.install=maybe", "/crds/install"),
+        ("extraEnv[0].value=nameless", "/extraEnv/0"),
         ("replicaCont=2", "replicaCont"),
         // Two active operators would fight: more than one replica needs leader election.
         ("replicaCount=2,leaderElection.enabled=false", "/leaderElection/enabled"),

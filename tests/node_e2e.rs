@@ -1,15 +1,16 @@
 //! End to end on a real node (src/demo/node.rs): containerd, runc, the
 //! kubelet and kube-scheduler beside the control plane, and a real router
-//! pod from a locally built image (tests/harness/build-router-image.sh: the
+//! pod from a locally built image (tests/harness/build-images.sh: the
 //! static simulator as `conveyor-etl-router`, busybox's `sh`), with the
-//! operator running in-process under its ClusterRole.
+//! operator running in-process under its ClusterRole, or installed by Helm
+//! as two pods from the operator image packed beside it.
 //!
 //! The router pods run the simulator's router mode, one real Raft member
 //! (openraft) per pod, peers reached through their StatefulSet DNS names:
 //! a killed container is a member lost for real, two of three a lost quorum.
 //!
 //! Needs root, `tests/harness/build-node.sh` and
-//! `tests/harness/build-router-image.sh` (as `.ci/run` runs them); fails,
+//! `tests/harness/build-images.sh` (as `.ci/run` runs them); fails,
 //! naming what is missing, without them. One real node runs per machine at
 //! a time (a second refuses to start).
 
@@ -18,9 +19,10 @@ mod support;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use kube::Api;
-use kube::api::{Patch, PatchParams};
+use kube::api::{ApiResource, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams};
 
 use conveyor_etl_operator::crd::{ClusterPhase, EtlRouterCluster, ImagePullPolicy};
 use conveyor_etl_operator::demo::node::{self, HOST_IP, NODE_NAME, RealNode};
@@ -35,27 +37,25 @@ const DEADLINE: Duration = Duration::from_secs(180);
 /// One real node per machine: the tests of this binary take turns.
 static ONE_NODE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-/// The router image tests/harness/build-router-image.sh packed (`.ci/run`
-/// runs it before `cargo test`; the test cannot: `cargo test` holds the
-/// target directory's lock while tests run). Refused when any source of the
-/// simulator is newer than the tarball, so a stale image never passes for
-/// the current code.
-fn router_image() -> (String, PathBuf) {
+/// The image tests/harness/build-images.sh packed as `kind` (`router` or
+/// `operator`): its name and tarball. `.ci/run` packs them before `cargo
+/// test`; the test cannot (`cargo test` holds the target directory's lock
+/// while tests run). Refused when any source of the binaries is newer than
+/// the tarball, so a stale image never passes for the current code.
+fn packed_image(kind: &str) -> (String, PathBuf) {
     let target =
         std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| repo_path("target"));
-    let tarball = target.join("node-images/router.tar");
-    let rebuild = format!(
-        "run `bash tests/harness/build-router-image.sh` (with CARGO_TARGET_DIR={})",
-        target.display()
-    );
+    let tarball = target.join(format!("node-images/{kind}.tar"));
+    let rebuild =
+        format!("run `bash tests/harness/build-images.sh` (with CARGO_TARGET_DIR={})", target.display());
     let packed = std::fs::metadata(&tarball)
         .and_then(|meta| meta.modified())
-        .unwrap_or_else(|_| panic!("no router image at {}: {rebuild}", tarball.display()));
+        .unwrap_or_else(|_| panic!("no {kind} image at {}: {rebuild}", tarball.display()));
     let mut newer = Vec::new();
     for source in ["src", "proto", "Cargo.toml", "Cargo.lock", "build.rs"] {
         newest_after(&repo_path(source), packed, &mut newer);
     }
-    assert!(newer.is_empty(), "the router image is older than {newer:?}: {rebuild}");
+    assert!(newer.is_empty(), "the {kind} image is older than {newer:?}: {rebuild}");
     let name = std::fs::read_to_string(tarball.with_extension("name"))
         .unwrap_or_else(|_| panic!("no image name beside {}: {rebuild}", tarball.display()));
     (name.trim().to_owned(), tarball)
@@ -77,43 +77,59 @@ fn newest_after(path: &std::path::Path, packed: std::time::SystemTime, newer: &m
     }
 }
 
-/// A real node with the router image imported, the CRDs, the operator's
-/// ClusterRole, a test namespace and the operator running in it.
+/// A real node with both images imported and a test namespace; with
+/// [`NodeRun::start`] also the CRDs, the operator's ClusterRole and the
+/// operator running in-process in that namespace.
 struct NodeRun {
     node: RealNode,
     /// Every process the node and its control plane started.
     pids: Vec<u32>,
     admin: kube::Client,
     namespace: String,
-    operator: RunningOperator,
-    image: String,
+    operator: Option<RunningOperator>,
+    router_image: String,
+    operator_image: String,
 }
 
 impl NodeRun {
-    async fn start(prefix: &str) -> NodeRun {
+    async fn bare(prefix: &str) -> NodeRun {
         if let Some(why) = node::unavailable() {
             panic!("no real node on this machine: {why}");
         }
-        let (image, tarball) = router_image();
+        let (router_image, router_tarball) = packed_image("router");
+        let (operator_image, operator_tarball) = packed_image("operator");
         let node =
             tokio::task::spawn_blocking(RealNode::start).await.unwrap().unwrap_or_else(|e| panic!("{e}"));
-        node.import_image(&tarball).unwrap();
+        node.import_image(&router_tarball).unwrap();
+        node.import_image(&operator_tarball).unwrap();
         let plane = node.plane.as_ref().unwrap();
         let pids: Vec<u32> = node.processes().iter().map(|(_, pid)| *pid).chain(plane.pids()).collect();
+        let admin = plane.client().await;
+        let namespace = test_namespace(&admin, prefix).await;
+        NodeRun { node, pids, admin, namespace, operator: None, router_image, operator_image }
+    }
+
+    async fn start(prefix: &str) -> NodeRun {
+        let mut run = NodeRun::bare(prefix).await;
+        let plane = run.node.plane.as_ref().unwrap();
         tokio::task::block_in_place(|| {
             install_crds(plane);
             support::operator::bind_operator_role(plane);
         });
-        let admin = plane.client().await;
-        let namespace = test_namespace(&admin, prefix).await;
-        let operator = RunningOperator::start(plane, &namespace).await;
-        NodeRun { node, pids, admin, namespace, operator, image }
+        run.operator = Some(RunningOperator::start(plane, &run.namespace).await);
+        run
+    }
+
+    fn plane(&self) -> &support::ControlPlane {
+        self.node.plane.as_ref().unwrap()
     }
 
     /// Stops the operator and the node, and checks the node left nothing behind.
     async fn finish(self) {
         let NodeRun { mut node, pids, operator, .. } = self;
-        operator.stop().await;
+        if let Some(operator) = operator {
+            operator.stop().await;
+        }
         tokio::task::block_in_place(|| node.stop());
         let left = node.leftovers(&pids);
         assert!(left.is_empty(), "the node left behind: {left:#?}");
@@ -148,11 +164,20 @@ where
         }
         if Instant::now() >= deadline {
             let plane = node.plane.as_ref().unwrap();
-            let objects =
-                support::kubectl(plane, &["get", "pods,statefulsets,etlrc,events", "-A", "-o", "wide"]);
+            let objects = support::kubectl(
+                plane,
+                &["get", "pods,statefulsets,pvc,etlrc,etlp,etlsrc,etltf,etlsink,events", "-A", "-o", "wide"],
+            );
+            let selector = format!("--selector=app.kubernetes.io/name={RELEASE}");
+            let operator_logs = support::kubectl(
+                plane,
+                &["logs", "-n", RELEASE_NAMESPACE, &selector, "--tail=60", "--prefix"],
+            );
             panic!(
-                "timed out after {DEADLINE:?} waiting for {what}\n{}\n{}",
+                "timed out after {DEADLINE:?} waiting for {what}\n{}{}\noperator pods:\n{}\n{}",
                 String::from_utf8_lossy(&objects.stdout),
+                String::from_utf8_lossy(&objects.stderr),
+                String::from_utf8_lossy(&operator_logs.stdout),
                 node.log_tails()
             );
         }
@@ -171,7 +196,7 @@ fn ready_container(pod: &Pod) -> Option<(String, i32)> {
 async fn a_router_container_killed_on_a_real_node_is_restarted_and_the_cluster_recovers() {
     let _turn = ONE_NODE.lock().await;
     let run = NodeRun::start("node").await;
-    let (node, admin, namespace, image) = (&run.node, &run.admin, &run.namespace, &run.image);
+    let (node, admin, namespace, image) = (&run.node, &run.admin, &run.namespace, &run.router_image);
 
     // One member, from the local image, never pulled.
     let mut cluster = seed_cluster("my-cluster");
@@ -281,7 +306,7 @@ fn running_container(pod: &Pod) -> Option<String> {
 async fn three_router_pods_are_one_raft_cluster_that_loses_members_and_quorum_for_real() {
     let _turn = ONE_NODE.lock().await;
     let run = NodeRun::start("raft").await;
-    let (node, admin, namespace, image) = (&run.node, &run.admin, &run.namespace, &run.image);
+    let (node, admin, namespace, image) = (&run.node, &run.admin, &run.namespace, &run.router_image);
 
     let mut cluster = seed_cluster("my-cluster");
     cluster.spec.replicas = 3;
@@ -406,4 +431,406 @@ async fn three_router_pods_are_one_raft_cluster_that_loses_members_and_quorum_fo
     }
 
     run.finish().await;
+}
+
+/// The Helm release and its namespace.
+const RELEASE: &str = "conveyor-etl-operator";
+const RELEASE_NAMESPACE: &str = "conveyor-system";
+
+/// The seed's example set (deploy/examples/seed.yaml and the services its
+/// pipeline names, services.yaml) as one List, the cluster's image set to
+/// the local router image, never pulled.
+fn seed_set_with_image(image: &str) -> serde_json::Value {
+    let mut items = Vec::new();
+    for file in ["seed.yaml", "services.yaml"] {
+        let yaml = std::fs::read_to_string(repo_path("deploy/examples").join(file)).unwrap();
+        items.extend(support::tools::yaml_documents(&yaml));
+    }
+    let cluster = items.iter_mut().find(|item| item["kind"] == "EtlRouterCluster").unwrap();
+    cluster["spec"]["image"] = image.into();
+    cluster["spec"]["imagePullPolicy"] = "Never".into();
+    serde_json::json!({ "apiVersion": "v1", "kind": "List", "items": items })
+}
+
+/// `kind/name` of every object of the seed's kinds in `namespace` whose
+/// `Ready` condition is not True for its generation.
+async fn not_ready(admin: &kube::Client, namespace: &str) -> Option<Vec<String>> {
+    let mut waiting = Vec::new();
+    for kind in ["EtlRouterCluster", "EtlSource", "EtlTransform", "EtlSink", "EtlPipeline"] {
+        let resource = ApiResource::from_gvk(&GroupVersionKind::gvk("conveyor.etl", "v1", kind));
+        let api: Api<DynamicObject> = Api::namespaced_with(admin.clone(), namespace, &resource);
+        for object in api.list(&ListParams::default()).await.ok()?.items {
+            let generation = object.metadata.generation.unwrap_or_default();
+            let ready = object.data["status"]["conditions"].as_array().is_some_and(|conditions| {
+                conditions.iter().any(|c| {
+                    c["type"] == "Ready"
+                        && c["status"] == "True"
+                        && c["observedGeneration"].as_i64() == Some(generation)
+                })
+            });
+            if !ready {
+                waiting.push(format!("{kind}/{}", object.metadata.name.unwrap_or_default()));
+            }
+        }
+    }
+    Some(waiting)
+}
+
+/// The router members' pod addresses, for a client outside the cluster.
+async fn member_addresses(pods: &Api<Pod>, count: usize, grpc: u16) -> Option<Vec<String>> {
+    let mut members = Vec::new();
+    for ordinal in 0..count {
+        let ip = pods.get(&format!("my-cluster-{ordinal}")).await.ok()?.status?.pod_ip?;
+        members.push(format!("{ip}:{grpc}"));
+    }
+    Some(members)
+}
+
+/// `conveyor_reconciles_total{kind}` on the operator pod at `ip`, 0 before any.
+fn reconciles_on(ip: &str, kind: &str) -> Option<f64> {
+    let (code, body) = support::operator_process::http_get((ip, 8080), "/metrics")?;
+    let series = format!(r#"conveyor_reconciles_total{{kind="{kind}"}} "#);
+    (code == 200).then(|| {
+        body.lines()
+            .find_map(|line| line.strip_prefix(&series))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0.0)
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn helm_installs_the_operator_as_two_pods_that_run_the_seed_set_roll_back_a_bad_image_and_hand_over() {
+    let _turn = ONE_NODE.lock().await;
+    let run = NodeRun::bare("helm").await;
+    let (node, admin, namespace, plane) = (&run.node, &run.admin, &run.namespace, run.plane());
+    // The seed's claims are 10Gi of class `standard`.
+    node.create_volumes(admin, "router-volume", 3, "10Gi", "standard").await.unwrap();
+
+    // The chart as a user installs it, with the operator's own image; pods
+    // reach the API server at the bridge address (there is no kube-proxy
+    // for the `kubernetes` Service's ClusterIP).
+    let (repository, tag) = run.operator_image.rsplit_once(':').unwrap();
+    let api_server = serde_json::json!([
+        { "name": "KUBERNETES_SERVICE_HOST", "value": HOST_IP.to_string() },
+        { "name": "KUBERNETES_SERVICE_PORT", "value": plane.ports[2].to_string() },
+    ]);
+    let chart = repo_path("deploy/helm/conveyor-etl-operator");
+    let settings = [
+        format!("image.repository={repository}"),
+        format!("image.tag={tag}"),
+        "image.pullPolicy=Never".to_owned(),
+        "replicaCount=2".to_owned(),
+        "leaderElection.leaseDuration=8s".to_owned(),
+        "leaderElection.renewDeadline=6s".to_owned(),
+        "leaderElection.retryPeriod=1s".to_owned(),
+        "healthInterval=2s".to_owned(),
+    ];
+    let mut args =
+        vec!["install", RELEASE, chart.to_str().unwrap(), "-n", RELEASE_NAMESPACE, "--create-namespace"];
+    for setting in &settings {
+        args.extend(["--set", setting.as_str()]);
+    }
+    let extra_env = format!("extraEnv={api_server}");
+    args.extend(["--set-json", &extra_env]);
+    tokio::task::block_in_place(|| support::tools::helm_ok(Some(plane), &args));
+
+    let operator_pods: Api<Pod> = Api::namespaced(admin.clone(), RELEASE_NAMESPACE);
+    let leases: Api<Lease> = Api::namespaced(admin.clone(), RELEASE_NAMESPACE);
+    let holder = || async {
+        let leases = leases.list(&ListParams::default()).await.ok()?.items;
+        leases.into_iter().find_map(|lease| lease.spec?.holder_identity)
+    };
+    let ready_operators = || async {
+        let pods = operator_pods.list(&ListParams::default()).await.ok()?.items;
+        let ready: Vec<(String, String)> = pods
+            .iter()
+            .filter(|pod| pod.metadata.deletion_timestamp.is_none() && ready_container(pod).is_some())
+            .map(|pod| {
+                (pod.metadata.name.clone().unwrap(), pod.status.as_ref().unwrap().pod_ip.clone().unwrap())
+            })
+            .collect();
+        Some(ready)
+    };
+    let (leader, operators) = until(node, "two operator pods ready, one holding the Lease", || async {
+        let ready = ready_operators().await?;
+        let leader = holder().await?;
+        (ready.len() == 2 && ready.iter().any(|(name, _)| *name == leader)).then_some((leader, ready))
+    })
+    .await;
+    let pod = operator_pods.get(&leader).await.unwrap();
+    let spec = pod.spec.as_ref().unwrap();
+    assert_eq!(spec.service_account_name.as_deref(), Some(RELEASE), "runs as the chart's service account");
+    assert_eq!(spec.node_name.as_deref(), Some(NODE_NAME));
+
+    // The seed's example set, as a user applies it, reaches Ready on three
+    // real router pods whose data volumes are the claims the spec asks for.
+    let set = node.dir().join("seed-set.json");
+    std::fs::write(&set, seed_set_with_image(&run.router_image).to_string()).unwrap();
+    tokio::task::block_in_place(|| {
+        support::tools::kubectl_new_ok(plane, &["apply", "-n", namespace, "-f", set.to_str().unwrap()])
+    });
+    until(node, "the seed's example set Ready", || async {
+        not_ready(admin, namespace).await.filter(Vec::is_empty)
+    })
+    .await;
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(admin.clone(), namespace);
+    let mut bound: Vec<String> = claims
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|claim| claim.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Bound"))
+        .filter_map(|claim| claim.spec?.volume_name)
+        .collect();
+    bound.sort();
+    assert_eq!(bound, ["router-volume-0", "router-volume-1", "router-volume-2"]);
+    let operator_user = format!("system:serviceaccount:{RELEASE_NAMESPACE}:{RELEASE}");
+    let status_writes = |writes: &[support::control_plane::AuditedWrite]| {
+        writes.iter().filter(|w| w.request_uri.contains("/apis/conveyor.etl/")).count()
+    };
+    assert!(
+        status_writes(&plane.writes_by(&operator_user)) > 0,
+        "the pod's writes are its service account's"
+    );
+
+    let clusters: Api<EtlRouterCluster> = Api::namespaced(admin.clone(), namespace);
+    let pods: Api<Pod> = Api::namespaced(admin.clone(), namespace);
+    let grpc = clusters.get("my-cluster").await.unwrap().spec.ports.grpc as u16;
+    let client = RouterClient::new(support::operator::router_options());
+    let pipeline_id = conveyor_etl_operator::router::mapping::pipeline_id(namespace, "user-analytics");
+    let on_router = || async {
+        let members = member_addresses(&pods, 3, grpc).await?;
+        client.get_pipeline(&members, &pipeline_id).await.ok()?
+    };
+    let submitted = until(node, "the pipeline on the router", on_router).await;
+    let submitted = submitted.status.unwrap();
+    assert_eq!(submitted.version, 1);
+
+    // A bad image halts the roll at its first pod; reverting it recovers
+    // without anyone deleting pods, and the replaced member keeps its data.
+    let set_image = |image: String| {
+        let clusters = clusters.clone();
+        async move {
+            let patch = serde_json::json!({ "spec": { "image": image } });
+            let patched =
+                clusters.patch("my-cluster", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+            patched.metadata.generation.unwrap()
+        }
+    };
+    let (router_repository, _) = run.router_image.rsplit_once(':').unwrap();
+    let broken = format!("{router_repository}:missing");
+    set_image(broken.clone()).await;
+    let halted = until(node, "the roll halted at a pod that cannot start", || async {
+        let cluster = clusters.get("my-cluster").await.ok()?;
+        let pod = pods.get("my-cluster-2").await.ok()?;
+        let status = pod.status.as_ref()?.container_statuses.as_ref()?.first()?.clone();
+        let waiting = status.state?.waiting?.reason?;
+        (phase_of(&cluster) == Some(ClusterPhase::Degraded) && waiting == "ErrImageNeverPull")
+            .then_some(cluster)
+    })
+    .await;
+    assert_eq!(condition_of(&halted, "Ready").unwrap().0, "False");
+    for ordinal in 0..2 {
+        let pod = pods.get(&format!("my-cluster-{ordinal}")).await.unwrap();
+        assert_eq!(pod.spec.unwrap().containers[0].image.as_deref(), Some(run.router_image.as_str()));
+    }
+    let generation = set_image(run.router_image.clone()).await;
+    until(node, "Ready on the old image for the reverting generation", || async {
+        let cluster = clusters.get("my-cluster").await.ok()?;
+        let status = cluster.status.as_ref()?;
+        let mut images_back = true;
+        for ordinal in 0..3 {
+            let pod = pods.get_opt(&format!("my-cluster-{ordinal}")).await.ok().flatten();
+            images_back &= pod.as_ref().is_some_and(|pod| {
+                ready_container(pod).is_some()
+                    && pod.spec.as_ref().unwrap().containers[0].image.as_deref()
+                        == Some(run.router_image.as_str())
+            });
+        }
+        (phase_of(&cluster) == Some(ClusterPhase::Ready)
+            && status.observed_generation == Some(generation)
+            && images_back)
+            .then_some(())
+    })
+    .await;
+    let kept = until(node, "the pipeline still on the router", on_router).await;
+    assert_eq!(kept.status.as_ref().unwrap().version, 1, "the roll submitted nothing again");
+
+    // The leading operator pod deleted, as a drain does (the node cordoned
+    // first, so its replacement waits and the standby is the only
+    // candidate): the standby takes the Lease, its first reconciles of every
+    // object write nothing, to the API or to the router, and it acts on the
+    // next edit exactly once.
+    let standby = operators.iter().find(|(name, _)| *name != leader).unwrap().clone();
+    let members = member_addresses(&pods, 3, grpc).await.unwrap();
+    let commit_index = || async {
+        let mut leading = None;
+        for member in &members {
+            let status = client.member_status(member).await.ok()?;
+            if status.leader_id != 0 && status.leader_id == status.node_id {
+                leading = Some(status.commit_index);
+            }
+        }
+        leading
+    };
+    let index_before = until(node, "the router's commit index", commit_index).await;
+    let writes_before = status_writes(&plane.writes_by(&operator_user));
+    let nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(admin.clone());
+    let cordon = |unschedulable: bool| {
+        let nodes = nodes.clone();
+        async move {
+            let patch = serde_json::json!({ "spec": { "unschedulable": unschedulable } });
+            nodes.patch(NODE_NAME, &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+        }
+    };
+    cordon(true).await;
+    operator_pods.delete(&leader, &Default::default()).await.unwrap();
+    until(node, "the standby holding the Lease", || async { (holder().await? == standby.0).then_some(()) })
+        .await;
+    cordon(false).await;
+    until(node, "the new leader's first reconcile of every object", || async {
+        let counts = [
+            ("EtlRouterCluster", 1.0),
+            ("EtlSource", 1.0),
+            ("EtlTransform", 2.0),
+            ("EtlSink", 1.0),
+            ("EtlPipeline", 1.0),
+        ];
+        counts
+            .iter()
+            .all(|(kind, objects)| reconciles_on(&standby.1, kind).is_some_and(|seen| seen >= *objects))
+            .then_some(())
+    })
+    .await;
+    assert_eq!(
+        not_ready(admin, namespace).await.unwrap(),
+        Vec::<String>::new(),
+        "still Ready under the new leader"
+    );
+    assert_eq!(
+        status_writes(&plane.writes_by(&operator_user)),
+        writes_before,
+        "the takeover wrote no status"
+    );
+    let index_after = until(node, "the router's commit index", commit_index).await;
+    assert_eq!(index_after, index_before, "the takeover wrote nothing to the router");
+
+    let pipelines: Api<DynamicObject> = Api::namespaced_with(
+        admin.clone(),
+        namespace,
+        &ApiResource::from_gvk(&GroupVersionKind::gvk("conveyor.etl", "v1", "EtlPipeline")),
+    );
+    let edit = serde_json::json!({ "spec": { "steps": ["enrich-geo", "filter-active"] } });
+    pipelines.patch("user-analytics", &PatchParams::default(), &Patch::Merge(&edit)).await.unwrap();
+    let updated = until(node, "the edit on the router", || async {
+        on_router().await.filter(|p| p.status.as_ref().is_some_and(|s| s.version >= 2))
+    })
+    .await;
+    assert_eq!(updated.status.as_ref().unwrap().version, 2, "exactly one update");
+    assert_eq!(updated.status.unwrap().created_at, submitted.created_at, "never created again");
+    until(node, "Ready for the edited generation", || async {
+        not_ready(admin, namespace).await.filter(Vec::is_empty)
+    })
+    .await;
+
+    run.finish().await;
+}
+
+/// A demo process, killed if the test fails before it does (it would keep
+/// its node running and block every later one).
+struct DemoProcess(std::process::Child);
+
+impl Drop for DemoProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Lines of a running demo's stdout, until one satisfies `wanted`.
+fn read_until(lines: &std::sync::mpsc::Receiver<String>, seen: &mut Vec<String>, wanted: &str) -> bool {
+    let deadline = Instant::now() + DEADLINE;
+    while let Ok(line) = lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+        seen.push(line.clone());
+        if line.starts_with(wanted) {
+            return true;
+        }
+    }
+    false
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_runs_on_the_real_node_and_clean_node_sweeps_what_a_killed_run_left() {
+    let _turn = ONE_NODE.lock().await;
+    if let Some(why) = node::unavailable() {
+        panic!("no real node on this machine: {why}");
+    }
+    packed_image("router");
+    let stderr = tempfile::NamedTempFile::new().unwrap();
+    let mut demo = DemoProcess(
+        std::process::Command::new(env!("CARGO_BIN_EXE_conveyor-etl-operator"))
+            .args(["demo", "--real-node"])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(stderr.reopen().unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let stdout = demo.0.stdout.take().unwrap();
+    let (sender, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)).map_while(Result::ok) {
+            let _ = sender.send(line);
+        }
+    });
+    let mut seen = Vec::new();
+    let ready = tokio::task::block_in_place(|| read_until(&lines, &mut seen, "all 6 objects are Ready"));
+    let output = seen.join("\n");
+    let errors = std::fs::read_to_string(stderr.path()).unwrap_or_default();
+    assert!(ready, "the demo's example set never went Ready on the node:\n{output}\n{errors}");
+    assert!(output.contains("mode: real node"), "{output}");
+    assert!(output.contains("(router container)"), "the pods are real containers:\n{output}");
+    let cluster_phases: Vec<&str> =
+        output.lines().filter(|l| l.contains("] EtlRouterCluster/my-cluster ")).collect();
+    for phase in ["Provisioning", "RaftForming", "Ready"] {
+        assert!(
+            cluster_phases.iter().any(|l| l.contains(phase)),
+            "the cluster never showed {phase}:\n{output}"
+        );
+    }
+
+    // Killed with no chance to stop anything: the node's bridge, containers and folder stay.
+    demo.0.kill().unwrap();
+    demo.0.wait().unwrap();
+    let pid = demo.0.id();
+    let dir = std::env::temp_dir().join(format!("conveyor-node-{pid}"));
+    let bridge = PathBuf::from("/sys/class/net").join(node::BRIDGE);
+    assert!(bridge.exists() && dir.exists(), "a killed demo leaves its node behind");
+
+    let clean = std::process::Command::new(env!("CARGO_BIN_EXE_conveyor-etl-operator"))
+        .args(["demo", "--clean-node"])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&clean.stdout);
+    assert!(clean.status.success(), "{said}{}", String::from_utf8_lossy(&clean.stderr));
+    assert!(said.contains(&format!("swept the node of dead process {pid}")), "{said}");
+    assert!(said.contains("left []"), "{said}");
+    assert!(!bridge.exists() && !dir.exists(), "{said}");
+    let kubepods = std::fs::read_to_string("/proc/self/mounts")
+        .unwrap()
+        .lines()
+        .filter(|line| line.contains(" cgroup"))
+        .filter_map(|line| line.split(' ').nth(1).map(|root| PathBuf::from(root).join("kubepods")))
+        .filter(|cgroup| cgroup.exists())
+        .collect::<Vec<_>>();
+    assert!(kubepods.is_empty(), "{kubepods:?}");
+    let again = std::process::Command::new(env!("CARGO_BIN_EXE_conveyor-etl-operator"))
+        .args(["demo", "--clean-node"])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&again.stdout).contains("no node left behind"),
+        "a second sweep finds nothing"
+    );
 }

@@ -37,9 +37,11 @@ pub const SCHEDULER_USER: &str = "system:kube-scheduler";
 const CONTROLLERS: &str =
     "garbagecollector,statefulset,serviceaccount,serviceaccount-token,namespace,pvc-protection,disruption";
 /// What a real node needs on top: `nodelifecycle` (else the node keeps its
-/// not-ready taint and nothing schedules) and `endpoint` (cluster DNS is
-/// rendered from Endpoints).
-const REAL_NODE_CONTROLLERS: &str = "nodelifecycle,endpoint";
+/// not-ready taint and nothing schedules), `endpoint` (cluster DNS is
+/// rendered from Endpoints), `deployment` and `replicaset` (the operator's
+/// own Deployment, installed by Helm) and `persistentvolume-binder` (router
+/// volumes bound to statically created PersistentVolumes).
+const REAL_NODE_CONTROLLERS: &str = "nodelifecycle,endpoint,deployment,replicaset,persistentvolume-binder";
 
 /// How to start a control plane. The default is the loopback-only one every
 /// test but the real-node ones uses.

@@ -19,6 +19,7 @@ pub mod control_plane;
 pub mod kubelet;
 pub mod node;
 mod phases;
+mod real;
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
@@ -62,6 +63,23 @@ pub struct Options {
     /// Ready within this time.
     #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
     pub timeout: Duration,
+    /// Run on a real node instead of the simulated data plane: containerd,
+    /// the kubelet and real router pods (root; after
+    /// tests/harness/build-node.sh and tests/harness/build-images.sh).
+    #[arg(long, conflicts_with = "clean_node")]
+    pub real_node: bool,
+    /// Only clean up what a killed `--real-node` run (or node test) left on
+    /// the machine, then exit.
+    #[arg(long)]
+    pub clean_node: bool,
+}
+
+/// Where the router pods come from.
+enum Pods {
+    /// The fake kubelet plays every router pod with a simulated router node.
+    Simulated,
+    /// A real kubelet runs them from this local image, never pulled.
+    Real { image: String },
 }
 
 /// Runs the demo until SIGINT/SIGTERM (or, with `--until-ready`, until the
@@ -69,7 +87,14 @@ pub struct Options {
 pub async fn run(options: Options) -> anyhow::Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let mut stop = Stop::install()?;
+    if options.clean_node {
+        return real::clean();
+    }
     say("conveyor-etl-operator demo: a local Kubernetes control plane, the operator and the example set.");
+    if options.real_node {
+        return real::run(&options, &mut stop).await;
+    }
+    say("mode: simulated data plane (`--real-node` runs real router pods on a real node).");
     say("The data plane is simulated: no containers run. Each router pod is played by a simulated router");
     say("node (src/sim) listening on a loopback address; a fake kubelet marks the pods Running and Ready.");
     if !ensure_binaries(&mut stop).await? {
@@ -94,7 +119,7 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     say(&format!("kubeconfig (admin): {}", plane.kubeconfig.display()));
     init_log(&plane.dir().join("operator.log"));
 
-    let outcome = with_control_plane(&plane, &options, &mut stop).await;
+    let outcome = with_control_plane(&plane, &options, &mut stop, Pods::Simulated).await;
     plane.stop();
     let dir = plane.dir().to_path_buf();
     drop(plane);
@@ -103,7 +128,12 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
 }
 
 /// Everything that runs on the control plane; stops what it started before returning.
-async fn with_control_plane(plane: &ControlPlane, options: &Options, stop: &mut Stop) -> anyhow::Result<()> {
+async fn with_control_plane(
+    plane: &ControlPlane,
+    options: &Options,
+    stop: &mut Stop,
+    pods: Pods,
+) -> anyhow::Result<()> {
     let admin = plane.client().await;
     install_crds(&admin).await?;
     install_rbac(&admin).await?;
@@ -113,7 +143,15 @@ async fn with_control_plane(plane: &ControlPlane, options: &Options, stop: &mut 
         "installed the CRDs and the operator's ClusterRole (deploy/rbac), bound to the user the operator runs as",
     );
 
-    let examples = examples()?;
+    let mut examples = examples()?;
+    if let Pods::Real { image } = &pods {
+        let cluster = examples
+            .iter_mut()
+            .find(|object| object.types.as_ref().is_some_and(|t| t.kind == "EtlRouterCluster"))
+            .context("the examples hold no EtlRouterCluster")?;
+        cluster.data["spec"]["image"] = image.as_str().into();
+        cluster.data["spec"]["imagePullPolicy"] = "Never".into();
+    }
     let cluster: EtlRouterCluster = examples
         .iter()
         .find(|object| object.types.as_ref().is_some_and(|t| t.kind == "EtlRouterCluster"))
@@ -121,11 +159,17 @@ async fn with_control_plane(plane: &ControlPlane, options: &Options, stop: &mut 
         .transpose()?
         .context("the examples hold no EtlRouterCluster")?;
     let grpc_port = u16::try_from(cluster.spec.ports.grpc).context("the example's gRPC port")?;
-    let kubelet = FakeKubelet::start(admin.clone(), NAMESPACE, &cluster.name_any(), grpc_port).await;
-    say(&format!(
-        "fake kubelet started for the pods of {}: one simulated router node per pod, on 127.x.y.z:{grpc_port}",
-        cluster.name_any()
-    ));
+    let kubelet = match pods {
+        Pods::Simulated => {
+            let kubelet = FakeKubelet::start(admin.clone(), NAMESPACE, &cluster.name_any(), grpc_port).await;
+            say(&format!(
+                "fake kubelet started for the pods of {}: one simulated router node per pod, on 127.x.y.z:{grpc_port}",
+                cluster.name_any()
+            ));
+            Some(kubelet)
+        }
+        Pods::Real { .. } => None,
+    };
 
     let metrics = free_local_address()?;
     let (stop_operator, operator_stopped) = tokio::sync::oneshot::channel::<()>();
@@ -140,7 +184,7 @@ async fn with_control_plane(plane: &ControlPlane, options: &Options, stop: &mut 
         plane.dir().join("operator.log").display()
     ));
 
-    let mut board = phases::Board::new(&examples, grpc_port);
+    let mut board = phases::Board::new(&examples, grpc_port, kubelet.is_some());
     let mut changes = phases::watch(admin.clone(), NAMESPACE);
     for object in &examples {
         apply(&admin, object).await?;
@@ -165,7 +209,7 @@ async fn with_control_plane(plane: &ControlPlane, options: &Options, stop: &mut 
                             if options.until_ready {
                                 break Ok(());
                             }
-                            look_around(plane, &cluster.name_any(), metrics);
+                            look_around(plane, &cluster.name_any(), metrics, kubelet.is_some());
                         }
                     }
                 }
@@ -196,14 +240,24 @@ async fn with_control_plane(plane: &ControlPlane, options: &Options, stop: &mut 
             say("the operator did not stop within 15s; stopping it anyway");
         }
     }
-    kubelet.stop().await;
-    say("stopped the operator, the fake kubelet and the simulated router nodes");
+    match kubelet {
+        Some(kubelet) => {
+            kubelet.stop().await;
+            say("stopped the operator, the fake kubelet and the simulated router nodes");
+        }
+        None => say("stopped the operator"),
+    }
     outcome
 }
 
 /// How to look around once the example set is Ready.
-fn look_around(plane: &ControlPlane, cluster: &str, metrics: SocketAddr) {
+fn look_around(plane: &ControlPlane, cluster: &str, metrics: SocketAddr, simulated: bool) {
     let kubeconfig = plane.kubeconfig.display();
+    let kill = if simulated {
+        "the fake kubelet stops its simulated node"
+    } else {
+        "the kubelet stops its container, a real Raft member"
+    };
     let text = format!(
         "
 Look around from another terminal (the demo keeps printing phase changes here):
@@ -213,7 +267,7 @@ Look around from another terminal (the demo keeps printing phase changes here):
   kubectl describe etlpipelines user-analytics  # its stages on the router
   kubectl get statefulsets,pods,services,configmaps,poddisruptionbudgets
   curl -s http://{metrics}/metrics | grep conveyor_
-Kill a router node: the fake kubelet stops its simulated node, the cluster turns Degraded,
+Kill a router node: {kill}, the cluster turns Degraded,
 and it is Ready again once the StatefulSet controller re-creates the pod:
   kubectl delete pod {cluster}-1
 Press Ctrl-C to stop everything the demo started.

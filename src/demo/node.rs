@@ -28,7 +28,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::{Endpoints, Node, Service};
+use k8s_openapi::api::core::v1::{Endpoints, Node, PersistentVolume, Service};
 use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleRef, Subject};
 use kube::api::{ListParams, ObjectMeta, PostParams};
 use kube::{Api, Client};
@@ -77,6 +77,12 @@ const SHARED_DIRS: [&str; 13] = [
     "/var/run/kubernetes",
     "/usr/libexec/kubernetes",
 ];
+/// The node's directory in the temp dir is this and its process's pid.
+const DIR_PREFIX: &str = "conveyor-node-";
+/// The [`Before`] record in the node's directory.
+const BEFORE_FILE: &str = "before.json";
+/// The control plane's folder, named in the node's directory.
+const PLANE_FILE: &str = "control-plane-dir";
 const START_DEADLINE: Duration = Duration::from_secs(120);
 const STOP_DEADLINE: Duration = Duration::from_secs(20);
 
@@ -123,7 +129,8 @@ pub fn unavailable() -> Option<String> {
 }
 
 /// The state of the machine before the node started, to restore and compare.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Kept in the node's directory too, for [`sweep_abandoned`].
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 struct Before {
     sysctls: BTreeMap<String, String>,
     /// Entries of [`SHARED_DIRS`] (None: the folder did not exist).
@@ -211,6 +218,64 @@ fn free_port() -> u16 {
         .expect("a free port")
 }
 
+/// Stops what is left of every node whose process died without stopping it
+/// (a SIGKILL, an abort): its directory (`conveyor-node-<pid>` in the temp
+/// dir) outlives its pid. Its own processes died with it
+/// (`PR_SET_PDEATHSIG`); the sweep kills the containers and shims left,
+/// unmounts, removes the bridge, cgroups and new shared entries and restores
+/// the sysctls from the record the node kept, as [`RealNode::stop`] does.
+/// Returns a line per node swept. [`RealNode::start`] sweeps first, so a
+/// killed run never blocks the next; `conveyor-etl-operator demo
+/// --clean-node` runs it alone.
+pub fn sweep_abandoned() -> Vec<String> {
+    let mut swept = Vec::new();
+    for entry in fs::read_dir(std::env::temp_dir()).into_iter().flatten().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name.strip_prefix(DIR_PREFIX).and_then(|pid| pid.parse::<u32>().ok()) else {
+            continue;
+        };
+        if pid == std::process::id() || alive(pid) {
+            continue;
+        }
+        let dir = entry.path();
+        let record = fs::read_to_string(dir.join(BEFORE_FILE)).ok();
+        let Some(before) = record.and_then(|text| serde_json::from_str::<Before>(&text).ok()) else {
+            // Without the record, what is new in the shared folders is unknown: touch nothing there.
+            swept.push(format!("{} has no readable {BEFORE_FILE}; left as it is", dir.display()));
+            continue;
+        };
+        if let Ok(plane_dir) = fs::read_to_string(dir.join(PLANE_FILE)) {
+            let plane_dir = PathBuf::from(plane_dir.trim());
+            if plane_dir.file_name().is_some_and(|name| name.to_string_lossy().starts_with("conveyor-cp-")) {
+                let _ = fs::remove_dir_all(plane_dir);
+            }
+        }
+        // What outlived it: dnsmasq (its credential change clears the death
+        // signal), and anything else whose command line names the node's folder.
+        for pid in pids_whose_cmdline_contains(&dir.display().to_string()) {
+            // SAFETY: plain kill of a process found just now.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+        let mut node = RealNode {
+            plane: None,
+            dir,
+            before,
+            processes: Vec::new(),
+            dns_stop: Arc::new(AtomicBool::new(false)),
+            dns_thread: None,
+            stopped: false,
+            restored: Vec::new(),
+        };
+        node.stop();
+        let left = node.leftovers(&[]);
+        swept.push(format!(
+            "swept the node of dead process {pid}: sysctls restored {:?}; left {:?}",
+            node.restored, left
+        ));
+    }
+    swept
+}
+
 /// A real node and the control plane it belongs to.
 pub struct RealNode {
     /// The control plane, started for the node (API server on [`HOST_IP`]).
@@ -232,11 +297,28 @@ impl RealNode {
         if let Some(why) = unavailable() {
             return Err(why);
         }
+        for swept in sweep_abandoned() {
+            eprintln!("{swept}");
+        }
         check_machine()?;
         let before = Before::record();
-        let dir = std::env::temp_dir().join(format!("conveyor-node-{}", std::process::id()));
+        let dir = std::env::temp_dir().join(format!("{DIR_PREFIX}{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        let record = serde_json::to_string(&before).map_err(|e| e.to_string())?;
+        fs::write(dir.join(BEFORE_FILE), record).map_err(|e| format!("cannot write {BEFORE_FILE}: {e}"))?;
+        if let Ok(plane_dir) = fs::read_to_string(dir.join(PLANE_FILE)) {
+            let plane_dir = PathBuf::from(plane_dir.trim());
+            if plane_dir.file_name().is_some_and(|name| name.to_string_lossy().starts_with("conveyor-cp-")) {
+                let _ = fs::remove_dir_all(plane_dir);
+            }
+        }
+        // What outlived it: dnsmasq (its credential change clears the death
+        // signal), and anything else whose command line names the node's folder.
+        for pid in pids_whose_cmdline_contains(&dir.display().to_string()) {
+            // SAFETY: plain kill of a process found just now.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
         let mut node = RealNode {
             plane: None,
             dir,
@@ -272,6 +354,8 @@ impl RealNode {
             .map_err(|e| e.to_string())?;
         // A client lives on the runtime it was made on: each user makes its own.
         let admin = block_on(plane.config(control_plane::ADMIN_USER));
+        // For [`sweep_abandoned`]: a killed process leaves the control plane's folder too.
+        fs::write(path(PLANE_FILE), plane.dir().display().to_string()).map_err(|e| e.to_string())?;
         self.plane = Some(plane);
         block_on(async { bind_node_role(&client_from(&admin)?).await })?;
 
@@ -394,6 +478,45 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.
     pub fn import_image(&self, tarball: &Path) -> Result<(), String> {
         let tarball = tarball.display().to_string();
         self.ctr(&["images", "import", &tarball]).map(|_| ())
+    }
+
+    /// `count` PersistentVolumes `<prefix>-<i>` of `size` and class `class`,
+    /// each a folder in the node's directory (removed with it): there is no
+    /// provisioner here, so claims bind to these. The folders are writable
+    /// by anyone (a hostPath volume takes no fsGroup; router pods run as a
+    /// non-root user).
+    pub async fn create_volumes(
+        &self,
+        client: &Client,
+        prefix: &str,
+        count: usize,
+        size: &str,
+        class: &str,
+    ) -> Result<(), String> {
+        let volumes: Api<PersistentVolume> = Api::all(client.clone());
+        for index in 0..count {
+            let name = format!("{prefix}-{index}");
+            let path = self.dir.join("volumes").join(&name);
+            fs::create_dir_all(&path).map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+            fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o777))
+                .map_err(|e| e.to_string())?;
+            let volume: PersistentVolume = serde_json::from_value(serde_json::json!({
+                "metadata": { "name": name },
+                "spec": {
+                    "capacity": { "storage": size },
+                    "accessModes": ["ReadWriteOnce"],
+                    "storageClassName": class,
+                    "persistentVolumeReclaimPolicy": "Retain",
+                    "hostPath": { "path": path.display().to_string(), "type": "Directory" }
+                }
+            }))
+            .map_err(|e| e.to_string())?;
+            volumes
+                .create(&PostParams::default(), &volume)
+                .await
+                .map_err(|e| format!("cannot create {name}: {e}"))?;
+        }
+        Ok(())
     }
 
     /// `ctr --address <socket> -n k8s.io <args>`; its stdout.
@@ -719,14 +842,12 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.
     pub fn leftovers(&self, pids: &[u32]) -> Vec<String> {
         let mut found = Vec::new();
         for pid in pids {
-            if Path::new(&format!("/proc/{pid}")).exists()
-                && !fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default().contains(") Z ")
-            {
+            if alive(*pid) {
                 found.push(format!("process {pid} alive"));
             }
         }
-        for pid in pids_whose_cmdline_contains(&self.socket()) {
-            found.push(format!("process {pid} names the node's socket"));
+        for pid in pids_whose_cmdline_contains(&self.dir.display().to_string()) {
+            found.push(format!("process {pid} names the node's folder"));
         }
         if link_exists(BRIDGE) {
             found.push(format!("bridge {BRIDGE}"));
@@ -761,6 +882,11 @@ impl Drop for RealNode {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// Whether process `pid` runs (a zombie, dead but not yet reaped, does not).
+fn alive(pid: u32) -> bool {
+    fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| !stat.contains(") Z "))
 }
 
 /// Refuses to start where another node (or anything else) holds what this one takes.

@@ -53,6 +53,8 @@ fn events(
 pub(super) struct Board {
     started: Instant,
     grpc_port: u16,
+    /// What plays a router pod: a simulated router node or a real container.
+    router: &'static str,
     expected: Vec<(String, String)>,
     shown: HashMap<(String, String), String>,
     phases: HashMap<(String, String), String>,
@@ -61,7 +63,7 @@ pub(super) struct Board {
 }
 
 impl Board {
-    pub(super) fn new(examples: &[DynamicObject], grpc_port: u16) -> Board {
+    pub(super) fn new(examples: &[DynamicObject], grpc_port: u16, simulated: bool) -> Board {
         let expected = examples
             .iter()
             .map(|o| (o.types.as_ref().map(|t| t.kind.clone()).unwrap_or_default(), o.name_any()))
@@ -69,6 +71,7 @@ impl Board {
         Board {
             started: Instant::now(),
             grpc_port,
+            router: if simulated { "simulated router node" } else { "router container" },
             expected,
             shown: HashMap::new(),
             phases: HashMap::new(),
@@ -100,11 +103,11 @@ impl Board {
                 self.phases.remove(&key);
                 if self.shown.remove(&key).is_some() {
                     let text = if change.kind == "Pod" {
-                        "deleted (its simulated router node is stopped)"
+                        format!("deleted (its {} is stopped)", self.router)
                     } else {
-                        "deleted"
+                        "deleted".to_owned()
                     };
-                    lines.push(self.line(&key, text));
+                    lines.push(self.line(&key, &text));
                 }
             }
             watcher::Event::Init | watcher::Event::InitDone => {}
@@ -143,7 +146,7 @@ impl Board {
             let phase = phase.unwrap_or("Pending").to_string();
             let ip = status.and_then(|s| s.get("podIP")).and_then(|ip| ip.as_str());
             let text = match ip {
-                Some(ip) => format!("{phase} at {ip}:{} (simulated router node)", self.grpc_port),
+                Some(ip) => format!("{phase} at {ip}:{} ({})", self.grpc_port, self.router),
                 None => phase.clone(),
             };
             return (phase, text);

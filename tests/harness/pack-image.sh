@@ -3,7 +3,9 @@
 # `ctr -n k8s.io images import` reads): the layer tar, a config JSON and
 # manifest.json. No registry, no Docker engine.
 #
-#   pack-image.sh NAME:TAG OUT.tar ROOTFS ENTRYPOINT [ARG...]
+#   [IMAGE_USER=UID:GID] [IMAGE_CMD=ARG] pack-image.sh NAME:TAG OUT.tar ROOTFS ENTRYPOINT [ARG...]
+#
+# IMAGE_USER and IMAGE_CMD are the Dockerfile's USER and a one-word CMD.
 set -euo pipefail
 [[ $# -ge 4 ]] || { echo "usage: $0 NAME:TAG OUT.tar ROOTFS ENTRYPOINT [ARG...]" >&2; exit 2; }
 name="$1"; out="$2"; rootfs="$3"; shift 3
@@ -24,8 +26,11 @@ for arg in "$@"; do
   entrypoint+="$(json_string "$arg")"
 done
 entrypoint+="]"
+extra=""
+[[ -z "${IMAGE_USER:-}" ]] || extra+=",\"User\":$(json_string "$IMAGE_USER")"
+[[ -z "${IMAGE_CMD:-}" ]] || extra+=",\"Cmd\":[$(json_string "$IMAGE_CMD")]"
 cat > "$work/config.json" <<EOF
-{"architecture":"amd64","os":"linux","config":{"Entrypoint":$entrypoint,"Env":["PATH=/usr/local/bin:/bin"],"WorkingDir":"/"},"rootfs":{"type":"layers","diff_ids":["sha256:$layer_digest"]},"history":[{"created":"1970-01-01T00:00:00Z","created_by":"tests/harness/pack-image.sh"}],"created":"1970-01-01T00:00:00Z"}
+{"architecture":"amd64","os":"linux","config":{"Entrypoint":$entrypoint,"Env":["PATH=/usr/local/bin:/bin"],"WorkingDir":"/"$extra},"rootfs":{"type":"layers","diff_ids":["sha256:$layer_digest"]},"history":[{"created":"1970-01-01T00:00:00Z","created_by":"tests/harness/pack-image.sh"}],"created":"1970-01-01T00:00:00Z"}
 EOF
 config_digest="$(sha256sum "$work/config.json" | cut -d' ' -f1)"
 mv "$work/config.json" "$work/$config_digest.json"
