@@ -343,6 +343,12 @@ async fn three_router_pods_are_one_raft_cluster_that_loses_members_and_quorum_fo
     .await;
     let node_ids: Vec<u64> = answers.iter().map(|(_, a)| a.node_id).collect();
     assert_eq!(node_ids, [1, 2, 3], "three processes, three Raft ids");
+    // Without `storage` the spec asks for no claim: the data volume is an emptyDir.
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(admin.clone(), namespace);
+    assert!(claims.list(&ListParams::default()).await.unwrap().items.is_empty());
+    let pod = pods.get("my-cluster-0").await.unwrap();
+    let data = pod.spec.unwrap().volumes.unwrap().into_iter().find(|v| v.name == "data").unwrap();
+    assert!(data.empty_dir.is_some() && data.persistent_volume_claim.is_none(), "{data:?}");
     let leader_id = answers[0].1.leader_id;
     let leaders = answers[0]
         .1
@@ -585,6 +591,13 @@ async fn helm_installs_the_operator_as_two_pods_that_run_the_seed_set_roll_back_
         .collect();
     bound.sort();
     assert_eq!(bound, ["router-volume-0", "router-volume-1", "router-volume-2"]);
+    let router_pods: Api<Pod> = Api::namespaced(admin.clone(), namespace);
+    let first = router_pods.get("my-cluster-0").await.unwrap().spec.unwrap().volumes.unwrap();
+    let data = first.into_iter().find(|volume| volume.name == "data").unwrap();
+    assert_eq!(
+        data.persistent_volume_claim.map(|claim| claim.claim_name).as_deref(),
+        Some("data-my-cluster-0")
+    );
     let operator_user = format!("system:serviceaccount:{RELEASE_NAMESPACE}:{RELEASE}");
     let status_writes = |writes: &[support::control_plane::AuditedWrite]| {
         writes.iter().filter(|w| w.request_uri.contains("/apis/conveyor.etl/")).count()
