@@ -353,28 +353,21 @@ impl ControlPlane {
     {
         let runtime =
             tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
-        let deadline = Instant::now() + START_DEADLINE;
-        let mut last = String::new();
-        while Instant::now() < deadline {
-            let exited = self
-                .processes
-                .iter_mut()
-                .find_map(|(name, child)| child.try_wait().ok().flatten().map(|status| (*name, status)));
-            if let Some((name, status)) = exited {
-                return Err(format!("{name} exited with {status}; log:\n{}", self.log_tail(name)));
+        let admin = runtime.block_on(self.config(ADMIN_USER));
+        let attempt = || async {
+            install_crypto_provider();
+            check(Client::try_from(admin.clone()).map_err(|e| e.to_string())?).await
+        };
+        let interval = Duration::from_millis(100);
+        match poll_while_running(&mut self.processes, &runtime, START_DEADLINE, interval, attempt) {
+            Ok(()) => Ok(()),
+            Err(Waited::Exited(name, status)) => {
+                Err(format!("{name} exited with {status}; log:\n{}", self.log_tail(name)))
             }
-            let attempt = async {
-                install_crypto_provider();
-                let client = Client::try_from(self.config(ADMIN_USER).await).map_err(|e| e.to_string())?;
-                check(client).await
-            };
-            match runtime.block_on(attempt) {
-                Ok(()) => return Ok(()),
-                Err(error) => last = error,
+            Err(Waited::TimedOut(last)) => {
+                Err(format!("control plane not ready after {START_DEADLINE:?}: {last}"))
             }
-            std::thread::sleep(Duration::from_millis(100)); // poll interval, not synchronisation
         }
-        Err(format!("control plane not ready after {START_DEADLINE:?}: {last}"))
     }
 
     fn log_tail(&self, name: &str) -> String {
@@ -515,6 +508,46 @@ pub(crate) fn spawn_from_keeper(command: Command) -> std::io::Result<Child> {
     let (reply, result) = std::sync::mpsc::channel();
     keeper.lock().expect("keeper lock").send((command, reply)).expect("keeper thread alive");
     result.recv().expect("keeper thread replies")
+}
+
+/// Why [`poll_while_running`] gave up.
+pub(crate) enum Waited {
+    /// This process exited, with this status.
+    Exited(&'static str, std::process::ExitStatus),
+    /// The deadline passed; the last check's error.
+    TimedOut(String),
+}
+
+/// Runs `check` on `runtime` every `interval` until it succeeds, one of
+/// `processes` exits (a start that cannot succeed fails at once) or
+/// `timeout` passes. Shared by the control plane's and the node's starts.
+pub(crate) fn poll_while_running<F, Fut>(
+    processes: &mut [(&'static str, Child)],
+    runtime: &tokio::runtime::Runtime,
+    timeout: Duration,
+    interval: Duration,
+    check: F,
+) -> Result<(), Waited>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<(), String>>,
+{
+    let deadline = Instant::now() + timeout;
+    let mut last = String::new();
+    while Instant::now() < deadline {
+        let exited = processes
+            .iter_mut()
+            .find_map(|(name, child)| child.try_wait().ok().flatten().map(|status| (*name, status)));
+        if let Some((name, status)) = exited {
+            return Err(Waited::Exited(name, status));
+        }
+        match runtime.block_on(check()) {
+            Ok(()) => return Ok(()),
+            Err(error) => last = error,
+        }
+        std::thread::sleep(interval); // poll interval, not synchronisation
+    }
+    Err(Waited::TimedOut(last))
 }
 
 /// Where the control plane's binaries are: `KUBEBUILDER_ASSETS`, or the

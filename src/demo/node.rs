@@ -33,7 +33,7 @@ use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleRef, Subject};
 use kube::api::{ListParams, ObjectMeta, PostParams};
 use kube::{Api, Client};
 
-use super::control_plane::{self, ControlPlane, NODE_USER, SCHEDULER_USER};
+use super::control_plane::{self, ControlPlane, NODE_USER, SCHEDULER_USER, Waited};
 
 /// The node's name (the kubelet's user is `system:node:<name>`).
 pub const NODE_NAME: &str = "conveyor-node";
@@ -256,16 +256,7 @@ pub fn sweep_abandoned() -> Vec<String> {
             // SAFETY: plain kill of a process found just now.
             unsafe { libc::kill(pid, libc::SIGKILL) };
         }
-        let mut node = RealNode {
-            plane: None,
-            dir,
-            before,
-            processes: Vec::new(),
-            dns_stop: Arc::new(AtomicBool::new(false)),
-            dns_thread: None,
-            stopped: false,
-            restored: Vec::new(),
-        };
+        let mut node = RealNode::unstarted(dir, before);
         node.stop();
         let left = node.leftovers(&[]);
         swept.push(format!(
@@ -290,6 +281,20 @@ pub struct RealNode {
 }
 
 impl RealNode {
+    /// A node that has started nothing yet, in `dir`, on a machine as `before` records it.
+    fn unstarted(dir: PathBuf, before: Before) -> RealNode {
+        RealNode {
+            plane: None,
+            dir,
+            before,
+            processes: Vec::new(),
+            dns_stop: Arc::new(AtomicBool::new(false)),
+            dns_thread: None,
+            stopped: false,
+            restored: Vec::new(),
+        }
+    }
+
     /// Starts the control plane for a node, then containerd, cluster DNS,
     /// kube-scheduler and the kubelet, and waits until the node is Ready and
     /// schedulable. On failure everything started is stopped again.
@@ -319,16 +324,7 @@ impl RealNode {
             // SAFETY: plain kill of a process found just now.
             unsafe { libc::kill(pid, libc::SIGKILL) };
         }
-        let mut node = RealNode {
-            plane: None,
-            dir,
-            before,
-            processes: Vec::new(),
-            dns_stop: Arc::new(AtomicBool::new(false)),
-            dns_thread: None,
-            stopped: false,
-            restored: Vec::new(),
-        };
+        let mut node = RealNode::unstarted(dir, before);
         match node.start_all() {
             Ok(()) => Ok(node),
             Err(error) => {
@@ -626,23 +622,22 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.
     {
         let runtime =
             tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
-        let deadline = Instant::now() + START_DEADLINE;
-        let mut last = String::new();
-        while Instant::now() < deadline {
-            let exited = self
-                .processes
-                .iter_mut()
-                .find_map(|(name, child)| child.try_wait().ok().flatten().map(|status| (*name, status)));
-            if let Some((name, status)) = exited {
-                return Err(format!("{name} exited with {status} while waiting for {what}"));
+        let interval = Duration::from_millis(200);
+        match control_plane::poll_while_running(
+            &mut self.processes,
+            &runtime,
+            START_DEADLINE,
+            interval,
+            check,
+        ) {
+            Ok(()) => Ok(()),
+            Err(Waited::Exited(name, status)) => {
+                Err(format!("{name} exited with {status} while waiting for {what}"))
             }
-            match runtime.block_on(check()) {
-                Ok(()) => return Ok(()),
-                Err(error) => last = error,
+            Err(Waited::TimedOut(last)) => {
+                Err(format!("timed out after {START_DEADLINE:?} waiting for {what}: {last}"))
             }
-            std::thread::sleep(Duration::from_millis(200)); // poll interval, not synchronisation
         }
-        Err(format!("timed out after {START_DEADLINE:?} waiting for {what}: {last}"))
     }
 
     /// The last lines of every log of the node.

@@ -58,7 +58,7 @@ impl Default for Metrics {
     fn default() -> Self {
         let mut registry = Registry::with_prefix("conveyor");
         let reconciles = Family::<KindLabels, Counter>::default();
-        registry.register("reconciles", "Reconciles started, by kind", reconciles.clone());
+        registry.register("reconciles", "Reconciles finished (ok or failed), by kind", reconciles.clone());
         let errors = Family::<ErrorLabels, Counter>::default();
         registry.register("reconcile_errors", "Reconciles that failed, by kind and error", errors.clone());
         let durations =
