@@ -312,18 +312,6 @@ impl RealNode {
         fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         let record = serde_json::to_string(&before).map_err(|e| e.to_string())?;
         fs::write(dir.join(BEFORE_FILE), record).map_err(|e| format!("cannot write {BEFORE_FILE}: {e}"))?;
-        if let Ok(plane_dir) = fs::read_to_string(dir.join(PLANE_FILE)) {
-            let plane_dir = PathBuf::from(plane_dir.trim());
-            if plane_dir.file_name().is_some_and(|name| name.to_string_lossy().starts_with("conveyor-cp-")) {
-                let _ = fs::remove_dir_all(plane_dir);
-            }
-        }
-        // What outlived it: dnsmasq (its credential change clears the death
-        // signal), and anything else whose command line names the node's folder.
-        for pid in pids_whose_cmdline_contains(&dir.display().to_string()) {
-            // SAFETY: plain kill of a process found just now.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
-        }
         let mut node = RealNode::unstarted(dir, before);
         match node.start_all() {
             Ok(()) => Ok(node),
