@@ -197,8 +197,16 @@ impl Cluster {
     }
 }
 
+/// The last lines of a node's log, without openraft's per-heartbeat
+/// replication warnings (which would crowd out the node's own lines).
 fn tail(log: &str) -> String {
-    let lines: Vec<&str> = log.lines().collect();
+    let lines: Vec<&str> = log
+        .lines()
+        .filter(|line| {
+            !line.contains("\"target\":\"openraft::replication")
+                && !line.contains("\"target\":\"openraft::engine::handler::replication_handler")
+        })
+        .collect();
     lines[lines.len().saturating_sub(15)..].join("\n") + "\n"
 }
 

@@ -5,8 +5,9 @@
 //! lists any more (a deleted pod stops announcing; the members that stay do
 //! not list it). One step at a time: remove who is no longer wanted, bring
 //! members' addresses up to date, add a wanted live node as a learner, and
-//! promote a learner to voter once it has caught up. Pure: [`plan`] decides,
-//! the node carries the step out.
+//! promote a learner to voter once it has caught up. A joint configuration
+//! left by a leader that changed mid-step (openraft leaves it so) is settled
+//! first. Pure: [`plan`] decides, the node carries the step out.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -19,6 +20,8 @@ const PROMOTION_LAG: u64 = 5;
 /// One membership change.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Step {
+    /// Leave a joint configuration for its last config, these voters.
+    Settle(BTreeSet<u64>),
     RemoveVoters(BTreeSet<u64>),
     RemoveLearners(BTreeSet<u64>),
     /// A member now reached at another address (a pod re-created with a new IP).
@@ -50,11 +53,13 @@ pub fn wanted(inputs: &Inputs<'_>) -> BTreeSet<u64> {
     wanted
 }
 
-/// The next change, if any. Nothing while a change is in flight (a joint configuration).
+/// The next change, if any.
 pub fn plan(inputs: &Inputs<'_>) -> Option<Step> {
     let membership = inputs.membership;
-    if membership.get_joint_config().len() > 1 {
-        return None;
+    if let [.., last] = membership.get_joint_config().as_slice()
+        && membership.get_joint_config().len() > 1
+    {
+        return Some(Step::Settle(last.clone()));
     }
     let wanted = wanted(inputs);
     let voters: BTreeSet<u64> = membership.voter_ids().collect();
@@ -161,7 +166,7 @@ mod tests {
     }
 
     #[test]
-    fn addresses_follow_announcements_and_joint_configs_wait() {
+    fn addresses_follow_announcements_and_joint_configs_are_settled() {
         let three = membership(&[1, 2, 3], &[]);
         let mut moved = announcement(2, &[1, 2, 3]);
         moved.member.api = "a2-new:1".into();
@@ -170,6 +175,10 @@ mod tests {
             vec![BTreeSet::from([1, 2, 3]), BTreeSet::from([1, 2])],
             (1..=3).map(|id| (id, member(id))).collect::<BTreeMap<_, _>>(),
         );
-        assert_eq!(plan_for(&[1, 2], &[], &joint, &[]), None);
+        assert_eq!(
+            plan_for(&[1, 2], &[], &joint, &[]),
+            Some(Step::Settle(BTreeSet::from([1, 2]))),
+            "a joint config a lost leader left is settled before anything else"
+        );
     }
 }

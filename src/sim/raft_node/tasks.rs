@@ -172,6 +172,7 @@ pub async fn manage_membership(core: Arc<Core>) {
 async fn take(core: &Core, step: Step) -> Result<(), String> {
     let raft = &core.raft;
     let changed = match step {
+        Step::Settle(voters) => raft.change_membership(ChangeMembers::ReplaceAllVoters(voters), false).await,
         Step::RemoveVoters(ids) => raft.change_membership(ChangeMembers::RemoveVoters(ids), false).await,
         Step::RemoveLearners(ids) => raft.change_membership(ChangeMembers::RemoveNodes(ids), false).await,
         Step::Update(id, member) => {
