@@ -289,15 +289,16 @@ async fn the_standby_takes_over_a_killed_leader_and_every_resource_stays_ready()
     // Not before the dead leader's claim ran out...
     assert!(acquired >= expiry, "taken at {acquired}, before the claim ran out at {expiry}");
     // ...and within the lease duration of the kill, plus the standby's own
-    // retry period (it looks every 500 ms, jittered up to 20 %) and the time
-    // its read and write of the Lease take.
+    // retry period (it looks every 500 ms, jittered up to 20 %), the time its
+    // read and write of the Lease take on a loaded machine, and a renewal the
+    // leader had in flight when killed (committed after `last` was read).
     let took = acquired.duration_since(killed_at);
     let late = acquired.duration_since(expiry);
     eprintln!(
         "took over {took:#} after the kill ({late:#} after the claim ran out; seen by the test after {noticed:?})"
     );
-    assert!(took <= SignedDuration::from_millis(3000 + 1000), "took over {took:#} after the kill");
-    assert!(late <= SignedDuration::from_millis(1000), "took over {late:#} after the claim ran out");
+    assert!(took <= SignedDuration::from_millis(3000 + 2000), "took over {took:#} after the kill");
+    assert!(late <= SignedDuration::from_millis(2000), "took over {late:#} after the claim ran out");
     metric_becomes(standby, "conveyor_leader", 1.0, "the new leader's conveyor_leader 1").await;
     eventually(DEADLINE, "the new leader's 'acquired the lease' line", || {
         std::future::ready(

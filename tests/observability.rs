@@ -150,11 +150,17 @@ async fn transitions_link_to_exported_traces_and_metrics_follow_the_objects() {
     // The Event names a trace, and that trace is exported.
     let note = provisioning_note(plane, &namespace).await;
     let trace = trace_id_of(&note).unwrap_or_else(|| panic!("no trace id in {note:?}"));
-    eventually(DEADLINE, "the Event's trace at the receiver", || {
-        std::future::ready(exported_traces(&spans).contains(&trace).then_some(()))
+    // The kind's span ends before the reconcile span around it: the two may
+    // come in different export batches, so wait for both.
+    let in_trace = eventually(DEADLINE, "the Event's trace, both its spans, at the receiver", || {
+        let in_trace: Vec<ReceivedSpan> =
+            spans.all().into_iter().filter(|span| span.trace_id == trace).collect();
+        let complete = ["reconcile", "reconcile_router_cluster"]
+            .iter()
+            .all(|name| in_trace.iter().any(|span| span.name == *name));
+        std::future::ready(complete.then_some(in_trace))
     })
     .await;
-    let in_trace: Vec<_> = spans.all().into_iter().filter(|span| span.trace_id == trace).collect();
     let reconcile = in_trace.iter().find(|span| span.name == "reconcile").expect("the reconcile span");
     assert_eq!(reconcile.attributes.get("kind").map(String::as_str), Some("EtlRouterCluster"));
     assert_eq!(reconcile.attributes.get("object"), Some(&format!("{namespace}/my-cluster")));

@@ -13,7 +13,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Service}
 use k8s_openapi::api::events::v1::Event as KubeEvent;
 use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
 use kube::core::{ApiResource, GroupVersionKind};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 
 use conveyor_etl_operator::crd::{ClusterPhase, EtlRouterCluster, StorageRetention};
@@ -207,22 +207,50 @@ async fn a_thousand_reconciles_of_an_unchanged_ready_cluster_write_nothing() {
     assert!(before > 0, "the audit log recorded no operator writes at all");
 }
 
+/// Watches `api` in a task that hands every event to `record`, returning once
+/// the initial list is in, so that nothing the test does next goes unseen.
+async fn watch_from_now<K>(
+    api: Api<K>,
+    config: watcher::Config,
+    mut record: impl FnMut(watcher::Event<K>) + Send + 'static,
+) -> tokio::task::JoinHandle<()>
+where
+    K: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + 'static,
+{
+    let (listed, initial_list) = tokio::sync::oneshot::channel();
+    let task = tokio::spawn(async move {
+        let mut listed = Some(listed);
+        let mut events = watcher(api, config).boxed();
+        while let Some(Ok(event)) = events.next().await {
+            if matches!(event, watcher::Event::InitDone) {
+                listed.take().map(|listed| listed.send(()));
+            }
+            record(event);
+        }
+    });
+    initial_list.await.expect("the watch's initial list");
+    task
+}
+
 /// Records every value a StatefulSet's `spec.replicas` takes, as the watch delivers them.
-fn record_replicas(client: Client, namespace: &str) -> (tokio::task::JoinHandle<()>, Arc<Mutex<Vec<i32>>>) {
+async fn record_replicas(
+    client: Client,
+    namespace: &str,
+) -> (tokio::task::JoinHandle<()>, Arc<Mutex<Vec<i32>>>) {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let sets: Api<StatefulSet> = Api::namespaced(client, namespace);
     let config = watcher::Config::default().fields("metadata.name=my-cluster");
     let record = seen.clone();
-    let task = tokio::spawn(async move {
-        let mut events = watcher(sets, config).applied_objects().boxed();
-        while let Some(Ok(set)) = events.next().await {
+    let task = watch_from_now(sets, config, move |event| {
+        if let watcher::Event::Apply(set) | watcher::Event::InitApply(set) = event {
             let replicas = set.spec.and_then(|spec| spec.replicas).unwrap_or_default();
             let mut seen = record.lock().unwrap();
             if seen.last() != Some(&replicas) {
                 seen.push(replicas);
             }
         }
-    });
+    })
+    .await;
     (task, seen)
 }
 
@@ -258,7 +286,7 @@ async fn scaling_3_to_5_to_3_moves_one_member_at_a_time_and_keeps_the_pdb_right(
     let s = Scenario::new("scale").await;
     s.create(&seed_cluster("my-cluster")).await;
     s.wait_phase(ClusterPhase::Ready).await;
-    let (recorder, seen) = record_replicas(s.client.clone(), &s.namespace);
+    let (recorder, seen) = record_replicas(s.client.clone(), &s.namespace).await;
 
     set_replicas(&s, 5).await;
     let scaling = s.wait_for("scaling under way", |c| phase_of(c) == Some(ClusterPhase::Degraded)).await;
@@ -306,15 +334,13 @@ async fn an_image_change_rolls_one_pod_at_a_time_with_the_leader_last() {
     let pods: Api<Pod> = Api::namespaced(s.client.clone(), &s.namespace);
     let deleted = Arc::new(Mutex::new(Vec::<String>::new()));
     let record = deleted.clone();
-    let watch = watcher(pods.clone(), watcher::Config::default().labels("conveyor.etl/cluster=my-cluster"));
-    let recorder = tokio::spawn(async move {
-        let mut events = watch.boxed();
-        while let Some(Ok(event)) = events.next().await {
-            if let watcher::Event::Delete(pod) = event {
-                record.lock().unwrap().push(pod.name_any());
-            }
+    let config = watcher::Config::default().labels("conveyor.etl/cluster=my-cluster");
+    let recorder = watch_from_now(pods.clone(), config, move |event| {
+        if let watcher::Event::Delete(pod) = event {
+            record.lock().unwrap().push(pod.name_any());
         }
-    });
+    })
+    .await;
 
     let patch = serde_json::json!({"spec": {"image": "conveyor-etl-router:v2"}});
     s.clusters.patch("my-cluster", &PatchParams::default(), &Patch::Merge(patch)).await.unwrap();

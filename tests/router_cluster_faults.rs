@@ -77,8 +77,9 @@ async fn a_ready_cluster_stays_quiet_while_the_routers_log_moves_and_pods_change
     let s = Scenario::new("quiet-log").await;
     s.create(&seed_cluster("my-cluster")).await;
     s.wait_phase(ClusterPhase::Ready).await;
+    // The Ready Event follows the status write: the window starts after it.
+    s.wait_event("the ClusterHealthy Event", |_, reason, _| reason == "ClusterHealthy").await;
     let sim = s.kubelet.sim.clone();
-    let status_uri = format!("/namespaces/{}/etlrouterclusters/my-cluster/status", s.namespace);
     let in_namespace = format!("/namespaces/{}/", s.namespace);
     let operator_writes = || s.plane.writes_by(OPERATOR_USER);
     let writes_before = operator_writes().len();
@@ -95,6 +96,8 @@ async fn a_ready_cluster_stays_quiet_while_the_routers_log_moves_and_pods_change
             while !stop.load(Ordering::Relaxed) {
                 let _ = client.create_pipeline(&sim.endpoints(), pipeline(index)).await;
                 index += 1;
+                // Paces the load: the log should move, not the router be starved of time to answer.
+                tokio::time::sleep(Duration::from_millis(10)).await;
             }
         })
     };
@@ -120,9 +123,7 @@ async fn a_ready_cluster_stays_quiet_while_the_routers_log_moves_and_pods_change
         .filter(|w| w.request_uri.contains(&in_namespace))
         .map(|w| format!("{} {}", w.verb, w.request_uri))
         .collect();
-    let status_writes = writes.iter().filter(|w| w.contains(&status_uri)).count();
-    assert!(status_writes <= 1, "status rewritten while nothing a user reads changed: {writes:?}");
-    assert!(writes.len() <= 1, "API writes while the cluster is unchanged: {writes:?}");
+    assert!(writes.is_empty(), "API writes (status or Events) while the cluster is unchanged: {writes:?}");
     // Reconciles follow real triggers: one health poll per second (the test's
     // interval) and a couple per pod change, three members polled each time.
     let polls = sim.call_count("GetClusterStatus") - polls_before;

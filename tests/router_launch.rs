@@ -270,6 +270,12 @@ async fn the_generated_launch_starts_the_router_which_reads_every_setting_and_se
             tokio::time::sleep(Duration::from_millis(50)).await; // poll interval
         };
         assert_eq!(status.node_id, node_id, "--node-id is the ordinal + 1");
+        // It logs what it read once it serves, so the line may trail the first answer.
+        let log = support::eventually(Duration::from_secs(30), "the line saying it serves", || {
+            let log = launched.log();
+            std::future::ready(log.contains("router simulator node serving").then_some(log))
+        })
+        .await;
         if cluster.spec.replicas == 1 {
             assert_eq!(status.leader_id, 1, "a node without other peers bootstraps and leads");
             client
@@ -278,7 +284,6 @@ async fn the_generated_launch_starts_the_router_which_reads_every_setting_and_se
                 .expect("ServiceRegistry");
         } else {
             assert_eq!(status.leader_id, 0, "a node given other peers waits to be added");
-            let log = launched.log();
             for peer in 1..=3 {
                 let expected = format!(
                     "({peer}, \\\"{name}-{}.{name}-raft.{}.svc:{}\\\")",
@@ -304,8 +309,7 @@ async fn the_generated_launch_starts_the_router_which_reads_every_setting_and_se
         assert_eq!(written["cluster.heartbeat_interval_ms"], 100.0);
         assert!(body.contains(&format!("conveyor_router_sim_node_id {node_id}")), "{body}");
         // The Raft log lives on the data volume.
-        assert!(launched.data_dir.join(format!("raft-log-{node_id}")).exists(), "{}", launched.log());
-        assert!(launched.log().contains("router simulator node serving"), "{}", launched.log());
+        assert!(launched.data_dir.join(format!("raft-log-{node_id}")).exists(), "{log}");
     }
 }
 

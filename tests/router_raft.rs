@@ -56,6 +56,12 @@ impl Cluster {
         let root = tempfile::tempdir().unwrap();
         let mut settings = router_config(&seed_cluster("raft"));
         settings.metrics.enabled = false;
+        // Elections only when a member is really gone: a process stalled for a
+        // few hundred milliseconds on a loaded machine must not move leadership
+        // between a test's reading of the leader and its write.
+        settings.cluster.election_timeout_min_ms = 1500;
+        settings.cluster.election_timeout_max_ms = 3000;
+        settings.cluster.heartbeat_interval_ms = 250;
         let config = root.path().join("router.yaml");
         std::fs::write(&config, settings.to_yaml()).unwrap();
         let first = format!("127.{range}.0.1");
@@ -180,6 +186,18 @@ impl Cluster {
         Some(self.admin(id).await?.create_pipeline(request).await.ok()?.into_inner())
     }
 
+    /// Creates `pipeline` on the leader of `voters`, asking the new leader
+    /// again if leadership moved in between; the leader and its answer.
+    async fn create_on_leader(&self, voters: &[u64], pipeline: &str) -> (u64, CreatePipelineResponse) {
+        self.until(&format!("the leader's answer to creating {pipeline}"), || async {
+            let leader = self.settled(voters).await.leader_id;
+            let answer = self.create(leader, pipeline).await?;
+            let moved = answer.error.starts_with("not leader") || answer.error.starts_with("no quorum");
+            (!moved).then_some((leader, answer))
+        })
+        .await
+    }
+
     async fn pipelines(&self, id: u64) -> Option<Vec<String>> {
         let request = ListPipelinesRequest { include_disabled: true };
         let listed = self.admin(id).await?.list_pipelines(request).await.ok()?.into_inner();
@@ -249,10 +267,10 @@ async fn three_processes_form_one_cluster_and_only_the_leader_takes_writes() {
     assert!(!refused.success);
     assert_eq!(refused.error, format!("not leader; leader is {leader} at {}", cluster.api(leader)));
 
-    let created = cluster.create(leader, "ns/p").await.unwrap();
+    let (leader, created) = cluster.create_on_leader(&[1, 2, 3], "ns/p").await;
     assert!(created.success, "{}", created.error);
     cluster.everywhere("ns/p").await;
-    let again = cluster.create(leader, "ns/p").await.unwrap();
+    let (_, again) = cluster.create_on_leader(&[1, 2, 3], "ns/p").await;
     assert_eq!((again.success, again.error.as_str()), (false, "pipeline ns/p already exists"));
 
     // ServiceRegistry: refused by a follower as a status naming the leader, taken by the leader.
@@ -282,9 +300,10 @@ async fn a_killed_leader_is_replaced_in_a_later_term_and_the_write_survives() {
     for id in 1..=3 {
         cluster.start(id, &[1, 2, 3]);
     }
-    let before = cluster.settled(&[1, 2, 3]).await;
-    assert!(cluster.create(before.leader_id, "ns/p").await.unwrap().success);
+    let (_, created) = cluster.create_on_leader(&[1, 2, 3], "ns/p").await;
+    assert!(created.success, "{}", created.error);
     cluster.everywhere("ns/p").await;
+    let before = cluster.settled(&[1, 2, 3]).await;
 
     cluster.kill(before.leader_id);
     let after = cluster
@@ -310,7 +329,8 @@ async fn without_a_majority_there_is_no_leader_and_restarted_members_come_back_w
         cluster.start(id, &[1, 2, 3]);
     }
     let status = cluster.settled(&[1, 2, 3]).await;
-    assert!(cluster.create(status.leader_id, "ns/p").await.unwrap().success);
+    let (_, created) = cluster.create_on_leader(&[1, 2, 3], "ns/p").await;
+    assert!(created.success, "{}", created.error);
     cluster.everywhere("ns/p").await;
 
     // Two of three killed, the leader among them: the one left has no leader and refuses writes.
@@ -340,7 +360,8 @@ async fn without_a_majority_there_is_no_leader_and_restarted_members_come_back_w
     let back = cluster.settled(&[1, 2, 3]).await;
     assert!(back.term > status.term);
     cluster.everywhere("ns/p").await;
-    assert!(cluster.create(back.leader_id, "ns/q").await.unwrap().success);
+    let (_, created) = cluster.create_on_leader(&[1, 2, 3], "ns/q").await;
+    assert!(created.success, "{}", created.error);
 }
 
 #[tokio::test]
@@ -349,8 +370,8 @@ async fn members_join_and_leave_as_the_peer_lists_change() {
     for id in 1..=3 {
         cluster.start(id, &[1, 2, 3]);
     }
-    let status = cluster.settled(&[1, 2, 3]).await;
-    assert!(cluster.create(status.leader_id, "ns/p").await.unwrap().success);
+    let (_, created) = cluster.create_on_leader(&[1, 2, 3], "ns/p").await;
+    assert!(created.success, "{}", created.error);
 
     // 3 → 5: each member restarted with the longer list, then the two new ones started.
     let five = [1, 2, 3, 4, 5];
@@ -377,6 +398,7 @@ async fn members_join_and_leave_as_the_peer_lists_change() {
     let shrunk = cluster.settled(&[1, 2, 3]).await;
     let members: Vec<u64> = shrunk.nodes.iter().map(|node| node.node_id).collect();
     assert_eq!(members, [1, 2, 3], "4 and 5 left the membership: {shrunk:#?}");
-    assert!(cluster.create(shrunk.leader_id, "ns/q").await.unwrap().success);
+    let (_, created) = cluster.create_on_leader(&[1, 2, 3], "ns/q").await;
+    assert!(created.success, "{}", created.error);
     cluster.everywhere("ns/q").await;
 }
