@@ -6,7 +6,6 @@
 mod support;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams};
@@ -21,6 +20,7 @@ use conveyor_etl_operator::sim::Mutation;
 use support::control_plane::OPERATOR_USER;
 use support::eventually;
 use support::objects::{self, SERVICE_KINDS, create, event_count, events_about, name_of};
+use support::router_sim::OtherWriter;
 use support::scenario::{FORM_TIMEOUT, Scenario, seed_cluster};
 
 const PIPELINE: &str = "user-analytics";
@@ -337,26 +337,22 @@ async fn a_ready_pipeline_costs_no_writes_while_the_routers_log_moves() {
     let log_before = sim.mutation_log().len();
 
     // Another client writes its own pipeline over and over.
-    let stop = Arc::new(AtomicBool::new(false));
     let writer = {
-        let (sim, stop) = (sim.clone(), stop.clone());
+        let sim = sim.clone();
         let spec: EtlPipelineSpec = serde_json::from_value(seed_pipeline().data["spec"].clone()).unwrap();
-        tokio::spawn(async move {
-            let client = RouterClient::new(support::operator::router_options());
-            let mut config = mapping::pipeline_config("elsewhere", "x", 1, &spec);
-            config.metadata.clear();
-            while !stop.load(Ordering::Relaxed) {
-                let _ = client.create_pipeline(&sim.endpoints(), config.clone()).await;
-                let _ = client.delete_pipeline(&sim.endpoints(), &config.id, true).await;
-                // Paces the load: the log should move, not the router be starved of time to answer.
-                tokio::time::sleep(Duration::from_millis(10)).await;
+        let mut config = mapping::pipeline_config("elsewhere", "x", 1, &spec);
+        config.metadata.clear();
+        OtherWriter::start(move |client, _| {
+            let (endpoints, config) = (sim.endpoints(), config.clone());
+            async move {
+                let _ = client.create_pipeline(&endpoints, config.clone()).await;
+                let _ = client.delete_pipeline(&endpoints, &config.id, true).await;
             }
         })
     };
     let window = Duration::from_secs(10);
     tokio::time::sleep(window).await; // the observation window, not a wait for a state
-    stop.store(true, Ordering::Relaxed);
-    writer.await.unwrap();
+    writer.stop().await;
 
     assert!(sim.mutation_log().len() - log_before > 50, "the router's log must move during the window");
     let writes = pipeline_writes()[writes_before..].to_vec();

@@ -16,9 +16,10 @@ use kube::ResourceExt;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 
 use conveyor_etl_operator::crd::{ClusterPhase, DlqSpec, EtlPipelineSpec, EtlRouterCluster};
-use conveyor_etl_operator::router::{Router, RouterClient, mapping};
+use conveyor_etl_operator::router::{Router, mapping};
 use conveyor_etl_operator::sim::Partition;
 use support::control_plane::OPERATOR_USER;
+use support::router_sim::OtherWriter;
 use support::scenario::{Scenario, condition, phase_of, seed_cluster};
 
 fn image_of(pod: &Pod) -> String {
@@ -87,17 +88,12 @@ async fn a_ready_cluster_stays_quiet_while_the_routers_log_moves_and_pods_change
     let log_before = sim.commit_index();
 
     // Another client writes to the router all along; a pod changes every 5 s.
-    let stop = Arc::new(AtomicBool::new(false));
     let writer = {
-        let (sim, stop) = (sim.clone(), stop.clone());
-        tokio::spawn(async move {
-            let client = RouterClient::new(support::operator::router_options());
-            let mut index = 0;
-            while !stop.load(Ordering::Relaxed) {
-                let _ = client.create_pipeline(&sim.endpoints(), pipeline(index)).await;
-                index += 1;
-                // Paces the load: the log should move, not the router be starved of time to answer.
-                tokio::time::sleep(Duration::from_millis(10)).await;
+        let sim = sim.clone();
+        OtherWriter::start(move |client, index| {
+            let endpoints = sim.endpoints();
+            async move {
+                let _ = client.create_pipeline(&endpoints, pipeline(index)).await;
             }
         })
     };
@@ -113,8 +109,7 @@ async fn a_ready_cluster_stays_quiet_while_the_routers_log_moves_and_pods_change
         touches += 1;
         tokio::time::sleep(Duration::from_secs(5)).await; // the pace of the pod changes, not a wait
     }
-    stop.store(true, Ordering::Relaxed);
-    writer.await.unwrap();
+    writer.stop().await;
 
     let log_moves = sim.commit_index() - log_before;
     assert!(log_moves > 100, "the router's log must move during the window: {log_moves} entries");

@@ -4,8 +4,6 @@
 
 mod support;
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams};
@@ -16,6 +14,7 @@ use conveyor_etl_operator::router::{Router, RouterClient, ServiceType, mapping};
 use support::control_plane::OPERATOR_USER;
 use support::eventually;
 use support::objects::{self, SERVICE_KINDS, api_of, create};
+use support::router_sim::OtherWriter;
 use support::scenario::{FORM_TIMEOUT, Scenario, seed_cluster};
 
 fn examples() -> Vec<DynamicObject> {
@@ -289,26 +288,22 @@ async fn ready_services_cost_no_api_writes_and_one_list_per_interval_while_the_r
     let log_before = sim.mutation_log().len();
 
     // Another client registers and deregisters its own service all along.
-    let stop = Arc::new(AtomicBool::new(false));
     let writer = {
-        let (sim, stop) = (sim.clone(), stop.clone());
-        tokio::spawn(async move {
-            let client = RouterClient::new(support::operator::router_options());
-            let grpc = conveyor_etl_operator::crd::GrpcSpec { endpoint: "other:1".into() };
-            let request =
-                mapping::register_request(mapping::ServiceKind::Source, "elsewhere", "x", &grpc).unwrap();
-            while !stop.load(Ordering::Relaxed) {
-                let _ = client.register(&sim.endpoints(), request.clone()).await;
-                let _ = client.deregister(&sim.endpoints(), "elsewhere/x").await;
-                // Paces the load: the log should move, not the router be starved of time to answer.
-                tokio::time::sleep(Duration::from_millis(10)).await;
+        let sim = sim.clone();
+        let grpc = conveyor_etl_operator::crd::GrpcSpec { endpoint: "other:1".into() };
+        let request =
+            mapping::register_request(mapping::ServiceKind::Source, "elsewhere", "x", &grpc).unwrap();
+        OtherWriter::start(move |client, _| {
+            let (endpoints, request) = (sim.endpoints(), request.clone());
+            async move {
+                let _ = client.register(&endpoints, request).await;
+                let _ = client.deregister(&endpoints, "elsewhere/x").await;
             }
         })
     };
     let window = Duration::from_secs(10);
     tokio::time::sleep(window).await; // the observation window, not a wait for a state
-    stop.store(true, Ordering::Relaxed);
-    writer.await.unwrap();
+    writer.stop().await;
 
     assert!(sim.mutation_log().len() - log_before > 50, "the router's log must move during the window");
     let writes = service_writes()[writes_before..].to_vec();
