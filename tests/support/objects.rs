@@ -3,9 +3,8 @@
 
 use std::time::Duration;
 
-use k8s_openapi::api::events::v1::Event as KubeEvent;
 use kube::Client;
-use kube::api::{Api, DynamicObject, ListParams, PostParams};
+use kube::api::{Api, DynamicObject, PostParams};
 use kube::core::GroupVersionKind;
 use kube::discovery::ApiResource;
 use serde::de::DeserializeOwned;
@@ -130,37 +129,16 @@ where
 /// How many times an Event with `reason` about `kind`/`name` was recorded:
 /// the recorder folds repeats within minutes into one Event's series.
 pub async fn event_count(s: &Scenario, kind: &str, name: &str, reason: &str) -> i32 {
-    let api: Api<KubeEvent> = Api::namespaced(s.client.clone(), &s.namespace);
-    api.list(&ListParams::default())
+    s.events_regarding(kind, name)
         .await
-        .unwrap()
-        .items
         .into_iter()
         .filter(|e| e.reason.as_deref() == Some(reason))
-        .filter(|e| {
-            e.regarding
-                .as_ref()
-                .is_some_and(|r| r.kind.as_deref() == Some(kind) && r.name.as_deref() == Some(name))
-        })
         .map(|e| e.series.map_or(1, |series| series.count))
         .sum()
 }
 
 /// (reason, note) of the Events about `kind`/`name`, oldest first.
 pub async fn events_about(s: &Scenario, kind: &str, name: &str) -> Vec<(String, String)> {
-    let api: Api<KubeEvent> = Api::namespaced(s.client.clone(), &s.namespace);
-    let mut events: Vec<KubeEvent> = api
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .items
-        .into_iter()
-        .filter(|e| {
-            e.regarding
-                .as_ref()
-                .is_some_and(|r| r.kind.as_deref() == Some(kind) && r.name.as_deref() == Some(name))
-        })
-        .collect();
-    events.sort_by_key(|e| e.event_time.as_ref().map(|t| t.0));
+    let events = s.events_regarding(kind, name).await;
     events.into_iter().map(|e| (e.reason.unwrap_or_default(), e.note.unwrap_or_default())).collect()
 }

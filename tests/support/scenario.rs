@@ -99,6 +99,15 @@ impl Scenario {
 
     /// (type, reason, note) of the Events about cluster `name`, oldest first.
     pub async fn events_of(&self, name: &str) -> Vec<(String, String, String)> {
+        self.events_regarding("EtlRouterCluster", name)
+            .await
+            .into_iter()
+            .map(|e| (e.type_.unwrap_or_default(), e.reason.unwrap_or_default(), e.note.unwrap_or_default()))
+            .collect()
+    }
+
+    /// The Events about `kind`/`name` in the scenario's namespace, oldest first.
+    pub async fn events_regarding(&self, kind: &str, name: &str) -> Vec<KubeEvent> {
         let api: Api<KubeEvent> = Api::namespaced(self.client.clone(), &self.namespace);
         let mut events: Vec<KubeEvent> = api
             .list(&ListParams::default())
@@ -107,16 +116,13 @@ impl Scenario {
             .items
             .into_iter()
             .filter(|e| {
-                e.regarding.as_ref().is_some_and(|r| {
-                    r.kind.as_deref() == Some("EtlRouterCluster") && r.name.as_deref() == Some(name)
-                })
+                e.regarding
+                    .as_ref()
+                    .is_some_and(|r| r.kind.as_deref() == Some(kind) && r.name.as_deref() == Some(name))
             })
             .collect();
         events.sort_by_key(|e| e.event_time.as_ref().map(|t| t.0));
         events
-            .into_iter()
-            .map(|e| (e.type_.unwrap_or_default(), e.reason.unwrap_or_default(), e.note.unwrap_or_default()))
-            .collect()
     }
 }
 
