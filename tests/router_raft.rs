@@ -198,6 +198,13 @@ impl Cluster {
         .await
     }
 
+    /// [`Cluster::create_on_leader`], which must succeed; the leader.
+    async fn must_create(&self, voters: &[u64], pipeline: &str) -> u64 {
+        let (leader, answer) = self.create_on_leader(voters, pipeline).await;
+        assert!(answer.success, "creating {pipeline}: {}", answer.error);
+        leader
+    }
+
     async fn pipelines(&self, id: u64) -> Option<Vec<String>> {
         let request = ListPipelinesRequest { include_disabled: true };
         let listed = self.admin(id).await?.list_pipelines(request).await.ok()?.into_inner();
@@ -267,8 +274,7 @@ async fn three_processes_form_one_cluster_and_only_the_leader_takes_writes() {
     assert!(!refused.success);
     assert_eq!(refused.error, format!("not leader; leader is {leader} at {}", cluster.api(leader)));
 
-    let (leader, created) = cluster.create_on_leader(&[1, 2, 3], "ns/p").await;
-    assert!(created.success, "{}", created.error);
+    let leader = cluster.must_create(&[1, 2, 3], "ns/p").await;
     cluster.everywhere("ns/p").await;
     let (_, again) = cluster.create_on_leader(&[1, 2, 3], "ns/p").await;
     assert_eq!((again.success, again.error.as_str()), (false, "pipeline ns/p already exists"));
@@ -300,8 +306,7 @@ async fn a_killed_leader_is_replaced_in_a_later_term_and_the_write_survives() {
     for id in 1..=3 {
         cluster.start(id, &[1, 2, 3]);
     }
-    let (_, created) = cluster.create_on_leader(&[1, 2, 3], "ns/p").await;
-    assert!(created.success, "{}", created.error);
+    cluster.must_create(&[1, 2, 3], "ns/p").await;
     cluster.everywhere("ns/p").await;
     let before = cluster.settled(&[1, 2, 3]).await;
 
@@ -329,8 +334,7 @@ async fn without_a_majority_there_is_no_leader_and_restarted_members_come_back_w
         cluster.start(id, &[1, 2, 3]);
     }
     let status = cluster.settled(&[1, 2, 3]).await;
-    let (_, created) = cluster.create_on_leader(&[1, 2, 3], "ns/p").await;
-    assert!(created.success, "{}", created.error);
+    cluster.must_create(&[1, 2, 3], "ns/p").await;
     cluster.everywhere("ns/p").await;
 
     // Two of three killed, the leader among them: the one left has no leader and refuses writes.
@@ -360,8 +364,7 @@ async fn without_a_majority_there_is_no_leader_and_restarted_members_come_back_w
     let back = cluster.settled(&[1, 2, 3]).await;
     assert!(back.term > status.term);
     cluster.everywhere("ns/p").await;
-    let (_, created) = cluster.create_on_leader(&[1, 2, 3], "ns/q").await;
-    assert!(created.success, "{}", created.error);
+    cluster.must_create(&[1, 2, 3], "ns/q").await;
 }
 
 #[tokio::test]
@@ -370,8 +373,7 @@ async fn members_join_and_leave_as_the_peer_lists_change() {
     for id in 1..=3 {
         cluster.start(id, &[1, 2, 3]);
     }
-    let (_, created) = cluster.create_on_leader(&[1, 2, 3], "ns/p").await;
-    assert!(created.success, "{}", created.error);
+    cluster.must_create(&[1, 2, 3], "ns/p").await;
 
     // 3 → 5: each member restarted with the longer list, then the two new ones started.
     let five = [1, 2, 3, 4, 5];
@@ -398,7 +400,6 @@ async fn members_join_and_leave_as_the_peer_lists_change() {
     let shrunk = cluster.settled(&[1, 2, 3]).await;
     let members: Vec<u64> = shrunk.nodes.iter().map(|node| node.node_id).collect();
     assert_eq!(members, [1, 2, 3], "4 and 5 left the membership: {shrunk:#?}");
-    let (_, created) = cluster.create_on_leader(&[1, 2, 3], "ns/q").await;
-    assert!(created.success, "{}", created.error);
+    cluster.must_create(&[1, 2, 3], "ns/q").await;
     cluster.everywhere("ns/q").await;
 }

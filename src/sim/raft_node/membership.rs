@@ -56,9 +56,7 @@ pub fn wanted(inputs: &Inputs<'_>) -> BTreeSet<u64> {
 /// The next change, if any.
 pub fn plan(inputs: &Inputs<'_>) -> Option<Step> {
     let membership = inputs.membership;
-    if let [.., last] = membership.get_joint_config().as_slice()
-        && membership.get_joint_config().len() > 1
-    {
+    if let [_, .., last] = membership.get_joint_config().as_slice() {
         return Some(Step::Settle(last.clone()));
     }
     let wanted = wanted(inputs);
