@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use conveyor_etl_operator::crd::{DlqSpec, EtlPipelineSpec};
 use conveyor_etl_operator::router::{ClientOptions, Router, RouterClient, mapping};
-use conveyor_etl_operator::sim::{SimCluster, SimOptions};
+use conveyor_router_sim::{SimCluster, SimOptions};
 
 fn main() {
     let iterations: u32 = std::env::args().skip(1).find_map(|arg| arg.parse().ok()).unwrap_or(2000);

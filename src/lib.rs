@@ -3,21 +3,21 @@
 //!
 //! Layout: `crd` holds the resource types; each kind has its own module with
 //! its state machine, its reconciler and their tests (`router_cluster`,
-//! later `pipeline` and `service`); `router` is the gRPC client of the router
-//! and `sim` a simulator of a router cluster; `runtime` is what every kind
-//! stands on (context, caches, errors, finalizer, status, retries);
-//! `controller` wires the kinds to the API server on top. `demo` (feature
-//! `demo`, on by default) runs it all on one machine: a local control plane,
-//! a fake kubelet with simulated router nodes, and the operator in-process.
+//! `pipeline`, and `service` for the three service kinds); `router` is the
+//! gRPC client of the router; `runtime` is what every kind stands on
+//! (context, caches, errors, finalizer, status, retries, what kinds share);
+//! `controller` wires the kinds to the API server on top. The router's wire
+//! contract and the telemetry set-up are crates of their own
+//! (`crates/router-contract`, `crates/telemetry`); the router simulator, the
+//! test bed with the demo, the benchmark and the chaos suite live beside them
+//! in `crates/` and are not part of the operator.
 
 pub mod controller;
 pub mod crd;
-#[cfg(feature = "demo")]
-pub mod demo;
 pub mod pipeline;
 pub mod router;
 pub mod router_cluster;
 pub mod runtime;
 pub mod service;
-pub mod sim;
-pub mod telemetry;
+
+pub use conveyor_telemetry as telemetry;

@@ -22,10 +22,6 @@ enum Command {
     Run(Box<controller::Settings>),
     /// Print the CustomResourceDefinitions as multi-document YAML.
     Crds,
-    /// See it work on this machine: a local control plane, simulated router
-    /// nodes, the operator and the example set going Ready; Ctrl-C stops it all.
-    #[cfg(feature = "demo")]
-    Demo(conveyor_etl_operator::demo::Options),
 }
 
 #[tokio::main]
@@ -33,8 +29,6 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Some(Command::Crds) => print_crds(),
-        #[cfg(feature = "demo")]
-        Some(Command::Demo(options)) => conveyor_etl_operator::demo::run(options).await,
         Some(Command::Run(settings)) => run(*settings, cli.log_format).await,
         None => run(cli.run, cli.log_format).await,
     }

@@ -1,4 +1,4 @@
-//! End to end on a real node (src/demo/node.rs): containerd, runc, the
+//! End to end on a real node (crates/testbed/src/node.rs): containerd, runc, the
 //! kubelet and kube-scheduler beside the control plane, and a real router
 //! pod from a locally built image (tests/harness/build-images.sh: the
 //! static simulator as `conveyor-etl-router`, busybox's `sh`), with the
@@ -16,7 +16,6 @@
 
 mod support;
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::coordination::v1::Lease;
@@ -25,7 +24,7 @@ use kube::Api;
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams};
 
 use conveyor_etl_operator::crd::{ClusterPhase, EtlRouterCluster, ImagePullPolicy};
-use conveyor_etl_operator::demo::node::{self, HOST_IP, NODE_NAME, RealNode};
+use conveyor_testbed::node::{self, HOST_IP, NODE_NAME, RealNode};
 use conveyor_etl_operator::router::{GetClusterStatusResponse, NodeRole, Router, RouterClient};
 use support::operator::RunningOperator;
 use support::scenario::seed_cluster;
@@ -37,45 +36,7 @@ const DEADLINE: Duration = Duration::from_secs(180);
 /// One real node per machine: the tests of this binary take turns.
 static ONE_NODE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-/// The image tests/harness/build-images.sh packed as `kind` (`router` or
-/// `operator`): its name and tarball. `.ci/run` packs them before `cargo
-/// test`; the test cannot (`cargo test` holds the target directory's lock
-/// while tests run). Refused when any source of the binaries is newer than
-/// the tarball, so a stale image never passes for the current code.
-fn packed_image(kind: &str) -> (String, PathBuf) {
-    let target =
-        std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| repo_path("target"));
-    let tarball = target.join(format!("node-images/{kind}.tar"));
-    let rebuild =
-        format!("run `bash tests/harness/build-images.sh` (with CARGO_TARGET_DIR={})", target.display());
-    let packed = std::fs::metadata(&tarball)
-        .and_then(|meta| meta.modified())
-        .unwrap_or_else(|_| panic!("no {kind} image at {}: {rebuild}", tarball.display()));
-    let mut newer = Vec::new();
-    for source in ["src", "proto", "Cargo.toml", "Cargo.lock", "build.rs"] {
-        newest_after(&repo_path(source), packed, &mut newer);
-    }
-    assert!(newer.is_empty(), "the {kind} image is older than {newer:?}: {rebuild}");
-    let name = std::fs::read_to_string(tarball.with_extension("name"))
-        .unwrap_or_else(|_| panic!("no image name beside {}: {rebuild}", tarball.display()));
-    (name.trim().to_owned(), tarball)
-}
-
-/// Sources newer than `packed`, but for what the image's binary is built
-/// without (feature `demo`: src/demo and the benchmark).
-fn newest_after(path: &std::path::Path, packed: std::time::SystemTime, newer: &mut Vec<PathBuf>) {
-    if [repo_path("src/demo"), repo_path("src/bin/conveyor-bench")].iter().any(|skip| path == skip) {
-        return;
-    }
-    let Ok(meta) = std::fs::metadata(path) else { return };
-    if meta.is_dir() {
-        for entry in std::fs::read_dir(path).into_iter().flatten().flatten() {
-            newest_after(&entry.path(), packed, newer);
-        }
-    } else if meta.modified().is_ok_and(|modified| modified > packed) {
-        newer.push(path.to_owned());
-    }
-}
+use conveyor_testbed::images::packed as packed_image;
 
 /// A real node with both images imported and a test namespace; with
 /// [`NodeRun::start`] also the CRDs, the operator's ClusterRole and the
@@ -748,102 +709,4 @@ async fn helm_installs_the_operator_as_two_pods_that_run_the_seed_set_roll_back_
     .await;
 
     run.finish().await;
-}
-
-/// A demo process, killed if the test fails before it does (it would keep
-/// its node running and block every later one).
-struct DemoProcess(std::process::Child);
-
-impl Drop for DemoProcess {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Lines of a running demo's stdout, until one satisfies `wanted`.
-fn read_until(lines: &std::sync::mpsc::Receiver<String>, seen: &mut Vec<String>, wanted: &str) -> bool {
-    let deadline = Instant::now() + DEADLINE;
-    while let Ok(line) = lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-        seen.push(line.clone());
-        if line.starts_with(wanted) {
-            return true;
-        }
-    }
-    false
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_demo_runs_on_the_real_node_and_clean_node_sweeps_what_a_killed_run_left() {
-    let _turn = ONE_NODE.lock().await;
-    if let Some(why) = node::unavailable() {
-        panic!("no real node on this machine: {why}");
-    }
-    packed_image("router");
-    let stderr = tempfile::NamedTempFile::new().unwrap();
-    let mut demo = DemoProcess(
-        std::process::Command::new(env!("CARGO_BIN_EXE_conveyor-etl-operator"))
-            .args(["demo", "--real-node"])
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::piped())
-            .stderr(stderr.reopen().unwrap())
-            .spawn()
-            .unwrap(),
-    );
-    let stdout = demo.0.stdout.take().unwrap();
-    let (sender, lines) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)).map_while(Result::ok) {
-            let _ = sender.send(line);
-        }
-    });
-    let mut seen = Vec::new();
-    let ready = tokio::task::block_in_place(|| read_until(&lines, &mut seen, "all 6 objects are Ready"));
-    let output = seen.join("\n");
-    let errors = std::fs::read_to_string(stderr.path()).unwrap_or_default();
-    assert!(ready, "the demo's example set never went Ready on the node:\n{output}\n{errors}");
-    assert!(output.contains("mode: real node"), "{output}");
-    assert!(output.contains("(router container)"), "the pods are real containers:\n{output}");
-    let cluster_phases: Vec<&str> =
-        output.lines().filter(|l| l.contains("] EtlRouterCluster/my-cluster ")).collect();
-    for phase in ["Provisioning", "RaftForming", "Ready"] {
-        assert!(
-            cluster_phases.iter().any(|l| l.contains(phase)),
-            "the cluster never showed {phase}:\n{output}"
-        );
-    }
-
-    // Killed with no chance to stop anything: the node's bridge, containers and folder stay.
-    demo.0.kill().unwrap();
-    demo.0.wait().unwrap();
-    let pid = demo.0.id();
-    let dir = std::env::temp_dir().join(format!("conveyor-node-{pid}"));
-    let bridge = PathBuf::from("/sys/class/net").join(node::BRIDGE);
-    assert!(bridge.exists() && dir.exists(), "a killed demo leaves its node behind");
-
-    let clean = std::process::Command::new(env!("CARGO_BIN_EXE_conveyor-etl-operator"))
-        .args(["demo", "--clean-node"])
-        .output()
-        .unwrap();
-    let said = String::from_utf8_lossy(&clean.stdout);
-    assert!(clean.status.success(), "{said}{}", String::from_utf8_lossy(&clean.stderr));
-    assert!(said.contains(&format!("swept the node of dead process {pid}")), "{said}");
-    assert!(said.contains("left []"), "{said}");
-    assert!(!bridge.exists() && !dir.exists(), "{said}");
-    let kubepods = std::fs::read_to_string("/proc/self/mounts")
-        .unwrap()
-        .lines()
-        .filter(|line| line.contains(" cgroup"))
-        .filter_map(|line| line.split(' ').nth(1).map(|root| PathBuf::from(root).join("kubepods")))
-        .filter(|cgroup| cgroup.exists())
-        .collect::<Vec<_>>();
-    assert!(kubepods.is_empty(), "{kubepods:?}");
-    let again = std::process::Command::new(env!("CARGO_BIN_EXE_conveyor-etl-operator"))
-        .args(["demo", "--clean-node"])
-        .output()
-        .unwrap();
-    assert!(
-        String::from_utf8_lossy(&again.stdout).contains("no node left behind"),
-        "a second sweep finds nothing"
-    );
 }

@@ -16,7 +16,7 @@ use conveyor_etl_operator::crd::{
 };
 use conveyor_etl_operator::router::mapping::{self, METADATA_DLQ_ENABLED, METADATA_DLQ_MAX_RETRIES};
 use conveyor_etl_operator::router::{Router, RouterClient};
-use conveyor_etl_operator::sim::Mutation;
+use conveyor_router_sim::Mutation;
 use support::control_plane::OPERATOR_USER;
 use support::eventually;
 use support::objects::{self, SERVICE_KINDS, create, event_count, events_about, name_of};
@@ -380,7 +380,7 @@ async fn a_router_that_cannot_be_reached_degrades_the_pipeline_until_it_returns(
     let s = ready_example_set("pl-down").await;
     let sim = s.kubelet.sim.clone();
     for node in 1..=3 {
-        sim.partition_node_with(node, conveyor_etl_operator::sim::Partition::Refuse);
+        sim.partition_node_with(node, conveyor_router_sim::Partition::Refuse);
     }
     let status = wait_pipeline(&s, "Degraded", |st| st.phase == Some(Phase::Degraded)).await;
     let (ready, reason, message) = condition(&status, "Ready");

@@ -17,7 +17,7 @@ use conveyor_etl_operator::router::{
     ClientOptions, ClusterHealth, ErrorClass, NodeRole, PipelineConfig, Router, RouterClient, RouterError,
     ServiceType, StageStatus,
 };
-use conveyor_etl_operator::sim::{SimCluster, SimOptions};
+use conveyor_router_sim::{SimCluster, SimOptions};
 use support::router_sim::{fast_options, node_addr, until};
 
 /// Node ids 1..=count on 127.<range>.0.<id>, any free port.

@@ -17,7 +17,7 @@ use kube::api::{Api, ListParams, Patch, PatchParams};
 
 use conveyor_etl_operator::crd::{ClusterPhase, DlqSpec, EtlPipelineSpec, EtlRouterCluster};
 use conveyor_etl_operator::router::{Router, mapping};
-use conveyor_etl_operator::sim::Partition;
+use conveyor_router_sim::Partition;
 use support::control_plane::OPERATOR_USER;
 use support::router_sim::OtherWriter;
 use support::scenario::{Scenario, condition, phase_of, seed_cluster};

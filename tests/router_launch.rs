@@ -99,7 +99,7 @@ fn launch(
     let root = tempfile::tempdir().unwrap();
     let bin = root.path().join("bin");
     std::fs::create_dir(&bin).unwrap();
-    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_conveyor-router-sim"), bin.join("conveyor-etl-router"))
+    std::os::unix::fs::symlink(conveyor_testbed::binaries::router_sim(), bin.join("conveyor-etl-router"))
         .unwrap();
     let mut mounts: Vec<(String, String)> = Vec::new();
     let mut data_dir = None;
@@ -319,7 +319,7 @@ async fn the_simulator_refuses_what_the_router_would_silently_ignore() {
     let run = |config: &str, extra: &[&str]| {
         let path = dir.path().join("router.yaml");
         std::fs::write(&path, config).unwrap();
-        let mut command = Command::new(env!("CARGO_BIN_EXE_conveyor-router-sim"));
+        let mut command = Command::new(conveyor_testbed::binaries::router_sim());
         command.arg("--config").arg(&path).args(extra).arg("--data-dir").arg(dir.path().join("data"));
         command.env("RUST_BACKTRACE", "0").output().unwrap()
     };

@@ -15,7 +15,7 @@ use conveyor_etl_operator::router::{
     ClientOptions, ClusterHealth, GetClusterStatusResponse, NodeRole, PipelineConfig, Router, RouterClient,
     RouterError,
 };
-use conveyor_etl_operator::sim::{Partition, SimCluster, SimOptions};
+use conveyor_router_sim::{Partition, SimCluster, SimOptions};
 use support::router_sim::{fast_options, node_addr, until};
 
 /// Voters with ids `ids` on 127.<range>.0.<id>, any free port.

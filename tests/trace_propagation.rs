@@ -13,7 +13,7 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::layer::SubscriberExt;
 
 use conveyor_etl_operator::router::{Router, RouterClient};
-use conveyor_etl_operator::sim::{SimCluster, SimOptions};
+use conveyor_router_sim::{SimCluster, SimOptions};
 use support::router_sim::{fast_options, node_addr};
 
 /// `(trace id, parent span id)` of a `traceparent` value `00-<trace>-<span>-<flags>`.

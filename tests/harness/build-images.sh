@@ -7,8 +7,8 @@
 #   /usr/local/bin/conveyor-etl-router (the operator's container command is an
 #   `sh` wrapper that execs that name) and /bin/sh from busybox-static (plus
 #   `nc` for debugging; busybox's wget segfaults);
-# - the operator image: what the Dockerfile's final stage holds (the two
-#   binaries, the CA roots, user 65532, entrypoint `conveyor-etl-operator`),
+# - the operator image: what the Dockerfile's final stage holds (the
+#   operator binary, the CA roots, user 65532, entrypoint `conveyor-etl-operator`),
 #   on an empty base.
 #
 # Each is packed as a docker-archive tarball by pack-image.sh, its name
@@ -49,7 +49,7 @@ echo "$image"
 
 operator="$work/operator"
 mkdir -p "$operator/usr/local/bin" "$operator/etc/ssl/certs"
-install -m 0755 "$bin/conveyor-etl-operator" "$bin/conveyor-router-sim" "$operator/usr/local/bin/"
+install -m 0755 "$bin/conveyor-etl-operator" "$operator/usr/local/bin/"
 install -m 0644 /etc/ssl/certs/ca-certificates.crt "$operator/etc/ssl/certs/ca-certificates.crt"
 image="conveyor.local/conveyor-etl-operator:$tag"
 IMAGE_USER=65532:65532 IMAGE_CMD=run \

@@ -14,7 +14,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-RUSTFLAGS="-C target-feature=+crt-static" cargo build --release --locked --no-default-features --target x86_64-unknown-linux-gnu --bin conveyor-etl-operator --bin conveyor-router-sim
+# The operator (the Dockerfile's image) and the router simulator (the router
+# image of build-images.sh), each built as its own package: the operator
+# without the simulator's dependencies.
+for PACKAGE in conveyor-etl-operator conveyor-router-sim; do
+  RUSTFLAGS="-C target-feature=+crt-static" cargo build --release --locked --target x86_64-unknown-linux-gnu --package "$PACKAGE"
+done
 
 out="${CARGO_TARGET_DIR:-target}/x86_64-unknown-linux-gnu/release"
 for bin in conveyor-etl-operator conveyor-router-sim; do

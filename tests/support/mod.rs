@@ -3,7 +3,7 @@
 //! kubelet, both from the library's `demo` module (the demo uses them too),
 //! and helpers to use them. Each test binary compiles this module on its own (`mod support;`),
 //! so not every binary uses every helper.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 pub mod kube_helpers;
 pub mod objects;
@@ -14,7 +14,7 @@ pub mod router_sim;
 pub mod scenario;
 pub mod tools;
 
-pub use conveyor_etl_operator::demo::{control_plane, kubelet};
+pub use conveyor_testbed::{control_plane, kubelet};
 
 pub use control_plane::ControlPlane;
 pub use kube_helpers::*;

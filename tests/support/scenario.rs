@@ -14,15 +14,9 @@ use super::kubelet::FakeKubelet;
 use super::operator::{RunningOperator, shared_with_rbac};
 use super::{ControlPlane, test_namespace};
 
-pub const FORM_TIMEOUT: Duration = Duration::from_secs(60);
+pub use conveyor_testbed::examples::seed_cluster;
 
-pub fn seed_cluster(name: &str) -> EtlRouterCluster {
-    let yaml = std::fs::read_to_string(super::repo_path("deploy/examples/seed.yaml")).unwrap();
-    let mut cluster: EtlRouterCluster =
-        serde_norway::from_str(yaml.split("\n---\n").next().unwrap()).unwrap();
-    cluster.metadata.name = Some(name.to_string());
-    cluster
-}
+pub const FORM_TIMEOUT: Duration = Duration::from_secs(60);
 
 pub struct Scenario {
     pub plane: &'static ControlPlane,

@@ -1,0 +1,255 @@
+//! `conveyor-bench`: the operator's cost at scale, on the local control
+//! plane the tests use and the router simulator, in one run.
+//!
+//! It measures the API server's own write floor, then runs the operator
+//! binary at its default settings on one router cluster, a few dozen
+//! services and N pipelines, and prints one table: time to Ready against the
+//! floor, API requests by kind (from the API server's audit log) and router
+//! calls (from the simulator) during the run and an idle window, resident
+//! memory, a restart's catch-up, a router node's loss and spec-edit latency.
+//! The table is written as Markdown (default `docs/benchmark.md`).
+//!
+//! `cargo build --release && target/release/conveyor-bench --pipelines 1000`
+
+mod audit;
+mod floor;
+mod report;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, anyhow, bail};
+use clap::Parser;
+use k8s_openapi::api::core::v1::{Namespace, Pod};
+use kube::Client;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+
+use audit::AuditLog;
+use conveyor_testbed::control_plane::{ControlPlane, OPERATOR_USER};
+use conveyor_testbed::kubelet::FakeKubelet;
+use conveyor_testbed::install::{install_crds, install_rbac};
+use conveyor_etl_operator::router::mapping::pipeline_id;
+use conveyor_router_sim::SimCluster;
+use conveyor_testbed::operator_process::OperatorProcess;
+use conveyor_testbed::{machine, workload};
+use report::{Figures, Large};
+use workload::{CLUSTER, Phases};
+
+const NAMESPACE: &str = "bench";
+/// The operator's default health interval (`--health-interval`).
+const HEALTH_INTERVAL: Duration = Duration::from_secs(10);
+
+#[derive(Parser)]
+#[command(about = "Measures the operator at scale against the API server's own write floor")]
+struct Args {
+    /// Pipelines applied at once (N).
+    #[arg(long, default_value_t = 1000)]
+    pipelines: usize,
+    /// Sources, transforms and sinks each (shared by the pipelines).
+    #[arg(long, default_value_t = 10)]
+    services_per_kind: usize,
+    /// Grow to this many pipelines at the end and sample memory again (0: skip).
+    #[arg(long, default_value_t = 10_000)]
+    large: usize,
+    /// The idle window after all are Ready.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    idle: Duration,
+    /// Spec edits timed from the API to the router.
+    #[arg(long, default_value_t = 100)]
+    edits: usize,
+    /// Give up when a phase takes longer than this.
+    #[arg(long, default_value = "30m", value_parser = humantime::parse_duration)]
+    timeout: Duration,
+    /// Copy the API server's audit log here at the end, for a closer look.
+    #[arg(long)]
+    audit_log: Option<PathBuf>,
+    /// Where the Markdown report goes.
+    #[arg(long, default_value = "docs/benchmark.md")]
+    report: PathBuf,
+}
+
+fn say(line: &str) {
+    eprintln!("[bench] {line}");
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    conveyor_testbed::control_plane::install_crypto_provider();
+    say("starting the control plane");
+    let mut plane = tokio::task::spawn_blocking(ControlPlane::try_start).await?.map_err(|e| anyhow!(e))?;
+    let outcome = run(&args, &plane).await;
+    if let Some(copy) = &args.audit_log {
+        std::fs::copy(plane.audit_log(), copy)
+            .with_context(|| format!("copying the audit log to {}", copy.display()))?;
+    }
+    plane.stop();
+    let figures = outcome?;
+    let command = std::env::args().collect::<Vec<_>>().join(" ");
+    let markdown = figures.markdown(&command, &machine::describe());
+    println!("{markdown}");
+    if let Some(dir) = args.report.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(&args.report, &markdown).with_context(|| format!("writing {}", args.report.display()))?;
+    say(&format!("report written to {}", args.report.display()));
+    Ok(())
+}
+
+async fn run(args: &Args, plane: &ControlPlane) -> anyhow::Result<Figures> {
+    let admin = plane.client().await;
+    install_crds(&admin).await?;
+    install_rbac(&admin).await?;
+    for namespace in [NAMESPACE, floor::NAMESPACE] {
+        let object = serde_json::from_value(serde_json::json!({"metadata": {"name": namespace}}))?;
+        Api::<Namespace>::all(admin.clone()).create(&PostParams::default(), &object).await?;
+    }
+    let mut figures = Figures {
+        pipelines: args.pipelines,
+        services: 3 * args.services_per_kind,
+        health_interval: HEALTH_INTERVAL,
+        idle: args.idle,
+        ..Figures::default()
+    };
+
+    say(&format!("floor: {} sequential status applies", args.pipelines));
+    figures.floor = floor::measure(&admin, args.pipelines, args.services_per_kind).await?;
+    say(&format!("floor: {:.2} s", figures.floor.as_secs_f64()));
+
+    let kubelet = FakeKubelet::start(admin.clone(), NAMESPACE, CLUSTER, 50051).await;
+    let kubeconfig = plane.dir().join("operator.kubeconfig");
+    std::fs::write(&kubeconfig, plane.kubeconfig_yaml(OPERATOR_USER))?;
+    let log = plane.dir().join("operator.log");
+    let mut operator = OperatorProcess::start(&kubeconfig, NAMESPACE, &log).await?;
+    let phases = Phases::watch(&admin, NAMESPACE);
+    let mut audit = AuditLog::from_now(plane.audit_log());
+    let calls_before = total_calls(&kubelet.sim);
+
+    say(&format!("applying 1 cluster, {} services, {} pipelines", figures.services, args.pipelines));
+    let started = Instant::now();
+    let mut objects = vec![workload::cluster()];
+    objects.extend(workload::services(args.services_per_kind));
+    objects.extend(workload::pipelines(0..args.pipelines, args.services_per_kind));
+    let total = objects.len();
+    workload::apply_all(&admin, NAMESPACE, objects).await?;
+    all_ready(&phases, total, args.timeout).await?;
+    figures.to_ready = started.elapsed();
+    figures.cluster_formed = phases.first_ready("EtlRouterCluster", CLUSTER).map(|at| at - started);
+    figures.run_reconciles = operator.metric_sum("conveyor_reconciles_total");
+    figures.run_requests = audit.take(OPERATOR_USER);
+    figures.run_router_calls = total_calls(&kubelet.sim) - calls_before;
+    say(&format!("all {total} Ready in {:.2} s", figures.to_ready.as_secs_f64()));
+
+    say(&format!("idle window of {}", humantime::format_duration(args.idle)));
+    let calls_before = kubelet.sim.call_counts();
+    tokio::time::sleep(args.idle).await; // the window being measured
+    figures.idle_requests = audit.take(OPERATOR_USER);
+    figures.idle_router_calls = kubelet
+        .sim
+        .call_counts()
+        .into_iter()
+        .map(|(method, n)| {
+            let before = calls_before.get(&method).copied().unwrap_or(0);
+            (method, n - before)
+        })
+        .filter(|(_, n)| *n > 0)
+        .collect();
+    figures.rss_ready_mib = operator.rss_mib();
+
+    say("restart with every object Ready");
+    operator.stop()?;
+    audit.take(OPERATOR_USER);
+    let started = Instant::now();
+    operator = OperatorProcess::start(&kubeconfig, NAMESPACE, &log).await?;
+    let deadline = Instant::now() + args.timeout;
+    while operator.metric_sum("conveyor_reconciles_total") < total as f64 {
+        if Instant::now() > deadline {
+            bail!("the restarted operator did not reconcile every object in time");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await; // poll interval
+    }
+    figures.restart_catch_up = Some(started.elapsed());
+    tokio::time::sleep(Duration::from_secs(5)).await; // writes the catch-up still makes
+    figures.restart_requests = audit.take(OPERATOR_USER);
+
+    say(&format!("{} spec edits timed to the router", args.edits));
+    figures.edit_latencies = edits(&admin, &kubelet.sim, args.edits.min(args.pipelines)).await?;
+
+    say("killing a router node");
+    let pods: Api<Pod> = Api::namespaced(admin.clone(), NAMESPACE);
+    let killed = Instant::now();
+    pods.delete(&format!("{CLUSTER}-1"), &DeleteParams::default()).await?;
+    let deadline = Instant::now() + args.timeout;
+    while phases.phase("EtlRouterCluster", CLUSTER).as_deref() != Some("Degraded") {
+        if Instant::now() > deadline {
+            bail!("the cluster never showed Degraded");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await; // poll interval
+    }
+    figures.degraded_after = Some(killed.elapsed());
+    all_ready(&phases, total, args.timeout).await?;
+
+    if args.large > args.pipelines {
+        say(&format!("growing to {} pipelines", args.large));
+        let started = Instant::now();
+        workload::apply_all(
+            &admin,
+            NAMESPACE,
+            workload::pipelines(args.pipelines..args.large, args.services_per_kind),
+        )
+        .await?;
+        all_ready(&phases, total + args.large - args.pipelines, args.timeout).await?;
+        figures.large =
+            Some(Large { pipelines: args.large, to_ready: started.elapsed(), rss_mib: operator.rss_mib() });
+    }
+    operator.stop()?;
+    kubelet.stop().await;
+    Ok(figures)
+}
+
+fn total_calls(sim: &SimCluster) -> u64 {
+    sim.call_counts().values().sum()
+}
+
+/// Waits until `total` objects are known and all Ready, saying how far it got now and then.
+async fn all_ready(phases: &Phases, total: usize, timeout: Duration) -> anyhow::Result<()> {
+    let deadline = Instant::now() + timeout;
+    let mut said = Instant::now();
+    loop {
+        let (ready, known) = phases.count("Ready");
+        if ready == total && known == total {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("{ready} of {total} Ready after {}", humantime::format_duration(timeout));
+        }
+        if said.elapsed() > Duration::from_secs(10) {
+            say(&format!("{ready} of {total} Ready"));
+            said = Instant::now();
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await; // poll interval
+    }
+}
+
+/// Disables `n` pipelines one after another, each timed from the API write
+/// until the router holds the change.
+async fn edits(admin: &Client, sim: &SimCluster, n: usize) -> anyhow::Result<Vec<Duration>> {
+    let pipelines = workload::api(admin, NAMESPACE, "EtlPipeline");
+    let mut latencies = Vec::with_capacity(n);
+    for i in 0..n {
+        let name = workload::pipeline_name(i);
+        let id = pipeline_id(NAMESPACE, &name);
+        let patch = serde_json::json!({"spec": {"enabled": false}});
+        let started = Instant::now();
+        pipelines.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
+        let deadline = started + Duration::from_secs(60);
+        while sim.pipeline(&id).is_none_or(|(config, status)| config.enabled || status.enabled) {
+            if Instant::now() > deadline {
+                bail!("{name}'s edit did not reach the router within 60 s");
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await; // poll interval
+        }
+        latencies.push(started.elapsed());
+    }
+    Ok(latencies)
+}

@@ -1,0 +1,31 @@
+//! The operator's test bed, shared by the integration tests, the demo, the
+//! benchmark and the chaos suite:
+//!
+//! - [`control_plane`]: etcd, kube-apiserver and kube-controller-manager on
+//!   loopback (built and cached by `tests/harness/build-control-plane.sh`).
+//! - [`kubelet`]: a fake kubelet that plays the router pods with simulated
+//!   router nodes (`conveyor-router-sim`).
+//! - [`node`]: a real node (containerd, the kubelet, kube-scheduler) beside
+//!   the control plane, for router pods that are containers.
+//! - [`examples`]: the example set in `deploy/examples/`.
+//! - [`binaries`]: the workspace's other binaries (the router simulator).
+//! - [`images`]: the router and operator images packed for the real node.
+//! - [`install`]: the operator's CRDs and ClusterRole on a test control plane.
+//! - [`operator_process`], [`workload`] and [`machine`]: the operator binary
+//!   as a child process, the benchmark's object set and a watch of its
+//!   phases, and the machine a report came from (the benchmark and the chaos
+//!   suite share them).
+//! - [`demo`]: the one-command demo (`cargo demo`) on top of them.
+
+pub mod binaries;
+pub mod certs;
+pub mod control_plane;
+pub mod demo;
+pub mod examples;
+pub mod images;
+pub mod install;
+pub mod kubelet;
+pub mod machine;
+pub mod node;
+pub mod operator_process;
+pub mod workload;
