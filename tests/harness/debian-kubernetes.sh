@@ -61,6 +61,9 @@ build_kubernetes() {
     cd "$gopath/src/k8s.io/kubernetes"
     export GOPATH="$gopath" GOCACHE="$work/gocache" CGO_ENABLED=0 GO111MODULE=on GOFLAGS=-mod=vendor GOPROXY=off
     export KUBE_GIT_VERSION="v1.20.2" KUBE_GIT_TREE_STATE=clean
+    # Kubernetes' Makefile builds into OUT_DIR, which a `cargo run` of a
+    # package with a build script would hand down.
+    unset OUT_DIR
     make WHAT="$what" >"$work/build.log" 2>&1 || { tail -50 "$work/build.log" >&2; exit 1; }
   )
   echo "$tree/_output/local/bin/linux/$(go env GOARCH)"

@@ -272,15 +272,22 @@ fn without_binaries(command: &mut Command, cache: &std::path::Path, script: &std
 fn missing_binaries_are_built_first_by_the_harness_script() {
     // The stand-in "builds" by linking the binaries the harness already cached.
     let built = conveyor_testbed::control_plane::binaries_dir().expect("the cached control plane");
+    // It refuses the variables cargo sets for a build: Kubernetes' Makefile
+    // builds into an inherited OUT_DIR.
     let (_dir, cache, script) = empty_cache_and_build_script(&format!(
-        "echo '[control-plane] building (stand-in)'\nmkdir -p \"$CONVEYOR_CONTROL_PLANE_DIR/bin\"\n\
+        "for name in OUT_DIR CARGO_MANIFEST_DIR TARGET; do\n  \
+         [ -z \"${{!name:-}}\" ] || {{ echo \"inherited $name=${{!name}}\"; exit 4; }}\ndone\n\
+         echo '[control-plane] building (stand-in)'\nmkdir -p \"$CONVEYOR_CONTROL_PLANE_DIR/bin\"\n\
          for name in etcd kube-apiserver kube-controller-manager; do\n  \
          ln -s {built}/$name \"$CONVEYOR_CONTROL_PLANE_DIR/bin/$name\"\ndone",
         built = built.display()
     ));
     let deadline = Instant::now() + RUN_DEADLINE;
-    let mut demo =
-        Demo::start_with(&["--until-ready", "--timeout", "150s"], |c| without_binaries(c, &cache, &script));
+    let mut demo = Demo::start_with(&["--until-ready", "--timeout", "150s"], |c| {
+        without_binaries(c, &cache, &script);
+        // As `cargo run` sets them for a package with a build script.
+        c.env("OUT_DIR", "/nonexistent/out").env("CARGO_MANIFEST_DIR", "/nonexistent").env("TARGET", "x86_64");
+    });
     demo.until("the build announced", deadline, |line| line.starts_with("building it once with"));
     demo.until("the build finished", deadline, |line| line.starts_with("control plane built in"));
     demo.until("the all-Ready line", deadline, |line| line.starts_with(ALL_READY));

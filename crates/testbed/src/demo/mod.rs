@@ -329,15 +329,30 @@ async fn ensure_binaries(stop: &mut Stop) -> anyhow::Result<bool> {
     Ok(true)
 }
 
+/// Runs `script` with its output in `log` and none of the variables cargo
+/// sets for a build or a `cargo run` (Kubernetes' Makefile builds into an
+/// inherited `OUT_DIR`, which a package with a build script gets).
 fn spawn_logged(script: &Path, log: &Path) -> anyhow::Result<Child> {
     let file = std::fs::File::create(log).with_context(|| format!("cannot create {}", log.display()))?;
-    std::process::Command::new("bash")
+    let mut command = std::process::Command::new("bash");
+    for (name, _) in std::env::vars_os() {
+        if is_cargo_build_variable(&name.to_string_lossy()) {
+            command.env_remove(&name);
+        }
+    }
+    command
         .arg(script)
         .stdin(Stdio::null())
         .stdout(file.try_clone()?)
         .stderr(file)
         .spawn()
         .with_context(|| format!("cannot run {}", script.display()))
+}
+
+fn is_cargo_build_variable(name: &str) -> bool {
+    const BUILD: [&str; 10] =
+        ["OUT_DIR", "TARGET", "HOST", "PROFILE", "OPT_LEVEL", "DEBUG", "NUM_JOBS", "RUSTC", "RUSTDOC", "RUSTFLAGS"];
+    (name.starts_with("CARGO_") && name != "CARGO_HOME") || BUILD.contains(&name) || name.starts_with("RUSTC_")
 }
 
 fn last_line(log: &Path) -> String {
