@@ -10,7 +10,7 @@
 //! a killed container is a member lost for real, two of three a lost quorum.
 //!
 //! Needs root, `tests/harness/build-node.sh` and
-//! `tests/harness/build-images.sh` (as `.ci/run` runs them); fails,
+//! `tests/harness/build-images.sh` (as `tests/run.sh` runs them); fails,
 //! naming what is missing, without them. One real node runs per machine at
 //! a time (a second refuses to start).
 

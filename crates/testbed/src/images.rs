@@ -25,7 +25,7 @@ fn sources(kind: &str) -> &'static [&'static str] {
 }
 
 /// The image build-images.sh packed as `kind` (`router` or `operator`): its
-/// name and tarball. `.ci/run` packs them before `cargo test`; a test cannot
+/// name and tarball. `tests/run.sh` packs them before `cargo test`; a test cannot
 /// (`cargo test` holds the target directory's lock while tests run). Refused
 /// when any source of its binary is newer than the tarball, so a stale image
 /// never passes for the current code.

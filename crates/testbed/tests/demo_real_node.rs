@@ -1,7 +1,7 @@
 //! `cargo demo --real-node` on a real node (see `src/node.rs`), and
 //! `--clean-node` sweeping what a killed run left. Needs root,
 //! `tests/harness/build-node.sh` and `tests/harness/build-images.sh` (as
-//! `.ci/run` runs them); fails, naming what is missing, without them.
+//! `tests/run.sh` runs them); fails, naming what is missing, without them.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
