@@ -5,8 +5,11 @@
 //! its state machine, its reconciler and their tests (`router_cluster`,
 //! `pipeline`, and `service` for the three service kinds); `router` is the
 //! gRPC client of the router; `runtime` is what every kind stands on
-//! (context, caches, errors, finalizer, status, retries, what kinds share);
-//! `controller` wires the kinds to the API server on top. The router's wire
+//! (context, caches, errors, finalizer, status, retries, and what kinds
+//! share: reference lookups, the router's per-cluster snapshots, the orphan
+//! sweep); `controller` wires the kinds to the API server on top, each kind
+//! registering its own state with the context. A kind depends on the
+//! runtime, never on another kind. The router's wire
 //! contract and the telemetry set-up are crates of their own
 //! (`crates/router-contract`, `crates/telemetry`); the router simulator, the
 //! test bed with the demo, the benchmark and the chaos suite live beside them

@@ -163,12 +163,14 @@ impl Operator {
         Operator { lease: Some(lease), ..self }
     }
 
-    /// Discovers the server's API versions and sets up the caches (not yet running).
+    /// Discovers the server's API versions, sets up the caches (not yet
+    /// running) and the context, with the state each kind registers.
     async fn prepare(self) -> Result<(Arc<Context>, Watches), StartupError> {
         let pdb_api = PdbApi::discover(&self.client).await.map_err(StartupError::Discovery)?;
         let (watches, cache) = Watches::new(&self.client, self.namespace.as_deref(), pdb_api, &selectors());
-        let ctx = Arc::new(Context::new(self.client, self.router, self.timing, cache));
-        Ok((ctx, watches))
+        let mut ctx = Context::new(self.client, self.router, self.timing, cache);
+        crate::router_cluster::controller::register(&mut ctx);
+        Ok((Arc::new(ctx), watches))
     }
 
     /// Runs until `shutdown` resolves, then lets in-flight reconciles finish

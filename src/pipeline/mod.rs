@@ -1,7 +1,10 @@
 //! The `EtlPipeline` kind: a pipeline submitted to a router cluster.
 //!
-//! A reconcile reads as observe (`observe`: the caches, and the cluster's
-//! pipelines from one shared `ListPipelines` per health interval) → assess
+//! A reconcile reads as observe (`observe`: the caches, with the services it
+//! names read as the runtime's `references::ServiceResource`, and the
+//! cluster's pipelines from the runtime's `router_pipelines`: one
+//! `ListPipelines` per health interval, shared by the cluster's pipelines and
+//! its orphan sweep) → assess
 //! (`assess`: one event and the one router call that fixes the router's copy)
 //! → machine (`machine`, specified in `states.md`) → submit (`submit`: looked
 //! up first, read back after) → status (`reconcile`), written only when it
@@ -14,15 +17,11 @@ pub mod controller;
 pub mod machine;
 pub mod observation;
 pub mod observe;
-pub mod orphans;
 mod reconcile;
 pub mod stages;
 pub mod submit;
 
 pub use reconcile::REFERENCES_RESOLVED;
-
-/// A router cluster's pipelines by id, as one `ListPipelines` returned them.
-pub type PipelineIndex = std::collections::HashMap<String, crate::router::PipelineConfig>;
 
 #[cfg(test)]
 mod tests;

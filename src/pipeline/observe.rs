@@ -4,20 +4,19 @@
 //! of its pipelines). Reads only; never writes, never GETs.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use kube::ResourceExt;
 use kube::runtime::reflector::Store;
 
-use super::PipelineIndex;
 use super::observation::{Assignment, ClusterView, Observation, Reference, RouterCopy, ServiceState};
 use crate::crd::{EtlPipeline, Phase, ServiceStatus};
 use crate::router::mapping::{self, config_generation, pipeline_config, same_pipeline};
 use crate::router::{ErrorClass, GetPipelineResponse, PipelineConfig, RouterError};
 use crate::runtime::cache::get;
 use crate::runtime::clusters::{self, Resolution};
+use crate::runtime::references::ServiceResource;
+use crate::runtime::router_pipelines::{PipelineIndex, listed, newer_read};
 use crate::runtime::{Context, Error, conditions};
-use crate::service::ServiceResource;
 
 /// What one reconcile saw, and where it would submit.
 pub struct Observed {
@@ -81,41 +80,6 @@ pub async fn observe(pipeline: &EtlPipeline, ctx: &Context) -> Result<Observed, 
     let observation =
         Observation { generation, enabled: pipeline.spec.enabled, cluster: cluster_view, references, router };
     Ok(Observed { observation, cluster, members, desired })
-}
-
-/// The cluster's pipelines by id, from the snapshot shared by all of its
-/// pipelines, and when it was read.
-pub async fn listed(
-    ctx: &Context,
-    namespace: &str,
-    cluster: &str,
-    members: &[String],
-) -> (crate::runtime::snapshot::Read<PipelineIndex>, Instant) {
-    ctx.pipeline_lists
-        .get_timed(
-            &clusters::snapshot_key(namespace, cluster),
-            members,
-            ctx.timing.health_interval,
-            || async {
-                let list = ctx.router.list_pipelines(members).await?;
-                Ok(list.into_iter().map(|config| (config.id.clone(), config)).collect())
-            },
-        )
-        .await
-}
-
-/// This operator's own read of pipeline `id` made after the shared list was
-/// (the read back of a submission, a deletion's `None`, or a stage-figures
-/// read): newer than the list, it is what the router holds. Submissions and
-/// deletions record such a read instead of dropping the shared list, so a
-/// thousand of them do not each cost a read of every pipeline.
-pub fn newer_read(
-    ctx: &Context,
-    members: &[String],
-    id: &str,
-    listed_at: Instant,
-) -> Option<Arc<Option<GetPipelineResponse>>> {
-    ctx.pipeline_reads.latest(id, members).filter(|(at, _)| *at > listed_at).map(|(_, read)| read)
 }
 
 /// The router's copy of `desired` in a `GetPipeline` answer, and its version.

@@ -9,9 +9,15 @@ use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 
 use super::build::CLUSTER_LABEL;
+use super::observe::PodsWithoutRouterAdmin;
 use crate::crd::EtlRouterCluster;
 use crate::runtime::cache::{Cache, Watches};
-use crate::runtime::reconciler;
+use crate::runtime::{Context, reconciler};
+
+/// Registers what this kind keeps across reconciles with the context.
+pub fn register(ctx: &mut Context) {
+    ctx.register(PodsWithoutRouterAdmin::default());
+}
 
 /// The cluster a labelled object belongs to.
 fn cluster_of<K: Resource>(object: &K) -> Option<ObjectRef<EtlRouterCluster>> {

@@ -6,9 +6,12 @@
 //! assess (`assess`, and `assess_pods` when health comes from the pods: the
 //! one event and the next safe step) → machine (`machine`: the next phase) → act
 //! (`act`: apply what `build` describes and changed, take one roll step) →
-//! status (`status`: written only on change, an Event per transition).
-//! `reconcile` strings them together on the shared runtime; `states.md` at
-//! the repository root is the machine's specification.
+//! status (`status`: written only on change, an Event per transition); a
+//! Ready cluster then has the runtime sweep its orphaned router pipelines
+//! (`runtime::orphans`). `reconcile` strings them together on the shared
+//! runtime; `controller` registers the kind's own state (the pods whose
+//! router serves no `RouterAdmin`) with the context; `states.md` at the
+//! repository root is the machine's specification.
 
 pub mod act;
 pub mod assess;

@@ -124,18 +124,43 @@ pub struct Polled {
     pub without_admin: Vec<String>,
 }
 
+/// Router pods (by uid) whose router answered `GetClusterStatus` with
+/// UNIMPLEMENTED: a router build does not change under a running pod, so each
+/// is asked once, and its cluster's health comes from its pods. Bounded: past
+/// `LIMIT` pods it starts over (each pod is then asked once more). Registered
+/// with the context when the kind is wired.
+#[derive(Debug, Default)]
+pub struct PodsWithoutRouterAdmin(std::sync::Mutex<std::collections::HashSet<String>>);
+
+impl PodsWithoutRouterAdmin {
+    const LIMIT: usize = 4096;
+
+    pub fn contains(&self, uid: &str) -> bool {
+        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).contains(uid)
+    }
+
+    pub fn insert(&self, uid: &str) {
+        let mut set = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if set.len() >= Self::LIMIT {
+            set.clear();
+        }
+        set.insert(uid.to_owned());
+    }
+}
+
 /// One health poll of every ready pod with an IP, concurrently; a pod whose
 /// router answered UNIMPLEMENTED before is not asked again.
 pub async fn probe(pods: &[PodState], grpc_port: i32, ctx: &Context) -> Polled {
+    let without_router_admin = ctx.state::<PodsWithoutRouterAdmin>();
     let polled = pods.iter().filter(|pod| pod.ready && !pod.terminating && pod.ip.is_some());
     let answers = join_all(polled.map(|pod| async move {
-        if ctx.without_router_admin.contains(&pod.uid) {
+        if without_router_admin.contains(&pod.uid) {
             return Err(pod.name.clone());
         }
         let member = format!("{}:{grpc_port}", pod.ip.as_deref().unwrap_or_default());
         let outcome = match ctx.router.member_status(&member).await {
             Err(error) if error.class() == ErrorClass::Unimplemented => {
-                ctx.without_router_admin.insert(&pod.uid);
+                without_router_admin.insert(&pod.uid);
                 return Err(pod.name.clone());
             }
             result => result.map(router_view).map_err(|error| error.to_string()),

@@ -104,7 +104,7 @@ impl Reconciler for EtlRouterCluster {
         let settled = phase == ClusterPhase::Ready;
         // A router without RouterAdmin holds no pipelines, and is not asked for them.
         if settled && !paused && assessment.router_admin != Some(false) {
-            crate::pipeline::orphans::sweep(self, ctx).await;
+            runtime::orphans::sweep(self, ctx).await;
         }
         Ok(Action::requeue(if settled { ctx.timing.health_interval } else { ctx.timing.progress_interval }))
     }

@@ -1,3 +1,5 @@
+use std::any::{Any, TypeId, type_name};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -8,6 +10,7 @@ use kube::runtime::reflector::ObjectRef;
 use super::cache::Cache;
 use super::metrics::Metrics;
 use super::retry::Retries;
+use super::router_pipelines::PipelineIndex;
 use super::snapshot::Snapshots;
 use crate::router::{GetPipelineResponse, RegisteredService, Router};
 
@@ -43,24 +46,20 @@ impl Default for Timing {
     }
 }
 
-/// A set of pod uids, bounded: past [`PodMemo::LIMIT`] it starts over (each
-/// pod is then asked once more).
-#[derive(Debug, Default)]
-pub struct PodMemo(std::sync::Mutex<std::collections::HashSet<String>>);
+/// State a kind keeps across its reconciles (its own memos, snapshots,
+/// indexes), one value per type, registered when the kind is wired so that
+/// the runtime never names a kind's types.
+#[derive(Default)]
+struct KindStates(HashMap<TypeId, Box<dyn Any + Send + Sync>>);
 
-impl PodMemo {
-    const LIMIT: usize = 4096;
-
-    pub fn contains(&self, uid: &str) -> bool {
-        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).contains(uid)
+impl KindStates {
+    fn insert<T: Any + Send + Sync>(&mut self, state: T) {
+        let previous = self.0.insert(TypeId::of::<T>(), Box::new(state));
+        assert!(previous.is_none(), "{} is registered twice", type_name::<T>());
     }
 
-    pub fn insert(&self, uid: &str) {
-        let mut set = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if set.len() >= Self::LIMIT {
-            set.clear();
-        }
-        set.insert(uid.to_owned());
+    fn get<T: Any + Send + Sync>(&self) -> Option<&T> {
+        self.0.get(&TypeId::of::<T>()).and_then(|state| state.downcast_ref())
     }
 }
 
@@ -74,21 +73,19 @@ pub struct Context {
     pub cache: Cache,
     pub metrics: Arc<Metrics>,
     /// Each router cluster's registered services, read once per health interval
-    /// and shared by all of that cluster's services (keyed by namespace/cluster).
+    /// and shared by the cluster and all of its services (keyed by namespace/cluster).
     pub registries: Snapshots<Vec<RegisteredService>>,
-    /// Each router cluster's pipelines, read the same way (keyed by namespace/cluster).
-    pub pipeline_lists: Snapshots<crate::pipeline::PipelineIndex>,
+    /// Each router cluster's pipelines, read the same way and shared by its
+    /// pipelines and its orphan sweep (keyed by namespace/cluster; see [`super::router_pipelines`]).
+    pub pipeline_lists: Snapshots<PipelineIndex>,
     /// Each pipeline's config and status as the router last reported them (keyed by pipeline id).
     pub pipeline_reads: Snapshots<Option<GetPipelineResponse>>,
-    /// Router pods (by uid) whose router answered `GetClusterStatus` with
-    /// UNIMPLEMENTED: a router build does not change under a running pod, so
-    /// each is asked once, and its cluster's health comes from its pods.
-    pub without_router_admin: PodMemo,
     /// Objects (by uid) whose finalizer this process added but whose cached
     /// copy may not show it yet: a reconcile of such a copy goes ahead as if
     /// it did, instead of testing the list again and being refused.
     pub finalizer_added: std::sync::Mutex<std::collections::HashSet<String>>,
     retries: Retries,
+    states: KindStates,
 }
 
 impl Context {
@@ -107,9 +104,24 @@ impl Context {
             registries: Snapshots::default(),
             pipeline_lists: Snapshots::default(),
             pipeline_reads: Snapshots::default(),
-            without_router_admin: PodMemo::default(),
             finalizer_added: Default::default(),
+            states: KindStates::default(),
         }
+    }
+
+    /// Keeps `state` for the kind that owns its type, for as long as the
+    /// context lives. A kind registers its state when it is wired, before
+    /// any reconcile; a type is registered once.
+    pub fn register<T: Any + Send + Sync>(&mut self, state: T) {
+        self.states.insert(state);
+    }
+
+    /// The state of type `T` a kind registered.
+    ///
+    /// # Panics
+    /// When none was: the kind was not wired.
+    pub fn state<T: Any + Send + Sync>(&self) -> &T {
+        self.states.get().unwrap_or_else(|| panic!("no {} is registered with the context", type_name::<T>()))
     }
 
     /// The next delay before retrying `object` after an error: exponential,
@@ -127,5 +139,31 @@ impl Context {
         K::DynamicType: Eq + std::hash::Hash,
     {
         self.retries.forget(&object.to_string());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::KindStates;
+
+    #[derive(Debug, PartialEq)]
+    struct Memo(u32);
+
+    #[test]
+    fn a_kinds_state_is_found_by_its_type() {
+        let mut states = KindStates::default();
+        assert_eq!(states.get::<Memo>(), None);
+        states.insert(Memo(7));
+        states.insert(String::from("another kind's"));
+        assert_eq!(states.get::<Memo>(), Some(&Memo(7)));
+        assert_eq!(states.get::<String>().map(String::as_str), Some("another kind's"));
+    }
+
+    #[test]
+    #[should_panic(expected = "registered twice")]
+    fn a_type_is_registered_once() {
+        let mut states = KindStates::default();
+        states.insert(Memo(1));
+        states.insert(Memo(2));
     }
 }

@@ -1,19 +1,27 @@
 //! The kind-agnostic runtime every kind's controller stands on.
 //!
 //! Dependencies point one way: `runtime` knows the resource types (`crd`) and
-//! the router client, never a kind's module; each kind (`router_cluster`, and
-//! next the pipeline and service kinds) builds on it; `controller` wires the
-//! kinds to the API server on top.
+//! the router client, never a kind's module; each kind (`router_cluster`,
+//! `pipeline`, `service`) builds on it and on no other kind; `controller`
+//! wires the kinds to the API server on top.
 //!
-//! What lives here: the shared [`Context`]; the [`Error`] every reconcile
-//! fails with, with a PascalCase reason and a metrics label; the watch caches
-//! ([`cache`]) that replace per-reconcile GETs; the [`Reconciler`] trait and
+//! What lives here: the shared [`Context`], with the state each kind
+//! registers for itself at wiring time ([`Context::register`],
+//! [`Context::state`]); the [`Error`] every reconcile fails with, with a
+//! PascalCase reason and a metrics label; the watch caches ([`cache`]) that
+//! replace per-reconcile GETs; the [`Reconciler`] trait and
 //! [`reconciler::run`], which handles the cleanup finalizer (only while a kind
 //! needs one), the `Synced` condition, Events on failure and retry backoff;
 //! status diff-and-patch ([`status`]); ownership-checked server-side apply
 //! ([`apply`]); Prometheus metrics ([`metrics`]); the `policy` API version
 //! the server serves ([`policy`]); and the generic `states.md` table harness
 //! (`state_table`, test builds only).
+//!
+//! And what two kinds share: which router cluster a dependant belongs to
+//! ([`clusters`]); the service resources as one type and which pipelines name
+//! a service ([`references`]); the router's per-cluster snapshots (registered
+//! services, [`router_pipelines`]); and the sweep of router pipelines whose
+//! EtlPipeline is gone, run from a cluster's reconcile ([`orphans`]).
 
 pub mod apply;
 pub mod cache;
@@ -23,10 +31,13 @@ mod context;
 mod error;
 pub mod events;
 pub mod metrics;
+pub mod orphans;
 mod phase_machine;
 pub mod policy;
 pub mod reconciler;
+pub mod references;
 mod retry;
+pub mod router_pipelines;
 pub mod snapshot;
 #[cfg(test)]
 pub mod state_table;

@@ -2,17 +2,18 @@
 //! finalizer (a forced deletion): ids of this operator's form in the
 //! cluster's namespace, carrying the generation it writes into every
 //! submission, with no EtlPipeline of that name. Swept from the cluster's
-//! periodic reconcile, reading the same shared list the pipelines read.
+//! periodic reconcile, reading the same shared list the pipelines read
+//! ([`super::router_pipelines`]).
 
 use kube::ResourceExt;
 use kube::runtime::reflector::Store;
 
-use super::observe::{listed, newer_read};
+use super::cache::get;
+use super::router_pipelines::{listed, newer_read};
+use super::{Context, clusters, events};
 use crate::crd::{EtlPipeline, EtlRouterCluster};
 use crate::router::PipelineConfig;
 use crate::router::mapping::config_generation;
-use crate::runtime::cache::get;
-use crate::runtime::{Context, clusters, events};
 
 /// The ids in `listed` whose EtlPipeline in `namespace` no longer exists.
 pub fn orphans<'a>(

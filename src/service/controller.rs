@@ -6,13 +6,13 @@ use kube::ResourceExt;
 use kube::runtime::Controller;
 use kube::runtime::reflector::{ObjectRef, Store};
 
-use super::ServiceResource;
 use crate::crd::{EtlPipeline, EtlRouterCluster};
 use crate::runtime::cache::Watch;
 use crate::runtime::clusters::dependants;
-use crate::runtime::reconciler;
+use crate::runtime::references::ServiceResource;
+use crate::runtime::{Reconciler, reconciler};
 
-pub fn controller<K: ServiceResource>(
+pub fn controller<K: ServiceResource + Reconciler>(
     services: &Watch<K>,
     store: Store<K>,
     clusters: &Watch<EtlRouterCluster>,

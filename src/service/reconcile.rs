@@ -6,7 +6,6 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::ResourceExt;
 use kube::runtime::controller::Action;
 
-use super::ServiceResource;
 use super::assess::{self, Assessment};
 use super::conditions;
 use super::machine::{Event, next_phase};
@@ -14,8 +13,9 @@ use crate::crd::{Phase, ServiceStatus};
 use crate::router::mapping::{self, register_request};
 use crate::router::proto::common::ServiceType;
 use crate::runtime::clusters::{self, Resolution};
+use crate::runtime::references::{ServiceResource, pipelines_naming};
 use crate::runtime::status::{self, synced};
-use crate::runtime::{self, Context, Error, events, reconciler};
+use crate::runtime::{self, Context, Error, Reconciler, events, reconciler};
 
 fn namespace_of<K: ServiceResource>(service: &K) -> Result<String, Error> {
     service.namespace().ok_or_else(|| Error::InvalidObject("no metadata.namespace".into()))
@@ -61,7 +61,7 @@ async fn observe<K: ServiceResource>(service: &K, ctx: &Context, namespace: &str
 }
 
 #[tracing::instrument(name = "reconcile_service", skip_all, fields(event, from, phase))]
-pub async fn reconcile<K: ServiceResource>(service: &K, ctx: &Context) -> Result<Action, Error> {
+pub async fn reconcile<K: ServiceResource + Reconciler>(service: &K, ctx: &Context) -> Result<Action, Error> {
     let namespace = namespace_of(service)?;
     let Observed { assessment, cluster, members } = observe(service, ctx, &namespace).await;
     let previous = service.service_status().cloned().unwrap_or_default();
@@ -131,9 +131,9 @@ async fn register<K: ServiceResource>(
 
 /// Deregisters from the cluster it registered with; a cluster that is gone
 /// (or going) has nothing to deregister from, and the service is let go.
-pub async fn cleanup<K: ServiceResource>(service: &K, ctx: &Context) -> Result<Action, Error> {
+pub async fn cleanup<K: ServiceResource + Reconciler>(service: &K, ctx: &Context) -> Result<Action, Error> {
     let namespace = namespace_of(service)?;
-    let holders = holders(service, ctx, &namespace);
+    let holders = holders(service, ctx);
     if !holders.is_empty() {
         let error = Error::InUse {
             kind: K::kind(&()).into_owned(),
@@ -190,18 +190,12 @@ pub async fn cleanup<K: ServiceResource>(service: &K, ctx: &Context) -> Result<A
 
 /// The pipelines that still reference `service` ("EtlPipeline a, EtlPipeline
 /// b"); one whose own cleanup is done (deleting, no finalizer left) no longer counts.
-fn holders<K: ServiceResource>(service: &K, ctx: &Context, namespace: &str) -> Vec<String> {
-    let name = service.name_any();
-    let mut holders: Vec<String> = ctx
-        .cache
-        .pipelines
-        .state()
+fn holders<K: ServiceResource>(service: &K, ctx: &Context) -> Vec<String> {
+    let mut holders: Vec<String> = pipelines_naming(&ctx.cache.pipelines, service)
         .iter()
-        .filter(|pipeline| pipeline.namespace().as_deref() == Some(namespace))
         .filter(|pipeline| {
             pipeline.metadata.deletion_timestamp.is_none() || !pipeline.finalizers().is_empty()
         })
-        .filter(|pipeline| K::referenced_by(&pipeline.spec, &name))
         .map(|pipeline| format!("EtlPipeline {}", pipeline.name_any()))
         .collect();
     holders.sort();
