@@ -24,8 +24,8 @@ use kube::Api;
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams};
 
 use conveyor_etl_operator::crd::{ClusterPhase, EtlRouterCluster, ImagePullPolicy};
-use conveyor_testbed::node::{self, HOST_IP, NODE_NAME, RealNode};
 use conveyor_etl_operator::router::{GetClusterStatusResponse, NodeRole, Router, RouterClient};
+use conveyor_testbed::node::{self, HOST_IP, NODE_NAME, RealNode};
 use support::operator::RunningOperator;
 use support::scenario::seed_cluster;
 use support::{install_crds, repo_path, test_namespace};

@@ -25,11 +25,11 @@ use kube::Client;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 
 use audit::AuditLog;
-use conveyor_testbed::control_plane::{ControlPlane, OPERATOR_USER};
-use conveyor_testbed::kubelet::FakeKubelet;
-use conveyor_testbed::install::{install_crds, install_rbac};
 use conveyor_etl_operator::router::mapping::pipeline_id;
 use conveyor_router_sim::SimCluster;
+use conveyor_testbed::control_plane::{ControlPlane, OPERATOR_USER};
+use conveyor_testbed::install::{install_crds, install_rbac};
+use conveyor_testbed::kubelet::FakeKubelet;
 use conveyor_testbed::operator_process::OperatorProcess;
 use conveyor_testbed::{machine, workload};
 use report::{Figures, Large};

@@ -15,12 +15,12 @@ use serde_json::Value;
 
 use crate::harness::World;
 use crate::model::{Model, Op, SERVICE_KINDS};
-use conveyor_testbed::workload;
 use conveyor_etl_operator::router::mapping::{
     METADATA_DLQ_ENABLED, METADATA_DLQ_MAX_RETRIES, config_generation, pipeline_id, service_id,
 };
 use conveyor_etl_operator::router::proto::router::PipelineConfig;
 use conveyor_router_sim::SimCluster;
+use conveyor_testbed::workload;
 
 const MANAGER: &str = "conveyor-chaos";
 const IN_FLIGHT: usize = 8;

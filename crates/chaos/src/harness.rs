@@ -10,10 +10,10 @@ use k8s_openapi::api::core::v1::Namespace;
 use kube::Client;
 use kube::api::{Api, PostParams};
 
-use conveyor_testbed::operator_process::OperatorProcess;
-use conveyor_testbed::workload;
 use conveyor_testbed::control_plane::{ControlPlane, OPERATOR_USER};
 use conveyor_testbed::kubelet::FakeKubelet;
+use conveyor_testbed::operator_process::OperatorProcess;
+use conveyor_testbed::workload;
 
 pub const CLUSTER: &str = "chaos-cluster";
 

@@ -16,8 +16,8 @@ use crate::harness::{CLUSTER, World};
 use crate::model::Model;
 use crate::report::Outcome;
 use crate::{Args, say};
-use conveyor_testbed::control_plane::ControlPlane;
 use conveyor_router_sim::SimCluster;
+use conveyor_testbed::control_plane::ControlPlane;
 
 /// The operator's router deadline in this scenario (`--router-timeout`).
 const ROUTER_TIMEOUT: Duration = Duration::from_secs(1);

@@ -9,7 +9,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::SystemTime;
 
 use conveyor_router_contract::proto::common::{HealthStatus, ServiceType};
-use conveyor_router_contract::proto::registry::{RegisterRequest, RegisterResponse, RegisteredService, ServiceHealth};
+use conveyor_router_contract::proto::registry::{
+    RegisterRequest, RegisterResponse, RegisteredService, ServiceHealth,
+};
 use conveyor_router_contract::proto::router::{
     GetMetricsResponse, GetPipelineResponse, ListPipelinesResponse, PipelineConfig, PipelineStatus,
     StageStatus,

@@ -15,7 +15,9 @@
 use std::collections::BTreeMap;
 use std::time::SystemTime;
 
-use conveyor_router_contract::proto::router::{ClusterHealth, GetClusterStatusResponse, NodeRole, NodeStatus};
+use conveyor_router_contract::proto::router::{
+    ClusterHealth, GetClusterStatusResponse, NodeRole, NodeStatus,
+};
 
 use super::member::{Belief, Isolation, Member, Partition};
 

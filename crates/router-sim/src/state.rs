@@ -120,9 +120,9 @@ mod tests {
     use std::net::SocketAddr;
 
     use super::*;
+    use crate::member::Member;
     use conveyor_router_contract::proto::common::ServiceIdentity;
     use conveyor_router_contract::proto::router::Stage;
-    use crate::member::Member;
 
     fn state() -> SimState {
         let mut state = SimState::default();

@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use conveyor_etl_operator::router_cluster::build::router_config;
 use conveyor_router_contract::proto::common::ServiceIdentity;
 use conveyor_router_contract::proto::registry::service_registry_client::ServiceRegistryClient;
 use conveyor_router_contract::proto::registry::{ListServicesRequest, RegisterRequest};
@@ -18,7 +19,6 @@ use conveyor_router_contract::proto::router::{
     CreatePipelineRequest, CreatePipelineResponse, GetClusterStatusRequest, GetClusterStatusResponse,
     ListPipelinesRequest, NodeRole, PipelineConfig,
 };
-use conveyor_etl_operator::router_cluster::build::router_config;
 use conveyor_testbed::examples::seed_cluster;
 use tonic::transport::{Channel, Endpoint};
 

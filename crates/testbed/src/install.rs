@@ -67,4 +67,3 @@ pub async fn install_rbac(admin: &Client) -> anyhow::Result<()> {
         .context("cannot bind the operator's ClusterRole")?;
     Ok(())
 }
-

@@ -286,7 +286,9 @@ fn missing_binaries_are_built_first_by_the_harness_script() {
     let mut demo = Demo::start_with(&["--until-ready", "--timeout", "150s"], |c| {
         without_binaries(c, &cache, &script);
         // As `cargo run` sets them for a package with a build script.
-        c.env("OUT_DIR", "/nonexistent/out").env("CARGO_MANIFEST_DIR", "/nonexistent").env("TARGET", "x86_64");
+        c.env("OUT_DIR", "/nonexistent/out")
+            .env("CARGO_MANIFEST_DIR", "/nonexistent")
+            .env("TARGET", "x86_64");
     });
     demo.until("the build announced", deadline, |line| line.starts_with("building it once with"));
     demo.until("the build finished", deadline, |line| line.starts_with("control plane built in"));

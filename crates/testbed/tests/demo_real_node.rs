@@ -82,10 +82,8 @@ async fn the_demo_runs_on_the_real_node_and_clean_node_sweeps_what_a_killed_run_
     let bridge = PathBuf::from("/sys/class/net").join(node::BRIDGE);
     assert!(bridge.exists() && dir.exists(), "a killed demo leaves its node behind");
 
-    let clean = std::process::Command::new(env!("CARGO_BIN_EXE_conveyor-demo"))
-        .arg("--clean-node")
-        .output()
-        .unwrap();
+    let clean =
+        std::process::Command::new(env!("CARGO_BIN_EXE_conveyor-demo")).arg("--clean-node").output().unwrap();
     let said = String::from_utf8_lossy(&clean.stdout);
     assert!(clean.status.success(), "{said}{}", String::from_utf8_lossy(&clean.stderr));
     assert!(said.contains(&format!("swept the node of dead process {pid}")), "{said}");
@@ -99,10 +97,8 @@ async fn the_demo_runs_on_the_real_node_and_clean_node_sweeps_what_a_killed_run_
         .filter(|cgroup| cgroup.exists())
         .collect::<Vec<_>>();
     assert!(kubepods.is_empty(), "{kubepods:?}");
-    let again = std::process::Command::new(env!("CARGO_BIN_EXE_conveyor-demo"))
-        .arg("--clean-node")
-        .output()
-        .unwrap();
+    let again =
+        std::process::Command::new(env!("CARGO_BIN_EXE_conveyor-demo")).arg("--clean-node").output().unwrap();
     assert!(
         String::from_utf8_lossy(&again.stdout).contains("no node left behind"),
         "a second sweep finds nothing"

@@ -17,7 +17,10 @@ use super::Core;
 use super::status::{View, not_leader};
 use super::tasks::listen;
 use super::types::{Command, Outcome, Write};
-use conveyor_router_contract::proto::registry::service_registry_server::{ServiceRegistry, ServiceRegistryServer};
+use crate::registry::refusal_status;
+use conveyor_router_contract::proto::registry::service_registry_server::{
+    ServiceRegistry, ServiceRegistryServer,
+};
 use conveyor_router_contract::proto::registry::{
     DeregisterRequest, DeregisterResponse, ListServicesRequest, ListServicesResponse, RegisterRequest,
     RegisterResponse,
@@ -30,7 +33,6 @@ use conveyor_router_contract::proto::router::{
     GetPipelineRequest, GetPipelineResponse, ListPipelinesRequest, ListPipelinesResponse,
     UpdatePipelineRequest, UpdatePipelineResponse,
 };
-use crate::registry::refusal_status;
 
 /// How long a write may wait to be committed (a leader that just lost its quorum never commits it).
 const WRITE_TIMEOUT: Duration = Duration::from_secs(5);

@@ -5,9 +5,9 @@
 use serde::{Deserialize, Serialize};
 
 use super::types::{Command, LogId, Outcome, StoredMembership, Write};
+use crate::catalog::{Catalog, StoredPipeline};
 use conveyor_router_contract::proto::registry::RegisteredService;
 use conveyor_router_contract::proto::router::{PipelineConfig, PipelineStatus};
-use crate::catalog::{Catalog, StoredPipeline};
 
 /// What the state machine holds.
 #[derive(Clone, Debug, Default, PartialEq)]

@@ -8,7 +8,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::SystemTime;
 
-use conveyor_router_contract::proto::router::{ClusterHealth, GetClusterStatusResponse, NodeRole, NodeStatus};
+use conveyor_router_contract::proto::router::{
+    ClusterHealth, GetClusterStatusResponse, NodeRole, NodeStatus,
+};
 
 use super::types::Metrics;
 

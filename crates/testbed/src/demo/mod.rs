@@ -31,14 +31,14 @@ use kube::discovery::ApiResource;
 use kube::{Client, ResourceExt};
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
-use conveyor_etl_operator::controller::{Operator, ensure_crds_installed};
-use conveyor_etl_operator::crd::EtlRouterCluster;
-use conveyor_etl_operator::router::{ClientOptions, RouterClient};
-use conveyor_etl_operator::runtime::Timing;
 use crate::control_plane::{ControlPlane, OPERATOR_USER};
 use crate::examples::{SEED, SERVICES};
 use crate::install::{install_crds, install_rbac};
 use crate::kubelet::FakeKubelet;
+use conveyor_etl_operator::controller::{Operator, ensure_crds_installed};
+use conveyor_etl_operator::crd::EtlRouterCluster;
+use conveyor_etl_operator::router::{ClientOptions, RouterClient};
+use conveyor_etl_operator::runtime::Timing;
 
 /// Where the example set goes: the kubeconfig's default namespace, so plain
 /// `kubectl get conveyor` shows it.
@@ -90,7 +90,9 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     }
     say("mode: simulated data plane (`--real-node` runs real router pods on a real node).");
     say("The data plane is simulated: no containers run. Each router pod is played by a simulated router");
-    say("node (conveyor-router-sim) listening on a loopback address; a fake kubelet marks the pods Running and Ready.");
+    say(
+        "node (conveyor-router-sim) listening on a loopback address; a fake kubelet marks the pods Running and Ready.",
+    );
     if !ensure_binaries(&mut stop).await? {
         return Ok(());
     }
@@ -350,9 +352,21 @@ fn spawn_logged(script: &Path, log: &Path) -> anyhow::Result<Child> {
 }
 
 fn is_cargo_build_variable(name: &str) -> bool {
-    const BUILD: [&str; 10] =
-        ["OUT_DIR", "TARGET", "HOST", "PROFILE", "OPT_LEVEL", "DEBUG", "NUM_JOBS", "RUSTC", "RUSTDOC", "RUSTFLAGS"];
-    (name.starts_with("CARGO_") && name != "CARGO_HOME") || BUILD.contains(&name) || name.starts_with("RUSTC_")
+    const BUILD: [&str; 10] = [
+        "OUT_DIR",
+        "TARGET",
+        "HOST",
+        "PROFILE",
+        "OPT_LEVEL",
+        "DEBUG",
+        "NUM_JOBS",
+        "RUSTC",
+        "RUSTDOC",
+        "RUSTFLAGS",
+    ];
+    (name.starts_with("CARGO_") && name != "CARGO_HOME")
+        || BUILD.contains(&name)
+        || name.starts_with("RUSTC_")
 }
 
 fn last_line(log: &Path) -> String {

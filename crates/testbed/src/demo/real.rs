@@ -8,8 +8,8 @@ use std::path::PathBuf;
 
 use anyhow::{Context as _, anyhow, bail};
 
-use crate::node::{self, RealNode};
 use super::{Options, Pods, Stop, say, with_control_plane};
+use crate::node::{self, RealNode};
 
 /// The router image's tarball: `CONVEYOR_ROUTER_IMAGE`, else where
 /// `build-images.sh` packs it (`$CARGO_TARGET_DIR/node-images`, by default
