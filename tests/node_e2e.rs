@@ -1,4 +1,4 @@
-//! End to end on a real node (crates/testbed/src/node.rs): containerd, runc, the
+//! End to end on a real node (crates/testbed/src/node/): containerd, runc, the
 //! kubelet and kube-scheduler beside the control plane, and a real router
 //! pod from a locally built image (tests/harness/build-images.sh: the
 //! static simulator as `conveyor-etl-router`, busybox's `sh`), with the

@@ -11,7 +11,7 @@
 # The binaries land in $CONVEYOR_NODE_DIR (default
 # ~/.cache/conveyor-etl-operator/node/bin), outside the checkout, so a second
 # run returns in well under a second. Nothing is started here: the node
-# launcher (crates/testbed/src/node.rs) starts and stops it.
+# launcher (crates/testbed/src/node/) starts and stops it.
 set -euo pipefail
 
 cache_root="${CONVEYOR_NODE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/conveyor-etl-operator/node}"

@@ -14,13 +14,14 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use k8s_openapi::api::core::v1::ServiceAccount;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, Config};
 
 use crate::certs;
+use crate::process::{Waited, poll_while_running, spawn_from_keeper};
 
 /// Token users the apiserver knows. `admin` is in `system:masters`; `operator`
 /// has no groups, so tests can grant it exactly the RBAC the operator needs.
@@ -47,7 +48,7 @@ const REAL_NODE_CONTROLLERS: &str = "nodelifecycle,endpoint,deployment,replicase
 /// test but the real-node ones uses.
 #[derive(Clone, Debug, Default)]
 pub struct Options {
-    /// Set for a real node (crates/testbed/src/node.rs): the API server binds (and
+    /// Set for a real node (crates/testbed/src/node/): the API server binds (and
     /// advertises) this address, where pods reach it, instead of 127.0.0.1;
     /// it reaches kubelets at their InternalIP; the controller manager also
     /// runs `nodelifecycle` and `endpoint`; and token users for the kubelet
@@ -488,66 +489,6 @@ fn etcd_post(port: u16, path: &str, body: &str) -> Result<serde_json::Value, Str
         return Err(format!("etcd answered {path} with {}", head.lines().next().unwrap_or_default()));
     }
     serde_json::from_str(payload).map_err(|e| format!("etcd's answer to {path}: {e}: {payload}"))
-}
-
-/// Spawns `command` from one thread that lives as long as the test process.
-/// `PR_SET_PDEATHSIG` fires when the *thread* that forked a child exits, and
-/// tests run on short-lived threads.
-pub(crate) fn spawn_from_keeper(command: Command) -> std::io::Result<Child> {
-    type Request = (Command, std::sync::mpsc::Sender<std::io::Result<Child>>);
-    static KEEPER: OnceLock<std::sync::Mutex<std::sync::mpsc::Sender<Request>>> = OnceLock::new();
-    let keeper = KEEPER.get_or_init(|| {
-        let (sender, receiver) = std::sync::mpsc::channel::<Request>();
-        std::thread::spawn(move || {
-            for (mut command, reply) in receiver {
-                let _ = reply.send(command.spawn());
-            }
-        });
-        std::sync::Mutex::new(sender)
-    });
-    let (reply, result) = std::sync::mpsc::channel();
-    keeper.lock().expect("keeper lock").send((command, reply)).expect("keeper thread alive");
-    result.recv().expect("keeper thread replies")
-}
-
-/// Why [`poll_while_running`] gave up.
-pub(crate) enum Waited {
-    /// This process exited, with this status.
-    Exited(&'static str, std::process::ExitStatus),
-    /// The deadline passed; the last check's error.
-    TimedOut(String),
-}
-
-/// Runs `check` on `runtime` every `interval` until it succeeds, one of
-/// `processes` exits (a start that cannot succeed fails at once) or
-/// `timeout` passes. Shared by the control plane's and the node's starts.
-pub(crate) fn poll_while_running<F, Fut>(
-    processes: &mut [(&'static str, Child)],
-    runtime: &tokio::runtime::Runtime,
-    timeout: Duration,
-    interval: Duration,
-    check: F,
-) -> Result<(), Waited>
-where
-    F: Fn() -> Fut,
-    Fut: std::future::Future<Output = Result<(), String>>,
-{
-    let deadline = Instant::now() + timeout;
-    let mut last = String::new();
-    while Instant::now() < deadline {
-        let exited = processes
-            .iter_mut()
-            .find_map(|(name, child)| child.try_wait().ok().flatten().map(|status| (*name, status)));
-        if let Some((name, status)) = exited {
-            return Err(Waited::Exited(name, status));
-        }
-        match runtime.block_on(check()) {
-            Ok(()) => return Ok(()),
-            Err(error) => last = error,
-        }
-        std::thread::sleep(interval); // poll interval, not synchronisation
-    }
-    Err(Waited::TimedOut(last))
 }
 
 /// Where the control plane's binaries are: `KUBEBUILDER_ASSETS`, or the

@@ -16,6 +16,9 @@
 //!   phases, and the machine a report came from (the benchmark and the chaos
 //!   suite share them).
 //! - [`demo`]: the one-command demo (`cargo demo`) on top of them.
+//!
+//! `process` (crate-private) starts the control plane's and the node's
+//! children and waits on them.
 
 pub mod binaries;
 pub mod certs;
@@ -28,4 +31,5 @@ pub mod kubelet;
 pub mod machine;
 pub mod node;
 pub mod operator_process;
+mod process;
 pub mod workload;

@@ -1,4 +1,4 @@
-//! `cargo demo --real-node` on a real node (see `src/node.rs`), and
+//! `cargo demo --real-node` on a real node (see `src/node/`), and
 //! `--clean-node` sweeping what a killed run left. Needs root,
 //! `tests/harness/build-node.sh` and `tests/harness/build-images.sh` (as
 //! `tests/run.sh` runs them); fails, naming what is missing, without them.
