@@ -11,7 +11,7 @@
 //! (SIGINT or SIGTERM) stops all of it; `--until-ready` stops once the set is
 //! Ready.
 //!
-//! [`control_plane`] and [`kubelet`] are the same code the integration tests
+//! [`crate::control_plane`] and [`crate::kubelet`] are the same code the integration tests
 //! run on.
 
 mod phases;
