@@ -235,33 +235,38 @@ impl ControlPlane {
             "--audit-log-mode=blocking".into(),
             "--v=0".into(),
         ];
+        let minor = minor_version(&bin)?;
         if options.real_node.is_some() {
             // Else logs and exec fail on the node's name, which nothing resolves.
             apiserver_args.push("--kubelet-preferred-address-types=InternalIP".into());
+        } else if minor >= 35 {
+            // Newer servers refuse to maintain the `kubernetes` Service's
+            // endpoints on a loopback address; nothing here needs them.
+            apiserver_args.push("--endpoint-reconciler-type=none".into());
         }
         plane.spawn("kube-apiserver", &bin, &apiserver_args)?;
         plane.apiserver_args = apiserver_args;
         plane.wait_until(apiserver_ready)?;
-        plane.spawn(
-            "kube-controller-manager",
-            &bin,
-            &[
-                format!("--kubeconfig={}", file("kcm.kubeconfig")),
-                match options.real_node {
-                    Some(_) => format!("--controllers={CONTROLLERS},{REAL_NODE_CONTROLLERS}"),
-                    None => format!("--controllers={CONTROLLERS}"),
-                },
-                format!("--service-account-private-key-file={}", file("sa.key")),
-                format!("--root-ca-file={}", file("ca.crt")),
-                "--leader-elect=false".into(),
-                // Each controller acts as its own service account with the bootstrap RBAC roles.
-                "--use-service-account-credentials=true".into(),
-                "--port=0".into(),
-                "--secure-port=0".into(),
-                "--concurrent-gc-syncs=5".into(),
-                "--v=0".into(),
-            ],
-        )?;
+        let mut controller_manager_args = vec![
+            format!("--kubeconfig={}", file("kcm.kubeconfig")),
+            match options.real_node {
+                Some(_) => format!("--controllers={CONTROLLERS},{REAL_NODE_CONTROLLERS}"),
+                None => format!("--controllers={CONTROLLERS}"),
+            },
+            format!("--service-account-private-key-file={}", file("sa.key")),
+            format!("--root-ca-file={}", file("ca.crt")),
+            "--leader-elect=false".into(),
+            // Each controller acts as its own service account with the bootstrap RBAC roles.
+            "--use-service-account-credentials=true".into(),
+            "--secure-port=0".into(),
+            "--concurrent-gc-syncs=5".into(),
+            "--v=0".into(),
+        ];
+        if minor < 21 {
+            // The insecure port, removed after 1.20, would clash between instances.
+            controller_manager_args.push("--port=0".into());
+        }
+        plane.spawn("kube-controller-manager", &bin, &controller_manager_args)?;
         plane.wait_until(|client| async move {
             let accounts: Api<ServiceAccount> = Api::namespaced(client, "default");
             match accounts.get_opt("default").await {
@@ -489,6 +494,21 @@ fn etcd_post(port: u16, path: &str, body: &str) -> Result<serde_json::Value, Str
         return Err(format!("etcd answered {path} with {}", head.lines().next().unwrap_or_default()));
     }
     serde_json::from_str(payload).map_err(|e| format!("etcd's answer to {path}: {e}: {payload}"))
+}
+
+/// The minor version of the kube-apiserver in `bin` (`Kubernetes v1.37.2` → 37):
+/// the flags differ between the releases the test bed runs.
+fn minor_version(bin: &Path) -> Result<u32, String> {
+    let output = Command::new(bin.join("kube-apiserver"))
+        .arg("--version")
+        .output()
+        .map_err(|error| format!("cannot run {}/kube-apiserver: {error}", bin.display()))?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    text.split_whitespace()
+        .find_map(|word| word.strip_prefix("v1."))
+        .and_then(|rest| rest.split('.').next())
+        .and_then(|minor| minor.parse().ok())
+        .ok_or_else(|| format!("kube-apiserver --version printed no version: {text}"))
 }
 
 /// Where the control plane's binaries are: `KUBEBUILDER_ASSETS`, or the
