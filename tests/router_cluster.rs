@@ -12,11 +12,12 @@ use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Service};
 use k8s_openapi::api::events::v1::Event as KubeEvent;
 use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
-use kube::core::{ApiResource, GroupVersionKind};
+use kube::core::ApiResource;
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 
 use conveyor_etl_operator::crd::{ClusterPhase, EtlRouterCluster, StorageRetention};
+use conveyor_etl_operator::runtime::policy::{PdbApi, pdb_api_resource};
 use support::operator::{RunningOperator, shared_with_rbac};
 use support::scenario::{FORM_TIMEOUT, Scenario, condition, phase_of, seed_cluster};
 use support::{eventually, test_namespace};
@@ -254,16 +255,15 @@ async fn record_replicas(
     (task, seen)
 }
 
-/// Kubernetes 1.20 serves PodDisruptionBudget only as policy/v1beta1.
-fn pdb_resource() -> ApiResource {
-    ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk("policy", "v1beta1", "PodDisruptionBudget"),
-        "poddisruptionbudgets",
-    )
+/// PodDisruptionBudgets in the version the server serves: only
+/// policy/v1beta1 on Kubernetes 1.20, only policy/v1 from 1.25.
+async fn pdb_resource(client: &Client) -> ApiResource {
+    pdb_api_resource(PdbApi::discover(client).await.expect("the policy group is discoverable"))
 }
 
 async fn pdb_max_unavailable(s: &Scenario) -> serde_json::Value {
-    let pdb = Api::<DynamicObject>::namespaced_with(s.client.clone(), &s.namespace, &pdb_resource());
+    let pdb =
+        Api::<DynamicObject>::namespaced_with(s.client.clone(), &s.namespace, &pdb_resource(&s.client).await);
     pdb.get("my-cluster").await.unwrap().data["spec"]["maxUnavailable"].clone()
 }
 
@@ -309,7 +309,8 @@ async fn scaling_3_to_5_to_3_moves_one_member_at_a_time_and_keeps_the_pdb_right(
     // Switching the budget off removes it.
     let off = serde_json::json!({"spec": {"podDisruptionBudget": {"enabled": false}}});
     s.clusters.patch("my-cluster", &PatchParams::default(), &Patch::Merge(off)).await.unwrap();
-    let budgets = Api::<DynamicObject>::namespaced_with(s.client.clone(), &s.namespace, &pdb_resource());
+    let budgets =
+        Api::<DynamicObject>::namespaced_with(s.client.clone(), &s.namespace, &pdb_resource(&s.client).await);
     eventually(FORM_TIMEOUT, "the PodDisruptionBudget removed", || async {
         budgets.get_opt("my-cluster").await.ok()?.is_none().then_some(())
     })
