@@ -40,7 +40,7 @@ bash tests/harness/build-node.sh
 rm -rf /dev/shm/conveyor-cp-* 2>/dev/null || true
 
 # A persistent target directory keeps the second run fast.
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/conveyor-etl-operator/target}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/conveyor-etl-operator/target}"
 export CARGO_TERM_COLOR=never
 
 # The router and operator images the real-node tests run: the Dockerfile's

@@ -16,13 +16,9 @@ pub fn target_dir() -> PathBuf {
 }
 
 /// What each image's binary is built from, relative to the checkout.
-fn sources(kind: &str) -> &'static [&'static str] {
-    const SHARED: [&str; 5] =
-        ["proto", "Cargo.toml", "Cargo.lock", "crates/router-contract", "crates/telemetry"];
-    match kind {
-        "router" => &[SHARED[0], SHARED[1], SHARED[2], SHARED[3], SHARED[4], "crates/router-sim"],
-        _ => &[SHARED[0], SHARED[1], SHARED[2], SHARED[3], SHARED[4], "src"],
-    }
+fn sources(kind: &str) -> [&'static str; 6] {
+    let binary = if kind == "router" { "crates/router-sim" } else { "src" };
+    ["proto", "Cargo.toml", "Cargo.lock", "crates/router-contract", "crates/telemetry", binary]
 }
 
 /// The image build-images.sh packed as `kind` (`router` or `operator`): its
