@@ -168,7 +168,10 @@ fn assert_phases(output: &str) {
     }
     let cluster: Vec<&str> =
         before.lines().filter(|l| l.contains("] EtlRouterCluster/my-cluster ")).collect();
-    for phase in ["Provisioning", "RaftForming", "Ready"] {
+    // RaftForming shows only when the simulated nodes have not elected a
+    // leader by the time their pods are ready; states.md lets Provisioning
+    // go straight to Ready when they have, so it is not asserted here.
+    for phase in ["Provisioning", "Ready"] {
         assert!(cluster.iter().any(|l| l.contains(phase)), "the cluster never showed {phase}:\n{output}");
     }
 }
