@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The README's test command (and .ci/run's): on a fresh machine (Debian
 # bookworm, as root) it installs what is missing, builds and caches what is
-# not cached yet (the control plane, the node, helm and kubectl, the images),
-# then runs clippy and every test of the workspace. A second run only checks
+# not cached yet (two Kubernetes releases, the node, helm and kubectl, the
+# images), then runs clippy, every test of the workspace on the newest
+# release and the end-to-end subset on the oldest. A second run only checks
 # and tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,15 +24,20 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-# etcd, kube-apiserver and kube-controller-manager, built once and cached outside the checkout.
-bash tests/harness/build-control-plane.sh
+# The Kubernetes releases under test, built once from Go modules and cached
+# outside the checkout: every test runs on the newest, the end-to-end subset
+# also on the oldest the module proxy serves (crates/testbed/src/kubernetes.rs
+# names the same two).
+newest=1.37
+oldest=1.34
+bash tests/harness/build-kubernetes.sh "$newest"
+bash tests/harness/build-kubernetes.sh "$oldest"
 
 # helm v4 and a current kubectl for the install tests, cached the same way.
 bash tests/harness/install-tools.sh
 
-# The real node of tests/node_e2e.rs: kubelet, kube-scheduler and pause built
-# once from the control plane's source tree and cached; containerd, runc, the
-# CNI plugins, dnsmasq and busybox-static from Debian when missing.
+# The real node of tests/node_e2e.rs: containerd, runc, the CNI plugins,
+# dnsmasq and busybox-static from Debian when missing, and the pause image.
 bash tests/harness/build-node.sh
 
 # Each test binary's shared control plane lives for the whole process, and
@@ -49,4 +55,9 @@ export CARGO_TERM_COLOR=never
 # quick after the first run.
 bash tests/harness/build-images.sh
 
-cargo clippy --locked --workspace --all-targets -- -D warnings && cargo test --locked --workspace
+cargo clippy --locked --workspace --all-targets -- -D warnings
+echo "== every test, on Kubernetes $newest" >&2
+CONVEYOR_KUBERNETES_VERSION="$newest" cargo test --locked --workspace
+echo "== the end-to-end subset, on Kubernetes $oldest" >&2
+CONVEYOR_KUBERNETES_VERSION="$oldest" cargo test --locked -p conveyor-etl-operator \
+  --test router_cluster --test pipelines --test services --test node_e2e --test helm

@@ -2,8 +2,8 @@
 //! and the demo.
 //!
 //! Binaries come from `KUBEBUILDER_ASSETS` (a folder with `etcd`,
-//! `kube-apiserver`, `kube-controller-manager`) or from the cache that
-//! `tests/harness/build-control-plane.sh` fills. Every instance picks free
+//! `kube-apiserver`, `kube-controller-manager`) or from the release that
+//! `tests/harness/build-kubernetes.sh` built (see [`crate::kubernetes`]). Every instance picks free
 //! ports, lives in its own temporary directory, authenticates with bearer
 //! tokens and kills what it started when dropped. Children also get
 //! `PR_SET_PDEATHSIG`, so a test binary that dies never leaks them.
@@ -35,14 +35,17 @@ pub const NODE_USER: &str = "system:node:conveyor-node";
 /// kube-scheduler of a real node; the bootstrap RBAC binds this user.
 pub const SCHEDULER_USER: &str = "system:kube-scheduler";
 /// The controllers every control plane runs.
-const CONTROLLERS: &str =
-    "garbagecollector,statefulset,serviceaccount,serviceaccount-token,namespace,pvc-protection,disruption";
-/// What a real node needs on top: `nodelifecycle` (else the node keeps its
-/// not-ready taint and nothing schedules), `endpoint` (cluster DNS is
+const CONTROLLERS: &str = "garbage-collector-controller,statefulset-controller,serviceaccount-controller,\
+serviceaccount-token-controller,namespace-controller,persistentvolumeclaim-protection-controller,disruption-controller";
+/// What a real node needs on top: `node-lifecycle` (else the node keeps its
+/// not-ready taint and nothing schedules), `endpoints` (cluster DNS is
 /// rendered from Endpoints), `deployment` and `replicaset` (the operator's
-/// own Deployment, installed by Helm) and `persistentvolume-binder` (router
-/// volumes bound to statically created PersistentVolumes).
-const REAL_NODE_CONTROLLERS: &str = "nodelifecycle,endpoint,deployment,replicaset,persistentvolume-binder";
+/// own Deployment, installed by Helm), `persistentvolume-binder` (router
+/// volumes bound to statically created PersistentVolumes) and
+/// `root-ca-certificate-publisher` (the `kube-root-ca.crt` ConfigMap every
+/// pod's service account volume mounts).
+const REAL_NODE_CONTROLLERS: &str = "node-lifecycle-controller,endpoints-controller,deployment-controller,\
+replicaset-controller,persistentvolume-binder-controller,root-ca-certificate-publisher-controller";
 
 /// How to start a control plane. The default is the loopback-only one every
 /// test but the real-node ones uses.
@@ -247,7 +250,7 @@ impl ControlPlane {
         plane.spawn("kube-apiserver", &bin, &apiserver_args)?;
         plane.apiserver_args = apiserver_args;
         plane.wait_until(apiserver_ready)?;
-        let mut controller_manager_args = vec![
+        let controller_manager_args = vec![
             format!("--kubeconfig={}", file("kcm.kubeconfig")),
             match options.real_node {
                 Some(_) => format!("--controllers={CONTROLLERS},{REAL_NODE_CONTROLLERS}"),
@@ -262,10 +265,6 @@ impl ControlPlane {
             "--concurrent-gc-syncs=5".into(),
             "--v=0".into(),
         ];
-        if minor < 21 {
-            // The insecure port, removed after 1.20, would clash between instances.
-            controller_manager_args.push("--port=0".into());
-        }
         plane.spawn("kube-controller-manager", &bin, &controller_manager_args)?;
         plane.wait_until(|client| async move {
             let accounts: Api<ServiceAccount> = Api::namespaced(client, "default");
@@ -511,28 +510,16 @@ fn minor_version(bin: &Path) -> Result<u32, String> {
         .ok_or_else(|| format!("kube-apiserver --version printed no version: {text}"))
 }
 
-/// Where the control plane's binaries are: `KUBEBUILDER_ASSETS`, or the
-/// cache that `tests/harness/build-control-plane.sh` fills; an error naming
-/// the first one missing.
+/// Where the control plane's binaries are (see [`crate::kubernetes`]); an
+/// error naming the first one missing and how to build it.
 pub fn binaries_dir() -> Result<PathBuf, String> {
-    let dir = match std::env::var_os("KUBEBUILDER_ASSETS") {
-        Some(dir) => PathBuf::from(dir),
-        None => {
-            let cache =
-                std::env::var_os("CONVEYOR_CONTROL_PLANE_DIR").map(PathBuf::from).unwrap_or_else(|| {
-                    let home = std::env::var_os("XDG_CACHE_HOME").map(PathBuf::from).unwrap_or_else(|| {
-                        PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache")
-                    });
-                    home.join("conveyor-etl-operator/control-plane")
-                });
-            cache.join("bin")
-        }
-    };
+    let dir = crate::kubernetes::bin_dir()?;
     for name in ["etcd", "kube-apiserver", "kube-controller-manager"] {
         if !dir.join(name).is_file() {
             return Err(format!(
-                "{} is missing: run tests/harness/build-control-plane.sh or set KUBEBUILDER_ASSETS",
-                dir.join(name).display()
+                "{} is missing: run tests/harness/build-kubernetes.sh {} or set KUBEBUILDER_ASSETS",
+                dir.join(name).display(),
+                crate::kubernetes::requested()
             ));
         }
     }

@@ -2,7 +2,8 @@
 //! benchmark and the chaos suite:
 //!
 //! - [`control_plane`]: etcd, kube-apiserver and kube-controller-manager on
-//!   loopback (built and cached by `tests/harness/build-control-plane.sh`).
+//!   loopback, of the release [`kubernetes`] names (built and cached by
+//!   `tests/harness/build-kubernetes.sh`).
 //! - [`kubelet`]: a fake kubelet that plays the router pods with simulated
 //!   router nodes (`conveyor-router-sim`).
 //! - [`node`]: a real node (containerd, the kubelet, kube-scheduler) beside
@@ -28,6 +29,7 @@ pub mod examples;
 pub mod images;
 pub mod install;
 pub mod kubelet;
+pub mod kubernetes;
 pub mod machine;
 pub mod node;
 pub mod operator_process;

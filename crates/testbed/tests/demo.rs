@@ -253,12 +253,12 @@ fn the_printed_kill_command_degrades_the_cluster_and_ctrl_c_stops_everything() {
     assert_cleaned_up(&output);
 }
 
-/// A control-plane cache folder without binaries, and a stand-in for
-/// `build-control-plane.sh` that runs `body` with that folder in
-/// `CONVEYOR_CONTROL_PLANE_DIR`, as the real script would get it.
+/// A Kubernetes cache folder without releases, and a stand-in for
+/// `build-kubernetes.sh` that runs `body` with that folder in
+/// `CONVEYOR_KUBERNETES_DIR`, as the real script would get it.
 fn empty_cache_and_build_script(body: &str) -> (tempfile::TempDir, std::path::PathBuf, std::path::PathBuf) {
     let dir = tempfile::tempdir().unwrap();
-    let cache = dir.path().join("control-plane");
+    let cache = dir.path().join("kubernetes");
     let script = dir.path().join("build.sh");
     std::fs::write(&script, format!("set -euo pipefail\n{body}\n")).unwrap();
     (dir, cache, script)
@@ -267,22 +267,26 @@ fn empty_cache_and_build_script(body: &str) -> (tempfile::TempDir, std::path::Pa
 fn without_binaries(command: &mut Command, cache: &std::path::Path, script: &std::path::Path) {
     command
         .env_remove("KUBEBUILDER_ASSETS")
-        .env("CONVEYOR_CONTROL_PLANE_DIR", cache)
-        .env("CONVEYOR_CONTROL_PLANE_BUILD_SCRIPT", script);
+        .env_remove("CONVEYOR_KUBERNETES_VERSION")
+        .env("CONVEYOR_KUBERNETES_DIR", cache)
+        .env("CONVEYOR_KUBERNETES_BUILD_SCRIPT", script);
 }
 
 #[test]
 fn missing_binaries_are_built_first_by_the_harness_script() {
     // The stand-in "builds" by linking the binaries the harness already cached.
     let built = conveyor_testbed::control_plane::binaries_dir().expect("the cached control plane");
-    // It refuses the variables cargo sets for a build: Kubernetes' Makefile
-    // builds into an inherited OUT_DIR.
+    let newest = conveyor_testbed::kubernetes::NEWEST;
+    // It is asked for the newest tested release, and refuses the variables
+    // cargo sets for a build: Kubernetes' Makefile once built into an
+    // inherited OUT_DIR.
     let (_dir, cache, script) = empty_cache_and_build_script(&format!(
-        "for name in OUT_DIR CARGO_MANIFEST_DIR TARGET; do\n  \
+        "[ \"$1\" = {newest} ] || {{ echo \"asked for $1\"; exit 5; }}\n\
+         for name in OUT_DIR CARGO_MANIFEST_DIR TARGET; do\n  \
          [ -z \"${{!name:-}}\" ] || {{ echo \"inherited $name=${{!name}}\"; exit 4; }}\ndone\n\
-         echo '[control-plane] building (stand-in)'\nmkdir -p \"$CONVEYOR_CONTROL_PLANE_DIR/bin\"\n\
+         echo '[kubernetes] building (stand-in)'\nrelease=\"$CONVEYOR_KUBERNETES_DIR/$1.0\"\nmkdir -p \"$release/bin\"\n\
          for name in etcd kube-apiserver kube-controller-manager; do\n  \
-         ln -s {built}/$name \"$CONVEYOR_CONTROL_PLANE_DIR/bin/$name\"\ndone",
+         ln -s {built}/$name \"$release/bin/$name\"\ndone\ntouch \"$release/VERSION\"",
         built = built.display()
     ));
     let deadline = Instant::now() + RUN_DEADLINE;
@@ -300,10 +304,13 @@ fn missing_binaries_are_built_first_by_the_harness_script() {
     let output = demo.output();
     assert!(status.success(), "the demo exited with {status}:\n{output}");
     assert!(
-        output.contains(&format!("{}", cache.join("bin/etcd").display())),
-        "the missing binary named:\n{output}"
+        output.contains(&format!("Kubernetes {newest} is not built in {}", cache.display())),
+        "the missing release named:\n{output}"
     );
-    assert!(cache.join("bin/kube-apiserver").is_file(), "the script ran without the cache folder");
+    assert!(
+        cache.join(format!("{newest}.0/bin/kube-apiserver")).is_file(),
+        "the script ran without the cache folder"
+    );
     assert_cleaned_up(&output);
 }
 

@@ -3,7 +3,7 @@
 //!
 //! It starts the local control plane the integration tests use (etcd,
 //! kube-apiserver, kube-controller-manager on loopback, built and cached by
-//! `tests/harness/build-control-plane.sh` the first time), installs the CRDs
+//! `tests/harness/build-kubernetes.sh` the first time), installs the CRDs
 //! and the operator's ClusterRole, plays the kubelet for the router pods with
 //! a simulated router node on a loopback address per pod (the data plane is
 //! simulated), runs the operator in-process under that ClusterRole, applies
@@ -283,23 +283,23 @@ async fn ensure_binaries(stop: &mut Stop) -> anyhow::Result<bool> {
     if std::env::var_os("KUBEBUILDER_ASSETS").is_some() {
         bail!("{missing}");
     }
-    let script =
-        std::env::var_os("CONVEYOR_CONTROL_PLANE_BUILD_SCRIPT").map(PathBuf::from).unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/harness/build-control-plane.sh")
-        });
+    let script = std::env::var_os("CONVEYOR_KUBERNETES_BUILD_SCRIPT")
+        .map(PathBuf::from)
+        .unwrap_or_else(crate::kubernetes::build_script);
+    let release = crate::kubernetes::requested();
     let (_, log) = tempfile::Builder::new()
-        .prefix("conveyor-build-control-plane-")
+        .prefix("conveyor-build-kubernetes-")
         .suffix(".log")
         .tempfile()?
         .keep()
         .context("cannot keep the build log")?;
     say(&missing);
     say(&format!(
-        "building it once with {} (Debian bookworm, as root; several minutes; log: {})",
+        "building it once with {} {release} (from Go modules; about ten minutes; log: {})",
         script.display(),
         log.display()
     ));
-    let mut child = spawn_logged(&script, &log)?;
+    let mut child = spawn_logged(&script, &[release.as_str()], &log)?;
     let started = Instant::now();
     let mut poll = tokio::time::interval(Duration::from_millis(250));
     let mut progress = tokio::time::interval_at(
@@ -334,7 +334,7 @@ async fn ensure_binaries(stop: &mut Stop) -> anyhow::Result<bool> {
 /// Runs `script` with its output in `log` and none of the variables cargo
 /// sets for a build or a `cargo run` (Kubernetes' Makefile builds into an
 /// inherited `OUT_DIR`, which a package with a build script gets).
-fn spawn_logged(script: &Path, log: &Path) -> anyhow::Result<Child> {
+fn spawn_logged(script: &Path, args: &[&str], log: &Path) -> anyhow::Result<Child> {
     let file = std::fs::File::create(log).with_context(|| format!("cannot create {}", log.display()))?;
     let mut command = std::process::Command::new("bash");
     for (name, _) in std::env::vars_os() {
@@ -344,6 +344,7 @@ fn spawn_logged(script: &Path, log: &Path) -> anyhow::Result<Child> {
     }
     command
         .arg(script)
+        .args(args)
         .stdin(Stdio::null())
         .stdout(file.try_clone()?)
         .stderr(file)

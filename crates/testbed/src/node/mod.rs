@@ -1,7 +1,6 @@
 //! A real node beside the test control plane: containerd (with runc and the
-//! CNI bridge plugin from Debian), kubelet and kube-scheduler (built by
-//! `tests/harness/build-node.sh` from the same Debian source tree as the
-//! control plane) and cluster DNS (dnsmasq answering `cluster.local` from a
+//! CNI bridge plugin from Debian), kubelet and kube-scheduler (of the same
+//! release as the control plane, see [`crate::kubernetes`]) and cluster DNS (dnsmasq answering `cluster.local` from a
 //! hosts file rendered from Services and Endpoints).
 //!
 //! It needs root and takes machine-wide resources (a bridge, the `kubepods`
@@ -57,7 +56,7 @@ pub const HOST_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 42, 1);
 /// The pods' range (inside 198.18.0.0/15, reserved for benchmarking).
 pub const POD_CIDR: &str = "198.18.42.0/24";
 /// The sandbox image, imported from the tarball build-node.sh packs.
-pub const PAUSE_IMAGE: &str = "conveyor.local/pause:3.2";
+pub const PAUSE_IMAGE: &str = "conveyor.local/pause:node";
 /// The node's directory in the temp dir is this and its process's pid.
 const DIR_PREFIX: &str = "conveyor-node-";
 /// The [`Before`] record in the node's directory.
@@ -67,7 +66,7 @@ const PLANE_FILE: &str = "control-plane-dir";
 const START_DEADLINE: Duration = Duration::from_secs(120);
 const STOP_DEADLINE: Duration = Duration::from_secs(20);
 
-/// Where the node's binaries and images are: `CONVEYOR_NODE_DIR` or
+/// Where the node's images are: `CONVEYOR_NODE_DIR` or
 /// `~/.cache/conveyor-etl-operator/node`, as build-node.sh fills it.
 pub fn cache_dir() -> PathBuf {
     std::env::var_os("CONVEYOR_NODE_DIR").map(PathBuf::from).unwrap_or_else(|| {
@@ -78,14 +77,18 @@ pub fn cache_dir() -> PathBuf {
     })
 }
 
-/// Why a real node cannot run here, or `None` when it can: the binaries and
-/// packages build-node.sh provides, and root.
+/// Why a real node cannot run here, or `None` when it can: the release's
+/// kubelet and kube-scheduler, the packages and image build-node.sh
+/// provides, and root.
 pub fn unavailable() -> Option<String> {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         return Some("a real node needs root".into());
     }
-    let bin = cache_dir().join("bin");
+    let bin = match crate::kubernetes::bin_dir() {
+        Ok(bin) => bin,
+        Err(why) => return Some(why),
+    };
     let needed = [
         bin.join("kubelet"),
         bin.join("kube-scheduler"),

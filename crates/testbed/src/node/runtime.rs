@@ -119,11 +119,10 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.
         let kubeconfig = self.dir.join("scheduler.kubeconfig");
         self.spawn(
             "kube-scheduler",
-            &cache_dir().join("bin/kube-scheduler"),
+            &crate::kubernetes::bin_dir()?.join("kube-scheduler"),
             &[
                 format!("--kubeconfig={}", kubeconfig.display()),
                 "--leader-elect=false".into(),
-                "--port=0".into(),
                 "--secure-port=0".into(),
                 "--v=0".into(),
             ],
@@ -133,40 +132,62 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.
     pub(super) fn start_kubelet(&mut self) -> Result<(), String> {
         let dir = self.dir.clone();
         let path = |name: &str| dir.join(name).display().to_string();
-        let socket = format!("unix://{}", self.socket());
+        fs::write(self.dir.join("kubelet.yaml"), self.kubelet_config()).map_err(|e| e.to_string())?;
         let args = vec![
+            format!("--config={}", path("kubelet.yaml")),
             format!("--kubeconfig={}", path("kubelet.kubeconfig")),
             format!("--hostname-override={NODE_NAME}"),
             format!("--node-ip={HOST_IP}"),
-            format!("--address={HOST_IP}"),
-            format!("--port={}", free_port()),
-            "--healthz-bind-address=127.0.0.1".into(),
-            format!("--healthz-port={}", free_port()),
-            "--read-only-port=0".into(),
             format!("--root-dir={}", path("kubelet")),
             format!("--cert-dir={}", path("kubelet/pki")),
-            format!("--volume-plugin-dir={}", path("kubelet/volume-plugins")),
-            "--container-runtime=remote".into(),
-            format!("--container-runtime-endpoint={socket}"),
-            format!("--image-service-endpoint={socket}"),
-            format!("--containerd={}", self.socket()),
-            "--runtime-request-timeout=2m".into(),
-            format!("--pod-infra-container-image={PAUSE_IMAGE}"),
-            "--cgroup-driver=cgroupfs".into(),
-            "--fail-swap-on=false".into(),
-            "--make-iptables-util-chains=false".into(),
-            "--eviction-hard=".into(),
-            "--image-gc-high-threshold=100".into(),
-            "--image-gc-low-threshold=99".into(),
-            format!("--cluster-dns={HOST_IP}"),
-            format!("--cluster-domain={CLUSTER_DOMAIN}"),
-            format!("--resolv-conf={}", path("resolv.conf")),
-            "--serialize-image-pulls=false".into(),
-            "--node-status-update-frequency=2s".into(),
-            "--sync-frequency=5s".into(),
             "--v=1".into(),
         ];
-        self.spawn("kubelet", &cache_dir().join("bin/kubelet"), &args)
+        self.spawn("kubelet", &crate::kubernetes::bin_dir()?.join("kubelet"), &args)
+    }
+
+    /// The kubelet's configuration file: flags for these settings are
+    /// deprecated or gone in current releases.
+    fn kubelet_config(&self) -> String {
+        let socket = format!("unix://{}", self.socket());
+        format!(
+            r#"apiVersion: kubelet.config.k8s.io/v1beta1
+kind: KubeletConfiguration
+address: "{HOST_IP}"
+port: {port}
+healthzBindAddress: 127.0.0.1
+healthzPort: {healthz}
+readOnlyPort: 0
+# As the kubelet's flags defaulted: the API server (logs, exec) is trusted.
+authentication:
+  anonymous: {{enabled: true}}
+  webhook: {{enabled: false}}
+authorization:
+  mode: AlwaysAllow
+volumePluginDir: "{plugins}"
+containerRuntimeEndpoint: "{socket}"
+imageServiceEndpoint: "{socket}"
+runtimeRequestTimeout: 2m
+cgroupDriver: cgroupfs
+# Machines of this kind run cgroup v1, which releases from 1.35 refuse unless told.
+failCgroupV1: false
+failSwapOn: false
+makeIPTablesUtilChains: false
+# No eviction: the test machine's disk and memory are shared with other work.
+evictionHard: {{}}
+imageGCHighThresholdPercent: 100
+imageGCLowThresholdPercent: 99
+clusterDNS: ["{HOST_IP}"]
+clusterDomain: "{CLUSTER_DOMAIN}"
+resolvConf: "{resolv}"
+serializeImagePulls: false
+nodeStatusUpdateFrequency: 2s
+syncFrequency: 5s
+"#,
+            port = free_port(),
+            healthz = free_port(),
+            plugins = self.dir.join("kubelet/volume-plugins").display(),
+            resolv = self.dir.join("resolv.conf").display(),
+        )
     }
 
     /// Kills and deletes every container task through containerd, then the containers.
