@@ -26,7 +26,8 @@ fn start_two_and_stop() {
     }
     for plane in [&first, &second] {
         let version = kubectl_ok(plane, &["version", "-o", "json"]);
-        assert!(version.contains("\"gitVersion\": \"v1.20"), "unexpected server version: {version}");
+        let release = format!("\"gitVersion\": \"v{}.", conveyor_testbed::kubernetes::requested());
+        assert!(version.contains(&release), "not the release asked for ({release}): {version}");
         let accounts = kubectl_ok(plane, &["get", "serviceaccount", "default", "-o", "name"]);
         assert_eq!(accounts.trim(), "serviceaccount/default");
     }

@@ -468,6 +468,10 @@ fn reconciles_on(ip: &str, kind: &str) -> Option<f64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn helm_installs_the_operator_as_two_pods_that_run_the_seed_set_roll_back_a_bad_image_and_hand_over() {
     let _turn = ONE_NODE.lock().await;
+    // As on a machine where a Docker engine runs: routed and bridged packets
+    // the FORWARD chain does not accept are dropped. The operator's pods
+    // still reach the routers and the routers each other.
+    let docker_policy = ForwardPolicy::drop();
     let run = NodeRun::bare("helm").await;
     let (node, admin, namespace, plane) = (&run.node, &run.admin, &run.namespace, run.plane());
     // The seed's claims are 10Gi of class `standard`.
@@ -492,8 +496,9 @@ async fn helm_installs_the_operator_as_two_pods_that_run_the_seed_set_roll_back_
         "leaderElection.retryPeriod=1s".to_owned(),
         "healthInterval=2s".to_owned(),
     ];
-    let mut args =
-        vec!["install", RELEASE, chart.to_str().unwrap(), "-n", RELEASE_NAMESPACE, "--create-namespace"];
+    // The operator's pods are admitted under the `restricted` Pod Security Standard, as the router pods are.
+    support::create_restricted_namespace(admin, RELEASE_NAMESPACE).await;
+    let mut args = vec!["install", RELEASE, chart.to_str().unwrap(), "-n", RELEASE_NAMESPACE];
     for setting in &settings {
         args.extend(["--set", setting.as_str()]);
     }
@@ -709,4 +714,42 @@ async fn helm_installs_the_operator_as_two_pods_that_run_the_seed_set_roll_back_
     .await;
 
     run.finish().await;
+    assert_eq!(forward_rules(), docker_policy.rules, "the node left the FORWARD chain changed");
+}
+
+/// The FORWARD chain's policy set to DROP for a test (what a Docker engine
+/// sets), and the chain's rules then; the old policy is back on drop.
+struct ForwardPolicy {
+    policy: String,
+    rules: String,
+}
+
+impl ForwardPolicy {
+    fn drop() -> ForwardPolicy {
+        let rules = forward_rules();
+        let policy = rules
+            .lines()
+            .find_map(|line| line.strip_prefix("-P FORWARD "))
+            .expect("the FORWARD chain's policy")
+            .trim()
+            .to_owned();
+        iptables(&["-P", "FORWARD", "DROP"]);
+        ForwardPolicy { policy, rules: forward_rules() }
+    }
+}
+
+impl Drop for ForwardPolicy {
+    fn drop(&mut self) {
+        iptables(&["-P", "FORWARD", &self.policy]);
+    }
+}
+
+fn forward_rules() -> String {
+    iptables(&["-S", "FORWARD"])
+}
+
+fn iptables(args: &[&str]) -> String {
+    let output = std::process::Command::new("iptables").arg("-w").args(args).output().unwrap();
+    assert!(output.status.success(), "iptables {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout).unwrap()
 }

@@ -89,6 +89,19 @@ async fn seed_cluster_forms_through_every_phase_and_deploys_what_the_spec_says()
     assert!(raft_yaml.contains(&format!("my-cluster-2.my-cluster-raft.{}.svc", s.namespace)), "{raft_yaml}");
 
     assert_eq!(pdb_max_unavailable(&s).await, 1);
+
+    // The namespace enforces the restricted Pod Security Standard: the router
+    // pods above were admitted under it, a pod that does not meet it is not.
+    let unrestricted: Pod = serde_json::from_value(serde_json::json!({
+        "metadata": { "name": "unrestricted" },
+        "spec": { "containers": [{ "name": "c", "image": "conveyor-etl-router:latest" }] },
+    }))
+    .unwrap();
+    let refused = Api::<Pod>::namespaced(s.client.clone(), &s.namespace)
+        .create(&Default::default(), &unrestricted)
+        .await
+        .expect_err("a pod without a security context is refused");
+    assert!(refused.to_string().contains("violates PodSecurity \"restricted"), "{refused}");
 }
 
 #[tokio::test]

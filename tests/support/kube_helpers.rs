@@ -71,17 +71,31 @@ pub fn shared_with_crds() -> &'static ControlPlane {
 }
 
 /// Creates a fresh namespace named after the test, so tests sharing a control plane never collide.
+/// Like every namespace the tests use, it enforces the `restricted` Pod Security Standard.
 pub async fn test_namespace(client: &Client, prefix: &str) -> String {
     use rand::distr::{Alphanumeric, SampleString};
     let suffix = Alphanumeric.sample_string(&mut rand::rng(), 5).to_lowercase();
     let name = format!("{prefix}-{suffix}");
+    create_restricted_namespace(client, &name).await;
+    name
+}
+
+/// The label Pod Security admission reads: pods that do not meet the
+/// `restricted` standard are refused in a namespace carrying it.
+pub const RESTRICTED: (&str, &str) = ("pod-security.kubernetes.io/enforce", "restricted");
+
+/// Creates namespace `name` enforcing the `restricted` Pod Security Standard.
+pub async fn create_restricted_namespace(client: &Client, name: &str) {
     let namespaces: Api<Namespace> = Api::all(client.clone());
     let namespace = Namespace {
-        metadata: ObjectMeta { name: Some(name.clone()), ..Default::default() },
+        metadata: ObjectMeta {
+            name: Some(name.to_owned()),
+            labels: Some([(RESTRICTED.0.to_owned(), RESTRICTED.1.to_owned())].into()),
+            ..Default::default()
+        },
         ..Default::default()
     };
     namespaces.create(&PostParams::default(), &namespace).await.expect("create namespace");
-    name
 }
 
 /// Polls `check` until it returns `Some`, panicking with `what` after `timeout`.

@@ -6,9 +6,10 @@
 //! `--peers <id:addr>` (repeatable) and `--data-dir <dir>`.
 //!
 //! Three of them differ per pod, which a StatefulSet's one template cannot
-//! say, and Kubernetes 1.20 (the oldest server this operator supports) has no
-//! pod-index label: the node id is the pod's ordinal + 1 (0 means "no leader"
-//! in the router's contract), taken from its name; the Raft address is its
+//! say: the node id is the pod's ordinal + 1 (0 means "no leader" in the
+//! router's contract), taken from its name (the `apps.kubernetes.io/pod-index`
+//! label holds the same number and would not spare the wrapper, which also
+//! adds 1; switching would roll every cluster on upgrade); the Raft address is its
 //! IP; and the peers live in the ConfigMap so that a scale step does not
 //! change the template and roll every pod. So the container runs a
 //! five-line POSIX `sh` wrapper, [`LAUNCH_SCRIPT`], which adds those three

@@ -101,6 +101,7 @@ pub fn unavailable() -> Option<String> {
         PathBuf::from("/usr/lib/cni/host-local"),
         PathBuf::from("/usr/lib/cni/loopback"),
         PathBuf::from("/usr/sbin/dnsmasq"),
+        PathBuf::from("/usr/sbin/iptables"),
         PathBuf::from("/bin/busybox"),
     ];
     let missing: Vec<String> =
@@ -171,6 +172,7 @@ impl RealNode {
     fn start_all(&mut self) -> Result<(), String> {
         // The bridge first: the API server binds its address.
         network::add_bridge()?;
+        network::allow_pod_to_pod()?;
 
         let options = control_plane::Options { real_node: Some(HOST_IP) };
         let plane = ControlPlane::try_start_with(options)?;
@@ -302,6 +304,7 @@ impl RealNode {
             plane.stop();
         }
         self.unmount_all();
+        network::remove_pod_to_pod();
         network::remove_bridge();
         self.remove_cgroups();
         self.restore_sysctls();

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use super::cgroups::cgroup_roots;
 use super::mounts::mounts_under;
-use super::network::link_exists;
+use super::network::{forward_rule_present, link_exists};
 use super::record::{Before, SHARED_DIRS, read_sysctl};
 use super::{BEFORE_FILE, BRIDGE, DIR_PREFIX, PLANE_FILE, RealNode};
 
@@ -61,7 +61,7 @@ pub fn sweep_abandoned() -> Vec<String> {
 
 impl RealNode {
     /// What the node left on the machine (empty when nothing): processes it
-    /// started still alive, the bridge, mounts, cgroups, changed sysctls,
+    /// started still alive, the bridge, its FORWARD rule, mounts, cgroups, changed sysctls,
     /// new entries in shared folders, its directory.
     pub fn leftovers(&self, pids: &[u32]) -> Vec<String> {
         let mut found = Vec::new();
@@ -75,6 +75,9 @@ impl RealNode {
         }
         if link_exists(BRIDGE) {
             found.push(format!("bridge {BRIDGE}"));
+        }
+        if forward_rule_present() {
+            found.push(format!("the iptables FORWARD rule for {BRIDGE}"));
         }
         for point in mounts_under(&self.dir) {
             found.push(format!("mount {}", point.display()));
