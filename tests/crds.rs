@@ -1,13 +1,17 @@
 //! The CRDs on a real apiserver: they install, accept the seed's examples,
-//! print useful columns and reject invalid objects naming the field.
+//! print useful columns and reject invalid objects naming the field, the
+//! router cluster's cross-field rules (CEL) in the words of its conditions.
 
 mod support;
 
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use conveyor_etl_operator::crd::EtlRouterCluster;
+use conveyor_etl_operator::router_cluster::validate::{MAX_NAME_LENGTH, validate};
 use support::{
-    ControlPlane, kubectl, kubectl_eventually, kubectl_ok, repo_path, shared_with_crds, test_namespace,
+    ControlPlane, install_crds, kubectl, kubectl_eventually, kubectl_ok, repo_path, shared_with_crds,
+    test_namespace,
 };
 
 const KINDS: [&str; 5] = ["etlrouterclusters", "etlpipelines", "etlsources", "etltransforms", "etlsinks"];
@@ -45,10 +49,14 @@ fn apply_file(plane: &ControlPlane, namespace: &str, file: &str) -> std::process
 }
 
 fn apply_yaml(plane: &ControlPlane, namespace: &str, yaml: &str) -> std::process::Output {
+    kubectl_stdin(plane, &["apply", "--validate=false", "-n", namespace, "-f", "-"], yaml)
+}
+
+fn kubectl_stdin(plane: &ControlPlane, args: &[&str], yaml: &str) -> std::process::Output {
     use std::io::Write;
     let mut child = plane
         .kubectl()
-        .args(["apply", "--validate=false", "-n", namespace, "-f", "-"])
+        .args(args)
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -190,4 +198,144 @@ async fn invalid_objects_are_rejected_naming_the_field() {
     }
     let stored = kubectl_ok(plane, &["get", "conveyor", "-n", &namespace, "-o", "name"]);
     assert_eq!(stored.trim(), "", "invalid objects were stored: {stored}");
+}
+
+fn router_cluster(name: &str, spec: &str) -> String {
+    format!(
+        "apiVersion: conveyor.etl/v1\nkind: EtlRouterCluster\nmetadata:\n  name: {name}\nspec:\n  replicas: 3\n  image: router:1\n{spec}"
+    )
+}
+
+fn raft(heartbeat: u32, election: u32) -> String {
+    format!("  raft:\n    heartbeatIntervalMs: {heartbeat}\n    electionTimeoutMs: {election}\n")
+}
+
+/// The errors the operator's own check reports for `yaml`, in the words its conditions show.
+fn operator_errors(yaml: &str) -> Vec<String> {
+    let cluster: EtlRouterCluster = serde_norway::from_str(yaml).unwrap();
+    validate(&cluster.metadata.name.unwrap(), &cluster.spec).errors
+}
+
+fn refusal(plane: &ControlPlane, namespace: &str, what: &str, yaml: &str) -> String {
+    let output = apply_yaml(plane, namespace, yaml);
+    assert!(!output.status.success(), "{what}: accepted");
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[tokio::test]
+async fn cel_rules_refuse_what_the_operator_reports_in_its_words() {
+    let plane = shared_with_crds();
+    let namespace = test_namespace(&plane.client().await, "cel").await;
+    let cases = [
+        (
+            "heartbeat not below election timeout",
+            router_cluster("beat", &raft(300, 300)),
+            &["spec.raft.heartbeatIntervalMs"][..],
+        ),
+        (
+            "grpc port on the defaulted raft port",
+            router_cluster("grpc", "  ports:\n    grpc: 50052\n"),
+            &["spec.ports.raft"],
+        ),
+        (
+            "three equal ports",
+            router_cluster("same", "  ports:\n    grpc: 7000\n    raft: 7000\n    metrics: 7000\n"),
+            &["spec.ports.raft", "spec.ports.metrics"],
+        ),
+        ("zero storage", router_cluster("zero", "  storage:\n    size: \"0\"\n"), &["spec.storage.size"]),
+        (
+            "storage size not a size",
+            router_cluster("ten", "  storage:\n    size: ten\n"),
+            &["spec.storage.size"],
+        ),
+        ("name too long", router_cluster(&"a".repeat(MAX_NAME_LENGTH + 1), ""), &[]),
+    ];
+    for (what, yaml, fields) in &cases {
+        let expected = operator_errors(yaml);
+        assert!(!expected.is_empty(), "{what}: the operator finds nothing wrong");
+        let stderr = refusal(plane, &namespace, what, yaml);
+        for message in &expected {
+            assert!(stderr.contains(message.as_str()), "{what}: refusal lacks {message:?}: {stderr}");
+        }
+        for field in *fields {
+            assert!(
+                stderr.contains(&format!("{field}: Invalid value")),
+                "{what}: names no {field}: {stderr}"
+            );
+        }
+    }
+    let stored = kubectl_ok(plane, &["get", "etlrc", "-n", &namespace, "-o", "name"]);
+    assert_eq!(stored.trim(), "", "refused objects were stored: {stored}");
+
+    // The longest name, a tight election timeout (a warning, not an error) and a size: accepted.
+    let name = "b".repeat(MAX_NAME_LENGTH);
+    let valid = router_cluster(&name, &format!("{}  storage:\n    size: 10Gi\n", raft(200, 300)));
+    assert_eq!(operator_errors(&valid), Vec::<String>::new());
+    let output = apply_yaml(plane, &namespace, &valid);
+    assert!(output.status.success(), "valid cluster refused: {}", String::from_utf8_lossy(&output.stderr));
+
+    // The rules hold for updates too.
+    let update = router_cluster(&name, &raft(400, 300));
+    let stderr = refusal(plane, &namespace, "update to an invalid spec", &update);
+    assert!(stderr.contains(&operator_errors(&update)[0]), "{stderr}");
+}
+
+/// The CRDs as they were before the CEL rules.
+fn crds_without_rules() -> String {
+    fn strip(value: &mut serde_json::Value) {
+        match value {
+            serde_json::Value::Object(map) => {
+                map.remove("x-kubernetes-validations");
+                map.values_mut().for_each(strip);
+            }
+            serde_json::Value::Array(items) => items.iter_mut().for_each(strip),
+            _ => {}
+        }
+    }
+    let crds = std::fs::read_to_string(repo_path("deploy/crds/crds.yaml")).unwrap();
+    let documents: Vec<String> = crds
+        .split("\n---\n")
+        .map(|document| {
+            let mut crd: serde_json::Value = serde_norway::from_str(document).unwrap();
+            strip(&mut crd);
+            serde_norway::to_string(&crd).unwrap()
+        })
+        .collect();
+    assert!(!documents.join("").contains("x-kubernetes-validations"));
+    documents.join("---\n")
+}
+
+/// Clusters stored before the rules keep taking the operator's status writes
+/// (which are validated against the whole object): the name rule holds only
+/// while a cluster has no status, and validation ratcheting (Kubernetes
+/// ≥1.30) passes fields that did not change.
+#[test]
+fn clusters_stored_before_the_rules_still_take_status_writes() {
+    let plane = ControlPlane::start();
+    let output = apply_yaml(&plane, "default", &crds_without_rules());
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    kubectl_ok(&plane, &["wait", "--for=condition=Established", "--timeout=60s", "crd", "--all"]);
+    let long = "c".repeat(MAX_NAME_LENGTH + 1);
+    for yaml in [router_cluster(&long, ""), router_cluster("beat", &raft(300, 300))] {
+        let output = apply_yaml(&plane, "default", &yaml);
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    }
+
+    install_crds(&plane);
+    let probe = router_cluster("probe", &raft(300, 300));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let output = kubectl_stdin(&plane, &["apply", "--dry-run=server", "-f", "-"], &probe);
+        if String::from_utf8_lossy(&output.stderr).contains("must be below spec.raft.electionTimeoutMs") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the CEL rules never came into force: {output:?}");
+        std::thread::sleep(Duration::from_millis(200)); // poll interval
+    }
+
+    let status = r#"{"status":{"phase":"Pending"}}"#;
+    for name in [long.as_str(), "beat"] {
+        kubectl_ok(&plane, &["patch", "etlrc", name, "--subresource=status", "--type=merge", "-p", status]);
+    }
+    kubectl_ok(&plane, &["patch", "etlrc", &long, "--type=merge", "-p", r#"{"spec":{"replicas":5}}"#]);
 }

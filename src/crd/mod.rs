@@ -6,14 +6,15 @@
 mod common;
 mod pipeline;
 mod router_cluster;
+mod rules;
 mod service;
 
 pub use common::{ClusterRef, Phase, conditions_schema};
 pub use pipeline::{DlqSpec, EtlPipeline, EtlPipelineSpec, EtlPipelineStatus, PipelineStage};
 pub use router_cluster::{
     ClusterPhase, EtlRouterCluster, EtlRouterClusterSpec, EtlRouterClusterStatus, ImagePullPolicy,
-    LaunchSpec, MemberStatus, PdbSpec, PlacementSpec, PortsSpec, RaftSpec, RouterSettingsSpec,
-    StorageRetention, StorageSpec,
+    LaunchSpec, MAX_CLUSTER_NAME_LENGTH, MemberStatus, PdbSpec, PlacementSpec, PortsSpec, RaftSpec,
+    RouterSettingsSpec, StorageRetention, StorageSpec,
 };
 pub use service::{
     EtlSink, EtlSinkSpec, EtlSource, EtlSourceSpec, EtlTransform, EtlTransformSpec, GrpcSpec, ServiceStatus,

@@ -7,6 +7,12 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::common::conditions_schema;
+use super::rules;
+
+/// The longest cluster name whose derived names all fit Kubernetes' limits:
+/// the StatefulSet's `controller-revision-hash` label value is
+/// `<name>-<10 characters>` and label values stop at 63.
+pub const MAX_CLUSTER_NAME_LENGTH: usize = 52;
 
 /// A Raft cluster of Conveyor ETL router nodes, run as a StatefulSet.
 #[derive(CustomResource, Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
@@ -19,6 +25,7 @@ use super::common::conditions_schema;
     status = "EtlRouterClusterStatus",
     shortname = "etlrc",
     category = "conveyor",
+    validation = rules::cluster_name(),
     printcolumn = r#"{"name":"Replicas","type":"integer","jsonPath":".spec.replicas"}"#,
     printcolumn = r#"{"name":"Ready","type":"integer","jsonPath":".status.readyReplicas"}"#,
     printcolumn = r#"{"name":"Leader","type":"string","jsonPath":".status.leader"}"#,
@@ -83,6 +90,7 @@ pub enum ImagePullPolicy {
 /// Raft settings of the router nodes.
 #[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq, Eq, Hash)]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = rules::raft()))]
 pub struct RaftSpec {
     /// Election timeout in milliseconds: how long a follower waits for the leader before starting an election. The router draws each timeout between this value and twice it (cluster.election_timeout_min_ms and election_timeout_max_ms). Must exceed heartbeatIntervalMs.
     #[serde(default = "default_election_timeout_ms")]
@@ -158,6 +166,7 @@ impl Default for RaftSpec {
 /// Persistent volume of each router node.
 #[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = rules::storage()))]
 pub struct StorageSpec {
     /// Size of each node's volume, e.g. `10Gi`.
     pub size: Quantity,
@@ -180,6 +189,7 @@ pub enum StorageRetention {
 /// Ports of the router container.
 #[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq, Eq, Hash)]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = rules::ports()))]
 pub struct PortsSpec {
     /// gRPC port clients, services and the operator use.
     #[serde(default = "default_grpc_port")]

@@ -1,5 +1,8 @@
-//! Rules the CRD schema cannot express. Pure; the reconciler reports the
-//! result as conditions and deploys nothing while an error stands.
+//! Rules beyond the CRD's per-field schema. Pure; the reconciler reports the
+//! result as conditions and deploys nothing while an error stands. Each
+//! error is also a CEL rule of the CRD (`crd::rules`, same words), so the API
+//! server refuses such objects at apply time; this check stays for objects
+//! stored before those rules. Warnings are conditions only.
 
 use k8s_openapi::api::apps::v1::StatefulSet;
 
@@ -21,10 +24,7 @@ impl Validation {
     }
 }
 
-/// The longest cluster name whose derived names all fit Kubernetes' limits:
-/// the StatefulSet's `controller-revision-hash` label value is
-/// `<name>-<10 characters>` and label values stop at 63.
-pub const MAX_NAME_LENGTH: usize = 52;
+pub use crate::crd::MAX_CLUSTER_NAME_LENGTH as MAX_NAME_LENGTH;
 
 pub fn validate(name: &str, spec: &EtlRouterClusterSpec) -> Validation {
     let mut result = Validation::default();
