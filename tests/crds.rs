@@ -339,3 +339,57 @@ fn clusters_stored_before_the_rules_still_take_status_writes() {
     }
     kubectl_ok(&plane, &["patch", "etlrc", &long, "--type=merge", "-p", r#"{"spec":{"replicas":5}}"#]);
 }
+
+/// The operator's own check stays for clusters stored before the rules: such
+/// a cluster is Pending with InvalidSpec in the rule's words, a Warning
+/// Event says so, nothing is deployed, and fixing the spec deploys it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_stored_before_the_rules_is_reported_invalid_and_deployed_once_fixed() {
+    use k8s_openapi::api::apps::v1::StatefulSet;
+    use k8s_openapi::api::events::v1::Event;
+    use kube::api::{Api, Patch, PatchParams};
+
+    let plane = tokio::task::spawn_blocking(ControlPlane::start).await.unwrap();
+    tokio::task::block_in_place(|| {
+        let output = apply_yaml(&plane, "default", &crds_without_rules());
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        kubectl_ok(&plane, &["wait", "--for=condition=Established", "--timeout=60s", "crd", "--all"]);
+        let output = apply_yaml(&plane, "default", &router_cluster("beat", &raft(300, 300)));
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        install_crds(&plane);
+        support::operator::bind_operator_role(&plane);
+    });
+    let operator = support::operator::RunningOperator::start(&plane, "default").await;
+    let client = plane.client().await;
+    let clusters: Api<EtlRouterCluster> = Api::namespaced(client.clone(), "default");
+    let rule = "spec.raft.heartbeatIntervalMs (300) must be below spec.raft.electionTimeoutMs (300)";
+    let pending = support::eventually(Duration::from_secs(60), "InvalidSpec on the stored cluster", || async {
+        let cluster = clusters.get("beat").await.ok()?;
+        let ready = cluster.status.as_ref()?.conditions.iter().find(|c| c.type_ == "Ready")?.clone();
+        (ready.reason == "InvalidSpec").then_some((cluster, ready))
+    })
+    .await;
+    let (cluster, ready) = pending;
+    assert_eq!(ready.status, "False");
+    assert!(ready.message.contains(rule), "{}", ready.message);
+    assert_eq!(cluster.status.unwrap().phase, Some(conveyor_etl_operator::crd::ClusterPhase::Pending));
+    let events: Api<Event> = Api::namespaced(client.clone(), "default");
+    support::eventually(Duration::from_secs(60), "a Warning Event naming InvalidSpec", || async {
+        let events = events.list(&Default::default()).await.ok()?.items;
+        events
+            .iter()
+            .any(|e| e.type_.as_deref() == Some("Warning") && e.reason.as_deref() == Some("InvalidSpec"))
+            .then_some(())
+    })
+    .await;
+    let sets: Api<StatefulSet> = Api::namespaced(client.clone(), "default");
+    assert!(sets.get_opt("beat").await.unwrap().is_none(), "deployed an invalid spec");
+
+    let fix = serde_json::json!({"spec": {"raft": {"heartbeatIntervalMs": 100}}});
+    clusters.patch("beat", &PatchParams::default(), &Patch::Merge(fix)).await.unwrap();
+    support::eventually(Duration::from_secs(60), "the fixed cluster's StatefulSet", || async {
+        sets.get_opt("beat").await.ok().flatten()
+    })
+    .await;
+    operator.stop().await;
+}

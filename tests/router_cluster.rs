@@ -105,38 +105,6 @@ async fn seed_cluster_forms_through_every_phase_and_deploys_what_the_spec_says()
 }
 
 #[tokio::test]
-async fn invalid_spec_stays_pending_names_the_rule_and_deploys_nothing() {
-    let s = Scenario::new("invalid").await;
-    let mut cluster = seed_cluster("my-cluster");
-    cluster.spec.raft.heartbeat_interval_ms = 300;
-    s.create(&cluster).await;
-    let pending = s
-        .wait_for("InvalidSpec", |c| {
-            c.status.as_ref().is_some_and(|s| s.conditions.iter().any(|c| c.reason == "InvalidSpec"))
-        })
-        .await;
-    assert_eq!(phase_of(&pending), Some(ClusterPhase::Pending));
-    let (status, _, message) = condition(&pending, "Ready");
-    assert_eq!(status, "False");
-    assert!(
-        message
-            .contains("spec.raft.heartbeatIntervalMs (300) must be below spec.raft.electionTimeoutMs (300)")
-    );
-    let sets: Api<StatefulSet> = Api::namespaced(s.client.clone(), &s.namespace);
-    assert!(sets.get_opt("my-cluster").await.unwrap().is_none(), "deployed an invalid spec");
-    eventually(FORM_TIMEOUT, "a Warning Event naming InvalidSpec", || async {
-        let events = s.events().await;
-        events.iter().any(|(type_, reason, _)| type_ == "Warning" && reason == "InvalidSpec").then_some(())
-    })
-    .await;
-
-    // Fixing the spec deploys it.
-    let fix = serde_json::json!({"spec": {"raft": {"heartbeatIntervalMs": 100}}});
-    s.clusters.patch("my-cluster", &PatchParams::default(), &Patch::Merge(fix)).await.unwrap();
-    s.wait_phase(ClusterPhase::Ready).await;
-}
-
-#[tokio::test]
 async fn members_failing_and_returning_move_the_phase_and_never_leave_it_ready_blind() {
     let s = Scenario::new("health").await;
     s.create(&seed_cluster("my-cluster")).await;
