@@ -98,6 +98,10 @@ fn the_node_runs_the_image_docker_built_from_the_current_dockerfile() {
     // gives that image: the node does not run an older build, nor one of
     // another file.
     let built = run_ok(docker(), &["build", "--network", "host", "--quiet", "."]);
+    if built.trim() != recorded {
+        // Not left behind as an untagged image.
+        run(docker(), &["rmi", built.trim()]);
+    }
     assert_eq!(
         built.trim(),
         recorded,
