@@ -1,7 +1,8 @@
 //! The plain manifests in deploy/ and the Dockerfile: `kubectl apply -k
 //! deploy/operator/` against the real apiserver, a server-side dry run of
 //! everything in deploy/, and the Dockerfile's build command held equal to
-//! the script that builds and checks the static binaries.
+//! the script that builds and checks the router image's static simulator
+//! (tests/operator_image.rs holds the operator image to the Dockerfile).
 
 mod support;
 
@@ -169,11 +170,12 @@ async fn everything_in_deploy_passes_a_server_side_dry_run() {
     assert!(listed.trim().is_empty(), "dry run created {listed}");
 }
 
-/// The `cargo build` line of a Dockerfile or shell script, without `RUN `.
+/// The `cargo build` line of a Dockerfile or shell script, without `RUN ` or
+/// a continuation (`\\`).
 fn build_command(text: &str) -> String {
     let lines: Vec<&str> = text
         .lines()
-        .map(|line| line.trim().trim_start_matches("RUN ").trim())
+        .map(|line| line.trim().trim_start_matches("RUN ").trim_end_matches('\\').trim())
         .filter(|line| line.contains("cargo build"))
         .collect();
     assert_eq!(lines.len(), 1, "expected one `cargo build` line, found {lines:?}");
@@ -188,7 +190,7 @@ fn dockerfile_builds_static_binaries_with_the_checked_command_on_a_non_root_empt
     assert_eq!(
         command,
         build_command(&script),
-        "the Dockerfile and tests/harness/build-static.sh must build with the same command"
+        "the Dockerfile and tests/harness/build-static.sh (the router image's simulator) must build with the same command"
     );
     assert!(command.contains("+crt-static") && command.contains("--release") && command.contains("--locked"));
     let target = command.split("--target ").nth(1).unwrap().split_whitespace().next().unwrap();
@@ -203,9 +205,25 @@ fn dockerfile_builds_static_binaries_with_the_checked_command_on_a_non_root_empt
     assert_ne!(uid, 0);
     assert!(!last_stage.contains("RUN "), "the runtime stage runs nothing (it has no shell)");
     assert!(last_stage.contains("ENTRYPOINT [\"/usr/local/bin/conveyor-etl-operator\"]"));
-    for line in last_stage.lines().filter(|line| line.starts_with("COPY --from=build /src/target/")) {
-        assert!(line.contains(&format!("/src/target/{target}/release/")), "copies another build: {line}");
-    }
+    // It holds what that command built: the build stage takes the binary out
+    // of its cache-mounted target folder, the last stage copies it.
+    assert!(
+        dockerfile.contains(&format!(
+            "install -D -m 0755 target/{target}/release/conveyor-etl-operator /out/conveyor-etl-operator"
+        )),
+        "the build stage does not keep the binary its cargo command built"
+    );
+    assert!(
+        last_stage
+            .contains("COPY --from=build /out/conveyor-etl-operator /usr/local/bin/conveyor-etl-operator")
+    );
+
+    // The build stage's Rust is this machine's (tests/harness/base-images.sh
+    // makes that image from it): a normal public image name.
+    let rustc = std::process::Command::new("rustc").arg("--version").output().unwrap();
+    let version = String::from_utf8_lossy(&rustc.stdout).split_whitespace().nth(1).unwrap().to_owned();
+    let minor = version.rsplit_once('.').unwrap().0;
+    assert_eq!(stages[0], format!("FROM rust:{minor}-bookworm AS build"), "the build stage's FROM");
     // The manifests run the image as that user.
     let deployment = std::fs::read_to_string(repo_path("deploy/operator/deployment.yaml")).unwrap();
     assert!(deployment.contains(&format!("runAsUser: {uid}")));

