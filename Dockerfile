@@ -22,9 +22,13 @@ COPY crates crates
 # tools (crates/) is built into the image.
 ARG PACKAGE=conveyor-etl-operator
 # The binary leaves the cache-mounted target folder for the image's own layer.
+# Cargo judges the workspace's sources by their times, and a context's files
+# can be older than a build already in the cache (another checkout, another
+# branch): touched, they are always rebuilt; dependencies stay cached.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    RUSTFLAGS="-C target-feature=+crt-static" cargo build --release --locked --target x86_64-unknown-linux-gnu --package "$PACKAGE" \
+    find Cargo.toml proto src benches crates -exec touch {} + \
+    && RUSTFLAGS="-C target-feature=+crt-static" cargo build --release --locked --target x86_64-unknown-linux-gnu --package "$PACKAGE" \
     && install -D -m 0755 target/x86_64-unknown-linux-gnu/release/conveyor-etl-operator /out/conveyor-etl-operator
 
 FROM scratch
