@@ -470,7 +470,7 @@ async fn deleting_a_cluster_garbage_collects_its_objects_and_keeps_volumes_unles
         gone.then_some(())
     })
     .await;
-    assert_eq!(claim_names().await.len(), 3, "volumes must be retained by default");
+    assert_eq!(kept_claims(&s).await.len(), 3, "volumes must be retained by default");
 
     // With retentionPolicy: Delete the finalizer removes the volumes too.
     let mut cluster = seed_cluster("my-cluster");
@@ -604,16 +604,31 @@ async fn a_paused_cluster_keeps_its_volumes_when_deleted() {
         s.clusters.get_opt("my-cluster").await.ok()?.is_none().then_some(())
     })
     .await;
+    // Kept past the garbage collection of the StatefulSet, and by nothing owned.
+    let sets: Api<StatefulSet> = Api::namespaced(s.client.clone(), &s.namespace);
+    eventually(FORM_TIMEOUT, "the StatefulSet garbage-collected", || async {
+        sets.get_opt("my-cluster").await.ok()?.is_none().then_some(())
+    })
+    .await;
+    let kept = kept_claims(&s).await;
+    assert_eq!(kept.len(), 3, "a paused cluster's volumes are kept: {kept:?}");
+}
+
+/// The data volumes kept for good: not being deleted, and with no owner
+/// whose deletion would take them along.
+async fn kept_claims(s: &Scenario) -> Vec<String> {
     let claims: Api<PersistentVolumeClaim> = Api::namespaced(s.client.clone(), &s.namespace);
-    let kept: Vec<String> = claims
+    claims
         .list(&ListParams::default())
         .await
         .unwrap()
         .iter()
-        .filter(|claim| claim.metadata.deletion_timestamp.is_none())
+        .filter(|claim| {
+            claim.metadata.deletion_timestamp.is_none()
+                && claim.metadata.owner_references.as_deref().unwrap_or_default().is_empty()
+        })
         .map(|claim| claim.name_any())
-        .collect();
-    assert_eq!(kept.len(), 3, "a paused cluster's volumes are kept: {kept:?}");
+        .collect()
 }
 
 #[tokio::test]

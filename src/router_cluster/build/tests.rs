@@ -203,8 +203,11 @@ fn seed_statefulset_spec() {
     let template_meta = spec.template.metadata.as_ref().unwrap();
     assert_eq!(template_meta.labels, Some(selector_labels("my-cluster")));
     assert_eq!(config_hash_annotation(sts), config_hash(&seed()));
-    // Fields API servers older than the v1_32 types do not know stay unset.
+    // The claims' fate is the cleanup finalizer's, which reads the cluster's spec
+    // at deletion and does nothing while paused: the StatefulSet's own policy
+    // stays unset (Retain), so garbage collection never takes a claim along.
     assert_eq!(spec.persistent_volume_claim_retention_policy, None);
+    // Fields left to the server's defaults stay unset.
     assert_eq!(spec.ordinals, None);
     assert_eq!(spec.min_ready_seconds, None);
 }
