@@ -363,12 +363,13 @@ async fn a_cluster_stored_before_the_rules_is_reported_invalid_and_deployed_once
     let client = plane.client().await;
     let clusters: Api<EtlRouterCluster> = Api::namespaced(client.clone(), "default");
     let rule = "spec.raft.heartbeatIntervalMs (300) must be below spec.raft.electionTimeoutMs (300)";
-    let pending = support::eventually(Duration::from_secs(60), "InvalidSpec on the stored cluster", || async {
-        let cluster = clusters.get("beat").await.ok()?;
-        let ready = cluster.status.as_ref()?.conditions.iter().find(|c| c.type_ == "Ready")?.clone();
-        (ready.reason == "InvalidSpec").then_some((cluster, ready))
-    })
-    .await;
+    let pending =
+        support::eventually(Duration::from_secs(60), "InvalidSpec on the stored cluster", || async {
+            let cluster = clusters.get("beat").await.ok()?;
+            let ready = cluster.status.as_ref()?.conditions.iter().find(|c| c.type_ == "Ready")?.clone();
+            (ready.reason == "InvalidSpec").then_some((cluster, ready))
+        })
+        .await;
     let (cluster, ready) = pending;
     assert_eq!(ready.status, "False");
     assert!(ready.message.contains(rule), "{}", ready.message);

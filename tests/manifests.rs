@@ -175,7 +175,9 @@ async fn everything_in_deploy_passes_a_server_side_dry_run() {
 fn build_command(text: &str) -> String {
     let lines: Vec<&str> = text
         .lines()
-        .map(|line| line.trim().trim_start_matches("RUN ").trim_start_matches("&& ").trim_end_matches('\\').trim())
+        .map(|line| {
+            line.trim().trim_start_matches("RUN ").trim_start_matches("&& ").trim_end_matches('\\').trim()
+        })
         .filter(|line| line.contains("cargo build"))
         .collect();
     assert_eq!(lines.len(), 1, "expected one `cargo build` line, found {lines:?}");

@@ -11,13 +11,13 @@ use futures::StreamExt;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Service};
 use k8s_openapi::api::events::v1::Event as KubeEvent;
-use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
-use kube::core::ApiResource;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 
 use conveyor_etl_operator::crd::{ClusterPhase, EtlRouterCluster, StorageRetention};
-use conveyor_etl_operator::runtime::policy::{PdbApi, pdb_api_resource};
 use support::operator::{RunningOperator, shared_with_rbac};
 use support::scenario::{FORM_TIMEOUT, Scenario, condition, phase_of, seed_cluster};
 use support::{eventually, test_namespace};
@@ -88,7 +88,7 @@ async fn seed_cluster_forms_through_every_phase_and_deploys_what_the_spec_says()
     assert!(raft_yaml.contains("300") && raft_yaml.contains("100"), "{raft_yaml}");
     assert!(raft_yaml.contains(&format!("my-cluster-2.my-cluster-raft.{}.svc", s.namespace)), "{raft_yaml}");
 
-    assert_eq!(pdb_max_unavailable(&s).await, 1);
+    assert_eq!(pdb_max_unavailable(&s).await, IntOrString::Int(1));
 
     // The namespace enforces the restricted Pod Security Standard: the router
     // pods above were admitted under it, a pod that does not meet it is not.
@@ -236,16 +236,9 @@ async fn record_replicas(
     (task, seen)
 }
 
-/// PodDisruptionBudgets in the version the server serves: only
-/// policy/v1beta1 on Kubernetes 1.20, only policy/v1 from 1.25.
-async fn pdb_resource(client: &Client) -> ApiResource {
-    pdb_api_resource(PdbApi::discover(client).await.expect("the policy group is discoverable"))
-}
-
-async fn pdb_max_unavailable(s: &Scenario) -> serde_json::Value {
-    let pdb =
-        Api::<DynamicObject>::namespaced_with(s.client.clone(), &s.namespace, &pdb_resource(&s.client).await);
-    pdb.get("my-cluster").await.unwrap().data["spec"]["maxUnavailable"].clone()
+async fn pdb_max_unavailable(s: &Scenario) -> IntOrString {
+    let pdb = Api::<PodDisruptionBudget>::namespaced(s.client.clone(), &s.namespace);
+    pdb.get("my-cluster").await.unwrap().spec.unwrap().max_unavailable.unwrap()
 }
 
 async fn set_replicas(s: &Scenario, replicas: i32) {
@@ -275,11 +268,11 @@ async fn scaling_3_to_5_to_3_moves_one_member_at_a_time_and_keeps_the_pdb_right(
     assert!(condition(&scaling, "Ready").2.contains(" → 5"), "{:?}", condition(&scaling, "Ready"));
     assert_eq!(condition(&scaling, "Progressing").0, "True");
     s.wait_for("5 healthy members", ready_with_members(5)).await;
-    assert_eq!(pdb_max_unavailable(&s).await, 2);
+    assert_eq!(pdb_max_unavailable(&s).await, IntOrString::Int(2));
 
     set_replicas(&s, 3).await;
     s.wait_for("3 healthy members", ready_with_members(3)).await;
-    assert_eq!(pdb_max_unavailable(&s).await, 1);
+    assert_eq!(pdb_max_unavailable(&s).await, IntOrString::Int(1));
 
     recorder.abort();
     let steps = seen.lock().unwrap().clone();
@@ -290,8 +283,7 @@ async fn scaling_3_to_5_to_3_moves_one_member_at_a_time_and_keeps_the_pdb_right(
     // Switching the budget off removes it.
     let off = serde_json::json!({"spec": {"podDisruptionBudget": {"enabled": false}}});
     s.clusters.patch("my-cluster", &PatchParams::default(), &Patch::Merge(off)).await.unwrap();
-    let budgets =
-        Api::<DynamicObject>::namespaced_with(s.client.clone(), &s.namespace, &pdb_resource(&s.client).await);
+    let budgets = Api::<PodDisruptionBudget>::namespaced(s.client.clone(), &s.namespace);
     eventually(FORM_TIMEOUT, "the PodDisruptionBudget removed", || async {
         budgets.get_opt("my-cluster").await.ok()?.is_none().then_some(())
     })
@@ -367,7 +359,7 @@ async fn a_one_member_cluster_rolls_its_only_pod_although_its_budget_allows_no_e
     s.wait_phase(ClusterPhase::Ready).await;
     assert_eq!(
         pdb_max_unavailable(&s).await,
-        serde_json::json!(0),
+        IntOrString::Int(0),
         "one member: the budget allows no eviction"
     );
 
@@ -459,7 +451,7 @@ async fn deleting_a_cluster_garbage_collects_its_objects_and_keeps_volumes_unles
         gone.then_some(())
     })
     .await;
-    assert_eq!(claim_names().await.len(), 3, "volumes must be retained by default");
+    assert_eq!(kept_claims(&s).await.len(), 3, "volumes must be retained by default");
 
     // With retentionPolicy: Delete the finalizer removes the volumes too.
     let mut cluster = seed_cluster("my-cluster");
@@ -593,14 +585,90 @@ async fn a_paused_cluster_keeps_its_volumes_when_deleted() {
         s.clusters.get_opt("my-cluster").await.ok()?.is_none().then_some(())
     })
     .await;
+    // Kept past the garbage collection of the StatefulSet, and by nothing owned.
+    let sets: Api<StatefulSet> = Api::namespaced(s.client.clone(), &s.namespace);
+    eventually(FORM_TIMEOUT, "the StatefulSet garbage-collected", || async {
+        sets.get_opt("my-cluster").await.ok()?.is_none().then_some(())
+    })
+    .await;
+    let kept = kept_claims(&s).await;
+    assert_eq!(kept.len(), 3, "a paused cluster's volumes are kept: {kept:?}");
+}
+
+/// The data volumes kept for good: not being deleted, and with no owner
+/// whose deletion would take them along.
+async fn kept_claims(s: &Scenario) -> Vec<String> {
     let claims: Api<PersistentVolumeClaim> = Api::namespaced(s.client.clone(), &s.namespace);
-    let kept: Vec<String> = claims
+    claims
         .list(&ListParams::default())
         .await
         .unwrap()
         .iter()
-        .filter(|claim| claim.metadata.deletion_timestamp.is_none())
+        .filter(|claim| {
+            claim.metadata.deletion_timestamp.is_none()
+                && claim.metadata.owner_references.as_deref().unwrap_or_default().is_empty()
+        })
         .map(|claim| claim.name_any())
-        .collect();
-    assert_eq!(kept.len(), 3, "a paused cluster's volumes are kept: {kept:?}");
+        .collect()
+}
+
+#[tokio::test]
+async fn an_eviction_hits_only_the_pods_current_incarnation_and_a_budget_can_refuse_it() {
+    use conveyor_etl_operator::runtime::policy::{Evicted, evict};
+
+    let plane = shared_with_rbac();
+    let client = plane.client().await;
+    let namespace = test_namespace(&client, "evict").await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
+    let pod = |name: &str, node: Option<&str>| -> Pod {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name, "labels": {"app": name}},
+            "spec": {"nodeName": node, "containers": [{"name": "c", "image": "none"}]},
+        }))
+        .unwrap()
+    };
+
+    // A pod of an earlier incarnation (another uid under the same name) is not
+    // evicted (the server retries the failed precondition for ~10 s first).
+    let current = pods.create(&Default::default(), &pod("pending", None)).await.unwrap();
+    let mut earlier = current.clone();
+    earlier.metadata.uid = Some("00000000-0000-0000-0000-000000000000".into());
+    assert_eq!(evict(&client, &earlier).await.unwrap(), Evicted::Gone);
+    assert_eq!(
+        pods.get("pending").await.unwrap().uid(),
+        current.uid(),
+        "the eviction hit another incarnation"
+    );
+    // The current one is (pending, so no budget applies, and deleted at once); after that it is gone.
+    assert_eq!(evict(&client, &current).await.unwrap(), Evicted::Yes);
+    eventually(FORM_TIMEOUT, "the evicted pod deleted", || async {
+        pods.get_opt("pending").await.ok()?.is_none().then_some(())
+    })
+    .await;
+    assert_eq!(evict(&client, &current).await.unwrap(), Evicted::Gone);
+
+    // A running pod whose budget allows no disruption: refused, and still there.
+    let budget: PodDisruptionBudget = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "running"},
+        "spec": {"maxUnavailable": 0, "selector": {"matchLabels": {"app": "running"}}},
+    }))
+    .unwrap();
+    Api::<PodDisruptionBudget>::namespaced(client.clone(), &namespace)
+        .create(&Default::default(), &budget)
+        .await
+        .unwrap();
+    pods.create(&Default::default(), &pod("running", Some("no-such-node"))).await.unwrap();
+    let status = serde_json::json!({"status": {"phase": "Running"}});
+    let running = pods.patch_status("running", &PatchParams::default(), &Patch::Merge(status)).await.unwrap();
+    // kube's client retries a 429 with backoff (for minutes) before it
+    // returns it; without that layer the refusal comes back at once.
+    let mut config = plane.config(support::control_plane::ADMIN_USER).await;
+    config.default_retry = false;
+    let without_retries = Client::try_from(config).unwrap();
+    match evict(&without_retries, &running).await.unwrap() {
+        Evicted::Refused(why) => assert!(!why.is_empty()),
+        other => panic!("a budget allowing no disruption let {other:?} through"),
+    }
+    let still = pods.get("running").await.unwrap();
+    assert!(still.metadata.deletion_timestamp.is_none(), "a refused eviction deleted the pod");
 }

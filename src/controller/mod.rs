@@ -1,6 +1,5 @@
 //! Wires the kinds' controllers to the API server on top of the runtime:
-//! discovers what the server serves, starts the shared watch caches, and runs
-//! every controller until shutdown.
+//! starts the shared watch caches and runs every controller until shutdown.
 
 mod http;
 pub mod leader;
@@ -20,7 +19,6 @@ use leader::{Elector, Leadership, LeaseConfig, Role};
 use crate::router::{ClientOptions, Router, RouterClient};
 use crate::router_cluster::build::{CLUSTER_LABEL, FIELD_MANAGER};
 use crate::runtime::cache::{Selectors, Watches};
-use crate::runtime::policy::PdbApi;
 use crate::runtime::{Context, Timing, reconciler};
 use crate::service::controller as service;
 
@@ -163,14 +161,13 @@ impl Operator {
         Operator { lease: Some(lease), ..self }
     }
 
-    /// Discovers the server's API versions, sets up the caches (not yet
-    /// running) and the context, with the state each kind registers.
-    async fn prepare(self) -> Result<(Arc<Context>, Watches), StartupError> {
-        let pdb_api = PdbApi::discover(&self.client).await.map_err(StartupError::Discovery)?;
-        let (watches, cache) = Watches::new(&self.client, self.namespace.as_deref(), pdb_api, &selectors());
+    /// Sets up the caches (not yet running) and the context, with the state
+    /// each kind registers.
+    fn prepare(self) -> (Arc<Context>, Watches) {
+        let (watches, cache) = Watches::new(&self.client, self.namespace.as_deref(), &selectors());
         let mut ctx = Context::new(self.client, self.router, self.timing, cache);
         crate::router_cluster::controller::register(&mut ctx);
-        Ok((Arc::new(ctx), watches))
+        (Arc::new(ctx), watches)
     }
 
     /// Runs until `shutdown` resolves, then lets in-flight reconciles finish
@@ -189,7 +186,7 @@ impl Operator {
         let http_address = self.http;
         let elector = self.lease.clone().map(|lease| Elector::new(self.client.clone(), lease));
         let leadership = Leadership::new(if elector.is_some() { Role::Standby } else { Role::Sole });
-        let (ctx, watches) = self.prepare().await?;
+        let (ctx, watches) = self.prepare();
         ctx.metrics.set_leading(leadership.is_active());
         let shutdown = shutdown.shared();
         if let Some(address) = http_address {
@@ -236,11 +233,11 @@ impl Operator {
 
     /// A context whose caches are filled and kept current by a background
     /// task, for calling a reconciler directly (tests, tools).
-    pub async fn detached_context(self) -> Result<(Arc<Context>, JoinHandle<()>), StartupError> {
-        let (ctx, watches) = self.prepare().await?;
+    pub async fn detached_context(self) -> (Arc<Context>, JoinHandle<()>) {
+        let (ctx, watches) = self.prepare();
         let task = tokio::spawn(watches.run());
         ctx.cache.ready().await;
-        Ok((ctx, task))
+        (ctx, task)
     }
 }
 

@@ -10,8 +10,6 @@ pub enum StartupError {
     Connect(#[source] kube::Error),
     #[error("cannot serve the HTTP endpoint (metrics, health): {0}")]
     Http(#[source] std::io::Error),
-    #[error("cannot discover the API versions the server serves: {0}")]
-    Discovery(#[source] kube::Error),
     #[error("cannot read CustomResourceDefinitions: {0}")]
     ReadCrds(#[source] kube::Error),
     #[error(

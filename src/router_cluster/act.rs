@@ -4,7 +4,8 @@
 
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
-use kube::api::{DeleteParams, DynamicObject, Preconditions};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::api::{DeleteParams, Preconditions};
 use kube::{Api, ResourceExt};
 
 use super::assess::RollStep;
@@ -78,8 +79,7 @@ pub async fn apply_changed(
     if apply_stateful_set && !shrinking {
         apply(&stateful_sets, &desired.stateful_set).await?;
     }
-    let budgets =
-        Api::<DynamicObject>::namespaced_with(client.clone(), &namespace, &ctx.cache.pdbs_resource());
+    let budgets = Api::<PodDisruptionBudget>::namespaced(client.clone(), &namespace);
     match &desired.pdb {
         Some(pdb) if changed(Owned::PodDisruptionBudget, &pdb.metadata) => apply(&budgets, pdb).await?,
         None if applied.contains_key(&Owned::PodDisruptionBudget) => {
@@ -114,7 +114,7 @@ pub async fn roll(
     };
     let namespace = cluster.namespace().unwrap_or_default();
     if step.healthy && cluster.spec.replicas > 1 {
-        match evict(&ctx.client, ctx.cache.pdb_api, pod).await? {
+        match evict(&ctx.client, pod).await? {
             Evicted::Yes => {
                 tracing::info!(cluster = %cluster.name_any(), pod = %step.pod, "evicted pod to roll it to the current template")
             }
@@ -142,7 +142,6 @@ pub async fn roll(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runtime::policy::PdbApi;
 
     fn cluster(name: &str, uid: &str) -> EtlRouterCluster {
         let yaml = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/examples/seed.yaml"))
@@ -159,13 +158,13 @@ mod tests {
     fn a_colliding_derived_name_stops_the_apply_naming_object_and_owner() {
         let a = cluster("a", "uid-a");
         let a_raft = cluster("a-raft", "uid-b");
-        let a_objects = super::super::build::desired(&a, 3, PdbApi::V1).unwrap();
+        let a_objects = super::super::build::desired(&a, 3).unwrap();
         // Cluster `a` owns the headless Service `a-raft`, the name cluster `a-raft` wants for its client Service.
         let live = Live {
             client_service: Some(std::sync::Arc::new(a_objects.raft_service.clone())),
             ..Live::default()
         };
-        let wanted = super::super::build::desired(&a_raft, 3, PdbApi::V1).unwrap();
+        let wanted = super::super::build::desired(&a_raft, 3).unwrap();
         let error = check_ownership(&a_raft, &wanted, &live).unwrap_err();
         let message = error.to_string();
         assert_eq!(error.reason(), "ObjectOwnedElsewhere");

@@ -7,7 +7,8 @@ use std::sync::Arc;
 use futures::future::join_all;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
-use kube::api::{DynamicObject, ObjectMeta};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::api::ObjectMeta;
 use kube::{Resource, ResourceExt};
 
 use super::build::{self, Names};
@@ -40,7 +41,7 @@ pub struct Live {
     pub raft_service: Option<Arc<Service>>,
     pub client_service: Option<Arc<Service>>,
     pub stateful_set: Option<Arc<StatefulSet>>,
-    pub pdb: Option<Arc<DynamicObject>>,
+    pub pdb: Option<Arc<PodDisruptionBudget>>,
     /// The cluster's pods, by ordinal.
     pub pods: Vec<Arc<Pod>>,
 }
@@ -107,10 +108,7 @@ pub fn live(cluster: &EtlRouterCluster, ctx: &Context) -> Result<Live, Error> {
         raft_service: get(&cache.services, &namespace, &names.raft_service),
         client_service: get(&cache.services, &namespace, &names.client_service),
         stateful_set: get(&cache.stateful_sets, &namespace, &names.stateful_set),
-        pdb: cache.pdbs.get(
-            &kube::runtime::reflector::ObjectRef::new_with(&names.pdb, cache.pdbs_resource())
-                .within(&namespace),
-        ),
+        pdb: get(&cache.pdbs, &namespace, &names.pdb),
         pods,
     })
 }

@@ -54,9 +54,7 @@ impl Reconciler for EtlRouterCluster {
         // Whether this generation's spec is in place at the current size: until
         // it is, no pod can run its template, so the cluster is not Ready for it.
         let desired_now = match own_set {
-            Some(set) if validation.is_valid() => {
-                Some(build::desired(self, replicas_of(set), ctx.cache.pdb_api)?)
-            }
+            Some(set) if validation.is_valid() => Some(build::desired(self, replicas_of(set))?),
             _ => None,
         };
         let spec_applied = desired_now.as_ref().is_some_and(|desired| matches(desired, &applied));
@@ -143,7 +141,7 @@ impl EtlRouterCluster {
         let current = live.own_stateful_set(&uid).map(replicas_of);
         let desired = match desired_now {
             Some(desired) if current == Some(assessment.replicas_step) => desired,
-            _ => build::desired(self, assessment.replicas_step, ctx.cache.pdb_api)?,
+            _ => build::desired(self, assessment.replicas_step)?,
         };
         act::check_ownership(self, &desired, live)?;
         let shrinking = current.is_some_and(|replicas| replicas > assessment.replicas_step);

@@ -238,9 +238,7 @@ mod tests {
         let mut cluster: EtlRouterCluster = EtlRouterCluster::new("c", spec.clone());
         cluster.metadata.namespace = Some("ns".into());
         cluster.metadata.uid = Some("uid".into());
-        let deployed = crate::router_cluster::build::desired(&cluster, 3, crate::runtime::policy::PdbApi::V1)
-            .unwrap()
-            .stateful_set;
+        let deployed = crate::router_cluster::build::desired(&cluster, 3).unwrap().stateful_set;
         assert!(against_deployed(&spec, &deployed).is_empty());
 
         let mut bigger = spec.clone();

@@ -12,7 +12,7 @@ use futures::future::BoxFuture;
 use futures::{FutureExt, Stream, StreamExt};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
-use kube::api::{ApiResource, DynamicObject};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::runtime::reflector::{self, ReflectHandle, Store, store::Writer};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
@@ -21,7 +21,6 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use serde::de::DeserializeOwned;
 
-use super::policy::{PdbApi, pdb_api_resource};
 use super::subscription::Subscription;
 use crate::crd::{EtlPipeline, EtlRouterCluster, EtlSink, EtlSource, EtlTransform};
 
@@ -67,8 +66,7 @@ where
     K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
     K::DynamicType: Eq + Hash + Clone + Send + Sync,
 {
-    /// A cache without subscribers: kube-runtime's subscriber streams need
-    /// types known at compile time, so a dynamic type is read, not followed.
+    /// A cache without subscribers, for a type that is only read, never followed.
     fn unshared(
         api: Api<K>,
         config: watcher::Config,
@@ -169,8 +167,7 @@ pub struct Cache {
     pub services: Store<Service>,
     pub config_maps: Store<ConfigMap>,
     pub pods: Store<Pod>,
-    pub pdbs: Store<DynamicObject>,
-    pub pdb_api: PdbApi,
+    pub pdbs: Store<PodDisruptionBudget>,
     pub sources: Store<EtlSource>,
     pub transforms: Store<EtlTransform>,
     pub sinks: Store<EtlSink>,
@@ -188,7 +185,7 @@ pub struct Watches {
     pub config_maps: Watch<ConfigMap>,
     pub pods: Watch<Pod>,
     /// Read from the cache only: a changed budget is put right at the next periodic reconcile.
-    pdbs: Watch<DynamicObject>,
+    pdbs: Watch<PodDisruptionBudget>,
     pub sources: Watch<EtlSource>,
     pub transforms: Watch<EtlTransform>,
     pub sinks: Watch<EtlSink>,
@@ -208,12 +205,7 @@ where
 
 impl Watches {
     /// The watches of `namespace` (all namespaces when `None`).
-    pub fn new(
-        client: &Client,
-        namespace: Option<&str>,
-        pdb_api: PdbApi,
-        selectors: &Selectors,
-    ) -> (Watches, Cache) {
+    pub fn new(client: &Client, namespace: Option<&str>, selectors: &Selectors) -> (Watches, Cache) {
         let owned = || watcher::Config::default().labels(&selectors.owned);
         let synced: Synced = Arc::new(Reports {
             listed: tokio::sync::watch::Sender::new(Listed::default()),
@@ -226,12 +218,7 @@ impl Watches {
         let (config_maps, maps_store) = Watch::new(api(client, namespace), owned(), &synced);
         let (pods, pods_store) =
             Watch::new(api(client, namespace), watcher::Config::default().labels(&selectors.pods), &synced);
-        let resource: ApiResource = pdb_api_resource(pdb_api);
-        let pdb_api_handle = match namespace {
-            Some(namespace) => Api::namespaced_with(client.clone(), namespace, &resource),
-            None => Api::all_with(client.clone(), &resource),
-        };
-        let (pdbs, pdbs_store) = Watch::unshared(pdb_api_handle, owned(), resource, &synced);
+        let (pdbs, pdbs_store) = Watch::unshared(api(client, namespace), owned(), (), &synced);
         let every = watcher::Config::default;
         let (sources, sources_store) = Watch::new(api(client, namespace), every(), &synced);
         let (transforms, transforms_store) = Watch::new(api(client, namespace), every(), &synced);
@@ -244,7 +231,6 @@ impl Watches {
             config_maps: maps_store,
             pods: pods_store,
             pdbs: pdbs_store,
-            pdb_api,
             sources: sources_store,
             transforms: transforms_store,
             sinks: sinks_store,
@@ -286,11 +272,6 @@ impl Watches {
 }
 
 impl Cache {
-    /// The `ApiResource` the PodDisruptionBudget cache holds.
-    pub fn pdbs_resource(&self) -> ApiResource {
-        pdb_api_resource(self.pdb_api)
-    }
-
     /// Whether every store has been filled by its first list, without waiting.
     pub fn is_ready(&self) -> bool {
         is_ready(&self.synced)

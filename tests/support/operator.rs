@@ -131,5 +131,5 @@ pub async fn direct_context(plane: &ControlPlane, namespace: &str) -> (Arc<Conte
         timing(),
         Some(namespace.to_string()),
     );
-    operator.detached_context().await.expect("caches start")
+    operator.detached_context().await
 }

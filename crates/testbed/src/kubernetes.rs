@@ -92,7 +92,8 @@ mod tests {
         built(root.path(), "1.37.2");
         // A build that stopped before writing VERSION is not a release.
         std::fs::create_dir_all(root.path().join("1.34.12/bin")).unwrap();
-        let chosen = |requested| newest_built(root.path(), requested).map(|dir| dir.file_name().unwrap().to_owned());
+        let chosen =
+            |requested| newest_built(root.path(), requested).map(|dir| dir.file_name().unwrap().to_owned());
         assert_eq!(chosen("1.34"), Some("1.34.10".into()));
         assert_eq!(chosen("1.34.4"), Some("1.34.4".into()));
         assert_eq!(chosen("1.37"), Some("1.37.2".into()));

@@ -10,10 +10,8 @@
 //! give byte-identical objects, and changes to the cluster's status, labels,
 //! annotations or resourceVersion change nothing.
 //!
-//! Kubernetes 1.20 compatibility: only fields 1.20 knows are set (server-side
-//! apply there rejects unknown fields), list-map keys such as `protocol` of
-//! ports are always given explicitly, and the PodDisruptionBudget is a
-//! [`DynamicObject`] so it can be sent as `policy/v1beta1`.
+//! List-map keys such as `protocol` of ports are always given explicitly
+//! (server-side apply needs them to merge the list).
 
 mod config;
 mod launch;
@@ -30,16 +28,15 @@ use std::fmt::Write as _;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::Resource;
-use kube::api::DynamicObject;
 use serde::Serialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::crd::EtlRouterCluster;
 
-pub use crate::runtime::policy::{PdbApi, pdb_api_resource};
 pub use config::{
     CONFIG_DIR, CONFIG_FILE, CONFIG_PATH, PEERS_FILE, PEERS_PATH, config_hash, peers, router_config,
 };
@@ -217,7 +214,7 @@ pub struct Desired {
     pub client_service: Service,
     pub stateful_set: StatefulSet,
     /// `None` when `spec.podDisruptionBudget.enabled` is false.
-    pub pdb: Option<DynamicObject>,
+    pub pdb: Option<PodDisruptionBudget>,
 }
 
 /// The desired objects of `cluster` with a StatefulSet of `replicas` pods.
@@ -228,7 +225,7 @@ pub struct Desired {
 ///
 /// Precondition: `cluster` was read from the API server, so it has a name, a
 /// namespace and a uid; otherwise a [`BuildError`] says which is missing.
-pub fn desired(cluster: &EtlRouterCluster, replicas: i32, pdb_api: PdbApi) -> Result<Desired, BuildError> {
+pub fn desired(cluster: &EtlRouterCluster, replicas: i32) -> Result<Desired, BuildError> {
     let ctx = Ctx::new(cluster)?;
     Ok(Desired {
         config_map: with_hash(config::config_map(&ctx, replicas), |o| &mut o.metadata),
@@ -239,7 +236,7 @@ pub fn desired(cluster: &EtlRouterCluster, replicas: i32, pdb_api: PdbApi) -> Re
             .spec
             .pod_disruption_budget
             .enabled
-            .then(|| with_hash(pdb::pdb(&ctx, replicas, pdb_api), |o| &mut o.metadata)),
+            .then(|| with_hash(pdb::pdb(&ctx, replicas), |o| &mut o.metadata)),
     })
 }
 

@@ -1,19 +1,20 @@
-//! The PodDisruptionBudget `<n>`, as a dynamic object in the version the server serves.
+//! The PodDisruptionBudget `<n>` (`policy/v1`).
 
-use kube::api::DynamicObject;
-use serde_json::json;
+use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::{Ctx, max_unavailable};
-use crate::runtime::policy::{PdbApi, pdb_api_resource};
 
 /// `maxUnavailable` follows the step's replica count, so it stays right while scaling.
-pub(super) fn pdb(ctx: &Ctx<'_>, replicas: i32, api: PdbApi) -> DynamicObject {
-    let mut object = DynamicObject::new(&ctx.names.pdb, &pdb_api_resource(api)).data(json!({
-        "spec": {
-            "maxUnavailable": max_unavailable(replicas),
-            "selector": { "matchLabels": ctx.selector() },
-        }
-    }));
-    object.metadata = ctx.meta(&ctx.names.pdb);
-    object
+pub(super) fn pdb(ctx: &Ctx<'_>, replicas: i32) -> PodDisruptionBudget {
+    PodDisruptionBudget {
+        metadata: ctx.meta(&ctx.names.pdb),
+        spec: Some(PodDisruptionBudgetSpec {
+            max_unavailable: Some(IntOrString::Int(max_unavailable(replicas))),
+            selector: Some(LabelSelector { match_labels: Some(ctx.selector()), ..LabelSelector::default() }),
+            ..PodDisruptionBudgetSpec::default()
+        }),
+        status: None,
+    }
 }

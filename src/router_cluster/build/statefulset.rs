@@ -44,6 +44,10 @@ pub(super) fn stateful_set(ctx: &Ctx<'_>, replicas: i32) -> StatefulSet {
             }),
             selector: LabelSelector { match_labels: Some(ctx.selector()), ..LabelSelector::default() },
             template: pod_template(ctx),
+            // No persistentVolumeClaimRetentionPolicy (so Retain): with
+            // `storage.retentionPolicy: Delete` the cleanup finalizer deletes the
+            // claims, going by the spec at deletion and never while paused, which
+            // a policy enforced by the StatefulSet controller could not honour.
             volume_claim_templates: storage.map(|storage| {
                 vec![PersistentVolumeClaim {
                     metadata: ObjectMeta {

@@ -5,10 +5,11 @@ use k8s_openapi::api::core::v1::{
     Affinity, Container, NodeAffinity, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, PodSpec,
     Probe, ServicePort, Toleration,
 };
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use kube::api::DynamicObject;
+use kube::api::{ApiResource, DynamicObject};
 use serde_json::json;
 
 use super::*;
@@ -48,7 +49,7 @@ pub(super) fn seed() -> EtlRouterCluster {
 }
 
 pub(super) fn build(cluster: &EtlRouterCluster, replicas: i32) -> Desired {
-    desired(cluster, replicas, PdbApi::V1).expect("a stored cluster builds")
+    desired(cluster, replicas).expect("a stored cluster builds")
 }
 
 pub(super) fn seed_desired() -> Desired {
@@ -96,7 +97,7 @@ pub(super) fn peers_of(d: &Desired) -> Vec<String> {
     d.config_map.data.as_ref().unwrap()[PEERS_FILE].lines().map(str::to_owned).collect()
 }
 
-fn pdb_json(pdb: &DynamicObject) -> serde_json::Value {
+fn pdb_json(pdb: &PodDisruptionBudget) -> serde_json::Value {
     serde_json::to_value(pdb).unwrap()
 }
 
@@ -202,8 +203,11 @@ fn seed_statefulset_spec() {
     let template_meta = spec.template.metadata.as_ref().unwrap();
     assert_eq!(template_meta.labels, Some(selector_labels("my-cluster")));
     assert_eq!(config_hash_annotation(sts), config_hash(&seed()));
-    // Fields API servers older than the v1_32 types do not know stay unset.
+    // The claims' fate is the cleanup finalizer's, which reads the cluster's spec
+    // at deletion and does nothing while paused: the StatefulSet's own policy
+    // stays unset (Retain), so garbage collection never takes a claim along.
     assert_eq!(spec.persistent_volume_claim_retention_policy, None);
+    // Fields left to the server's defaults stay unset.
     assert_eq!(spec.ordinals, None);
     assert_eq!(spec.min_ready_seconds, None);
 }
@@ -377,45 +381,32 @@ fn seed_config_map_holds_the_router_config_and_three_peers_by_dns_name() {
 }
 
 #[test]
-fn seed_pdb_per_api_version() {
-    for (api, api_version) in [(PdbApi::V1, "policy/v1"), (PdbApi::V1Beta1, "policy/v1beta1")] {
-        let d = desired(&seed(), 3, api).unwrap();
-        let pdb = d.pdb.as_ref().expect("PDB enabled by default");
-        let value = pdb_json(pdb);
-        assert_eq!(value["apiVersion"], api_version);
-        assert_eq!(value["kind"], "PodDisruptionBudget");
-        assert_eq!(value["metadata"]["name"], "my-cluster");
-        assert_eq!(value["metadata"]["namespace"], NS);
-        assert_eq!(
-            value["spec"],
-            json!({
-                "maxUnavailable": 1,
-                "selector": {"matchLabels": {
-                    "app.kubernetes.io/instance": "my-cluster",
-                    "app.kubernetes.io/name": "conveyor-etl-router",
-                    "conveyor.etl/cluster": "my-cluster",
-                }},
-            })
-        );
-    }
-}
-
-#[test]
-fn pdb_api_resources() {
-    let v1 = pdb_api_resource(PdbApi::V1);
+fn seed_pdb() {
+    let d = seed_desired();
+    let pdb = d.pdb.as_ref().expect("PDB enabled by default");
+    let value = pdb_json(pdb);
+    assert_eq!(value["apiVersion"], "policy/v1");
+    assert_eq!(value["kind"], "PodDisruptionBudget");
+    assert_eq!(value["metadata"]["name"], "my-cluster");
+    assert_eq!(value["metadata"]["namespace"], NS);
     assert_eq!(
-        (v1.group.as_str(), v1.version.as_str(), v1.api_version.as_str()),
-        ("policy", "v1", "policy/v1")
+        value["spec"],
+        json!({
+            "maxUnavailable": 1,
+            "selector": {"matchLabels": {
+                "app.kubernetes.io/instance": "my-cluster",
+                "app.kubernetes.io/name": "conveyor-etl-router",
+                "conveyor.etl/cluster": "my-cluster",
+            }},
+        })
     );
-    let beta = pdb_api_resource(PdbApi::V1Beta1);
-    assert_eq!(
-        (beta.group.as_str(), beta.version.as_str(), beta.api_version.as_str()),
-        ("policy", "v1beta1", "policy/v1beta1")
-    );
-    for resource in [v1, beta] {
-        assert_eq!(resource.kind, "PodDisruptionBudget");
-        assert_eq!(resource.plural, "poddisruptionbudgets");
-    }
+    assert!(value.get("status").is_none(), "{value}");
+    // Exactly the dynamic policy/v1 object earlier versions applied, so its
+    // hash is unchanged and an upgrade re-applies no budget.
+    let mut earlier = DynamicObject::new("my-cluster", &ApiResource::erase::<PodDisruptionBudget>(&()))
+        .data(json!({"spec": value["spec"].clone()}));
+    earlier.metadata = pdb.metadata.clone();
+    assert_eq!(serde_json::to_value(&earlier).unwrap(), value);
 }
 
 #[test]
@@ -494,23 +485,17 @@ fn owner_reference_is_the_controller_reference_to_the_cluster_uid() {
 fn missing_identity_is_a_build_error() {
     let mut no_uid = seed();
     no_uid.metadata.uid = None;
-    assert_eq!(
-        desired(&no_uid, 3, PdbApi::V1),
-        Err(BuildError::MissingUid { namespace: s(NS), name: s("my-cluster") })
-    );
+    assert_eq!(desired(&no_uid, 3), Err(BuildError::MissingUid { namespace: s(NS), name: s("my-cluster") }));
     no_uid.metadata.uid = Some(String::new());
-    assert!(matches!(desired(&no_uid, 3, PdbApi::V1), Err(BuildError::MissingUid { .. })));
+    assert!(matches!(desired(&no_uid, 3), Err(BuildError::MissingUid { .. })));
 
     let mut no_namespace = seed();
     no_namespace.metadata.namespace = None;
-    assert_eq!(
-        desired(&no_namespace, 3, PdbApi::V1),
-        Err(BuildError::MissingNamespace { name: s("my-cluster") })
-    );
+    assert_eq!(desired(&no_namespace, 3), Err(BuildError::MissingNamespace { name: s("my-cluster") }));
 
     let mut no_name = seed();
     no_name.metadata.name = None;
-    assert_eq!(desired(&no_name, 3, PdbApi::V1), Err(BuildError::MissingName));
+    assert_eq!(desired(&no_name, 3), Err(BuildError::MissingName));
     assert!(BuildError::MissingUid { namespace: s(NS), name: s("c") }.to_string().contains("conveyor/c"));
 }
 
