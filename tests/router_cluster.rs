@@ -318,8 +318,9 @@ async fn an_image_change_rolls_one_pod_at_a_time_with_the_leader_last() {
 
     let patch = serde_json::json!({"spec": {"image": "conveyor-etl-router:v2"}});
     s.clusters.patch("my-cluster", &PatchParams::default(), &Patch::Merge(patch)).await.unwrap();
-    s.wait_for("a rolling update", |c| {
-        c.status.as_ref().is_some_and(|s| s.conditions.iter().any(|c| c.reason == "RollingUpdate"))
+    // The RollingUpdate status can be gone before a poll reads it; its Event stays.
+    eventually(FORM_TIMEOUT, "a RollingUpdate Event", || async {
+        s.events().await.iter().any(|(_, reason, _)| reason == "RollingUpdate").then_some(())
     })
     .await;
     let sets: Api<StatefulSet> = Api::namespaced(s.client.clone(), &s.namespace);
@@ -623,7 +624,13 @@ async fn an_eviction_hits_only_the_pods_current_incarnation_and_a_budget_can_ref
     let pod = |name: &str, node: Option<&str>| -> Pod {
         serde_json::from_value(serde_json::json!({
             "metadata": {"name": name, "labels": {"app": name}},
-            "spec": {"nodeName": node, "containers": [{"name": "c", "image": "none"}]},
+            // What the namespace's restricted Pod Security Standard asks for.
+            "spec": {
+                "nodeName": node,
+                "securityContext": {"runAsNonRoot": true, "runAsUser": 65532, "seccompProfile": {"type": "RuntimeDefault"}},
+                "containers": [{"name": "c", "image": "none", "securityContext": {
+                    "allowPrivilegeEscalation": false, "capabilities": {"drop": ["ALL"]}}}],
+            },
         }))
         .unwrap()
     };
@@ -660,15 +667,15 @@ async fn an_eviction_hits_only_the_pods_current_incarnation_and_a_budget_can_ref
     pods.create(&Default::default(), &pod("running", Some("no-such-node"))).await.unwrap();
     let status = serde_json::json!({"status": {"phase": "Running"}});
     let running = pods.patch_status("running", &PatchParams::default(), &Patch::Merge(status)).await.unwrap();
-    // kube's client retries a 429 with backoff (for minutes) before it
-    // returns it; without that layer the refusal comes back at once.
-    let mut config = plane.config(support::control_plane::ADMIN_USER).await;
-    config.default_retry = false;
-    let without_retries = Client::try_from(config).unwrap();
-    match evict(&without_retries, &running).await.unwrap() {
+    // kube's default client retries a 429 with backoff (for minutes) before
+    // it returns it; the operator's client returns the refusal at once.
+    let operator_client = support::operator::client_as(plane, support::control_plane::ADMIN_USER).await;
+    let asked = std::time::Instant::now();
+    match evict(&operator_client, &running).await.unwrap() {
         Evicted::Refused(why) => assert!(!why.is_empty()),
         other => panic!("a budget allowing no disruption let {other:?} through"),
     }
+    assert!(asked.elapsed() < std::time::Duration::from_secs(10), "the refusal took {:?}", asked.elapsed());
     let still = pods.get("running").await.unwrap();
     assert!(still.metadata.deletion_timestamp.is_none(), "a refused eviction deleted the pod");
 }

@@ -91,13 +91,26 @@ fn lease_namespace(flag: Option<&str>, pod: Option<&str>, watched: Option<&str>)
     [flag, pod, watched].into_iter().flatten().find(|name| !name.is_empty()).unwrap_or("default").to_owned()
 }
 
+/// The operator's client. kube's default client retries 429, 503 and 504
+/// answers inside the call, with backoff, for minutes; but a 429 to an
+/// eviction is a disruption budget's answer, and a reconcile waiting inside
+/// a call holds its object. Without that layer every error comes back at
+/// once and the reconciler's own backoff (jittered, capped) retries.
+pub fn client_without_hidden_retries(mut config: kube::Config) -> Result<Client, kube::Error> {
+    config.default_retry = false;
+    Client::try_from(config)
+}
+
 /// Connects with the kubeconfig (or in-cluster config), checks the CRDs and
 /// runs every controller until SIGINT or SIGTERM.
 pub async fn run(settings: Settings) -> Result<(), StartupError> {
     // Both rustls providers can end up compiled in through dependencies; pick
     // ring explicitly so building a client never panics at run time.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let client = Client::try_default().await.map_err(StartupError::Connect)?;
+    let config = kube::Config::infer()
+        .await
+        .map_err(|error| StartupError::Connect(kube::Error::InferConfig(error)))?;
+    let client = client_without_hidden_retries(config).map_err(StartupError::Connect)?;
     ensure_crds_installed(&client).await?;
     let router =
         RouterClient::new(ClientOptions { call_timeout: settings.router_timeout, ..Default::default() });
