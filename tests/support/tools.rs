@@ -9,13 +9,7 @@ use super::ControlPlane;
 
 /// `CONVEYOR_TOOLS_DIR`, or the cache folder the install script defaults to.
 pub fn tools_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("CONVEYOR_TOOLS_DIR") {
-        return PathBuf::from(dir);
-    }
-    let cache = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache"));
-    cache.join("conveyor-etl-operator/tools")
+    conveyor_testbed::cache_folder("CONVEYOR_TOOLS_DIR", "tools")
 }
 
 /// The path of `helm` or `kubectl` in the tools folder; panics with what to run when it is missing.

@@ -21,12 +21,7 @@ pub fn build_script() -> PathBuf {
 
 /// `CONVEYOR_KUBERNETES_DIR`, or `~/.cache/conveyor-etl-operator/kubernetes`.
 pub fn cache_root() -> PathBuf {
-    std::env::var_os("CONVEYOR_KUBERNETES_DIR").map(PathBuf::from).unwrap_or_else(|| {
-        let cache = std::env::var_os("XDG_CACHE_HOME")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache"));
-        cache.join("conveyor-etl-operator/kubernetes")
-    })
+    crate::cache_folder("CONVEYOR_KUBERNETES_DIR", "kubernetes")
 }
 
 /// The release asked for: `CONVEYOR_KUBERNETES_VERSION`, else [`NEWEST`].

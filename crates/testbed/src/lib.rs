@@ -35,3 +35,16 @@ pub mod node;
 pub mod operator_process;
 mod process;
 pub mod workload;
+
+/// The harness's cache folder `name`: the variable `override_var` when set,
+/// else `conveyor-etl-operator/<name>` under `XDG_CACHE_HOME` (default
+/// `~/.cache`), as the scripts in tests/harness/ choose it.
+pub fn cache_folder(override_var: &str, name: &str) -> std::path::PathBuf {
+    use std::path::PathBuf;
+    std::env::var_os(override_var).map(PathBuf::from).unwrap_or_else(|| {
+        let cache = std::env::var_os("XDG_CACHE_HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache"));
+        cache.join("conveyor-etl-operator").join(name)
+    })
+}

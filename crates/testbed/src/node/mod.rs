@@ -69,12 +69,7 @@ const STOP_DEADLINE: Duration = Duration::from_secs(20);
 /// Where the node's images are: `CONVEYOR_NODE_DIR` or
 /// `~/.cache/conveyor-etl-operator/node`, as build-node.sh fills it.
 pub fn cache_dir() -> PathBuf {
-    std::env::var_os("CONVEYOR_NODE_DIR").map(PathBuf::from).unwrap_or_else(|| {
-        let cache = std::env::var_os("XDG_CACHE_HOME")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache"));
-        cache.join("conveyor-etl-operator/node")
-    })
+    crate::cache_folder("CONVEYOR_NODE_DIR", "node")
 }
 
 /// Why a real node cannot run here, or `None` when it can: the release's
