@@ -84,6 +84,9 @@ pub struct AuditedWrite {
     pub user: AuditUser,
     #[serde(rename = "responseStatus", default)]
     pub response_status: Option<serde_json::Value>,
+    /// Where the request came from (a pod's IP, for a client in a pod).
+    #[serde(rename = "sourceIPs", default)]
+    pub source_ips: Vec<String>,
 }
 
 #[derive(Clone, Debug, serde::Deserialize)]
