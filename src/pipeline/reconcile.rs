@@ -193,11 +193,13 @@ async fn announce_write(
         Submit::Enable => ("Enabled", format!("enabled {id}")),
         Submit::Disable => ("Disabled", format!("disabled {id}")),
     };
-    events::publish(ctx, pipeline, drifted, reason, note).await
+    events::publish(ctx, pipeline, drifted, reason, note).await;
+    Ok(())
 }
 
-/// Deletes the pipeline from its cluster. A cluster that is gone (or going)
-/// holds nothing to delete: the pipeline is let go, with an Event saying so.
+/// Deletes the pipeline from its cluster. A cluster that is gone holds
+/// nothing to delete, and one being deleted whose router cannot be reached
+/// is going with its data: the pipeline is let go, with an Event saying so.
 async fn cleanup(pipeline: &EtlPipeline, ctx: &Context) -> Result<Action, Error> {
     let namespace = namespace_of(pipeline)?;
     let status = pipeline.status.clone().unwrap_or_default();
@@ -205,7 +207,7 @@ async fn cleanup(pipeline: &EtlPipeline, ctx: &Context) -> Result<Action, Error>
     let reference = reference.as_ref().or(pipeline.spec.cluster_ref.as_ref());
     let resolution = clusters::resolve(&ctx.cache.router_clusters.state(), &namespace, reference);
     let cluster = match resolution {
-        Resolution::Found(cluster) if cluster.metadata.deletion_timestamp.is_none() => cluster,
+        Resolution::Found(cluster) => cluster,
         _ => {
             let note = match status.cluster {
                 Some(name) => {
@@ -213,7 +215,7 @@ async fn cleanup(pipeline: &EtlPipeline, ctx: &Context) -> Result<Action, Error>
                 }
                 None => "no router cluster holds the pipeline: nothing to delete; released".to_owned(),
             };
-            events::publish(ctx, pipeline, false, "RouterClusterGone", note).await?;
+            events::publish(ctx, pipeline, false, "RouterClusterGone", note).await;
             return Ok(Action::await_change());
         }
     };
@@ -224,7 +226,15 @@ async fn cleanup(pipeline: &EtlPipeline, ctx: &Context) -> Result<Action, Error>
         Err(error) if error.class() == ErrorClass::Unimplemented => {
             let note =
                 format!("the router cannot delete pipelines ({error}); released without deleting {id}");
-            events::publish(ctx, pipeline, true, "RouterAdminUnimplemented", note).await?;
+            events::publish(ctx, pipeline, true, "RouterAdminUnimplemented", note).await;
+            return Ok(Action::await_change());
+        }
+        Err(error) if cluster.metadata.deletion_timestamp.is_some() => {
+            let note = format!(
+                "EtlRouterCluster {} is being deleted and its router cannot be reached ({error}): released without deleting {id}",
+                cluster.name_any()
+            );
+            events::publish(ctx, pipeline, false, "RouterClusterGone", note).await;
             return Ok(Action::await_change());
         }
         result => result?,
@@ -232,6 +242,6 @@ async fn cleanup(pipeline: &EtlPipeline, ctx: &Context) -> Result<Action, Error>
     // Newer than the shared list: gone, for the sweep and a namesake created next.
     ctx.pipeline_reads.put(&id, &members, None);
     let note = format!("deleted {id} from EtlRouterCluster {}", cluster.name_any());
-    events::publish(ctx, pipeline, false, "Deleted", note).await?;
+    events::publish(ctx, pipeline, false, "Deleted", note).await;
     Ok(Action::await_change())
 }

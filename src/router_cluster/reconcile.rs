@@ -109,10 +109,18 @@ impl Reconciler for EtlRouterCluster {
 
     /// Runs before the cluster is deleted: owned objects go through owner
     /// references; data volumes only with `retentionPolicy: Delete`, and never
-    /// while the cluster is paused.
+    /// while the cluster is paused. Pipelines and services still on its
+    /// router are waited for (a namespace being deleted takes them all at
+    /// once), so they leave the router while it runs.
     async fn cleanup(&self, ctx: &Context) -> Result<Action, Error> {
         if !self.needs_cleanup() || runtime::paused(self) {
             return Ok(Action::await_change());
+        }
+        let dependants = runtime::clusters::still_on_router(&ctx.cache, self);
+        if !dependants.is_empty() {
+            let error = Error::StillOnRouter { name: self.name_any(), dependants: dependants.join(", ") };
+            runtime::reconciler::record_failure(self, &error, ctx).await?;
+            return Err(Error::Reported(Box::new(error)));
         }
         let namespace =
             self.namespace().ok_or_else(|| Error::InvalidObject("no metadata.namespace".into()))?;

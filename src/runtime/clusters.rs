@@ -8,6 +8,9 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt;
 use kube::runtime::reflector::{ObjectRef, Store};
 
+use super::Cache;
+use super::reconciler::FINALIZER;
+use super::references::ServiceResource;
 use crate::crd::{ClusterRef, EtlRouterCluster};
 
 /// Label every router pod carries: the name of its EtlRouterCluster.
@@ -140,6 +143,31 @@ where
         .filter(|object| reference(object).is_none_or(|r| r.name == name))
         .map(|object| ObjectRef::from_obj(object.as_ref()))
         .collect()
+}
+
+/// The pipelines and services (`"EtlPipeline a"`) whose status records
+/// `cluster` and whose cleanup finalizer is still held: what they put on its
+/// router has not been taken off yet.
+pub fn still_on_router(cache: &Cache, cluster: &EtlRouterCluster) -> Vec<String> {
+    fn on<K>(store: &Store<K>, cluster: &EtlRouterCluster, recorded: fn(&K) -> Option<&String>) -> Vec<String>
+    where
+        K: kube::Resource<DynamicType = ()> + Clone + 'static,
+    {
+        store
+            .state()
+            .iter()
+            .filter(|object| object.namespace() == cluster.namespace())
+            .filter(|object| recorded(object).is_some_and(|name| *name == cluster.name_any()))
+            .filter(|object| object.finalizers().iter().any(|f| f == FINALIZER))
+            .map(|object| format!("{} {}", K::kind(&()), object.name_any()))
+            .collect()
+    }
+    let mut held = on(&cache.pipelines, cluster, |p| p.status.as_ref()?.cluster.as_ref());
+    held.extend(on(&cache.sources, cluster, |s| s.service_status()?.cluster.as_ref()));
+    held.extend(on(&cache.transforms, cluster, |s| s.service_status()?.cluster.as_ref()));
+    held.extend(on(&cache.sinks, cluster, |s| s.service_status()?.cluster.as_ref()));
+    held.sort();
+    held
 }
 
 #[cfg(test)]

@@ -28,6 +28,10 @@ pub enum Error {
          references it"
     )]
     InUse { kind: String, name: String, holders: String },
+    #[error(
+        "EtlRouterCluster {name} is deleted once {dependants} have left its router (their own deletion takes them off it)"
+    )]
+    StillOnRouter { name: String, dependants: String },
     #[error("finalizer: {0}")]
     Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
     /// An error the kind already wrote to status (with its health) and
@@ -54,6 +58,7 @@ impl Reason for Error {
             Error::NotOwned { .. } => "not_owned",
             Error::Rejected { .. } => "rejected",
             Error::InUse { .. } => "in_use",
+            Error::StillOnRouter { .. } => "still_on_router",
             Error::Finalizer(_) => "finalizer",
             Error::Reported(error) => error.label(),
         }
@@ -69,6 +74,7 @@ impl Reason for Error {
             Error::NotOwned { .. } => "ObjectOwnedElsewhere",
             Error::Rejected { .. } => "SpecRejected",
             Error::InUse { .. } => "InUseByPipelines",
+            Error::StillOnRouter { .. } => "DependantsOnRouter",
             Error::Finalizer(_) => "FinalizerFailed",
             Error::Reported(error) => error.reason(),
         }

@@ -3,7 +3,7 @@
 use kube::Resource;
 use kube::runtime::events::{Event, EventType};
 
-use super::{Context, Error};
+use super::Context;
 
 /// The API server refuses Event notes over 1 kB.
 const NOTE_LIMIT: usize = 1000;
@@ -15,13 +15,12 @@ const NAME_LIMIT: usize = 253;
 /// Records an Event about `object`. Callers publish only when something changed.
 /// Inside a sampled trace the note ends with ` (trace <id>)`, so a person can
 /// go from `kubectl describe` to the trace of the reconcile that published it.
-pub async fn publish<K>(
-    ctx: &Context,
-    object: &K,
-    warning: bool,
-    reason: &str,
-    note: String,
-) -> Result<(), Error>
+///
+/// An Event tells the story; it never decides it. A refused Event (the API
+/// server refuses every new object in a namespace being deleted, so a
+/// cleanup's Event there always fails) is logged and counted in
+/// `conveyor_events_unpublished_total`, and the reconcile goes on.
+pub async fn publish<K>(ctx: &Context, object: &K, warning: bool, reason: &str, note: String)
 where
     K: Resource<DynamicType = ()>,
 {
@@ -30,7 +29,7 @@ where
         // Every publish would be refused and fail the reconcile before its
         // status is written; the status tells the story instead.
         tracing::debug!(name, reason, "no Event: the object's name leaves no room for an Event's name");
-        return Ok(());
+        return;
     }
     let event = Event {
         type_: if warning { EventType::Warning } else { EventType::Normal },
@@ -39,8 +38,20 @@ where
         action: "Reconcile".into(),
         secondary: None,
     };
-    ctx.recorder.publish(&event, &object.object_ref(&())).await?;
-    Ok(())
+    if let Err(error) = ctx.recorder.publish(&event, &object.object_ref(&())).await {
+        ctx.metrics.event_unpublished(K::kind(&()).as_ref());
+        if namespace_terminating(&error) {
+            tracing::debug!(name, reason, %error, "no Event: the namespace is being deleted");
+        } else {
+            tracing::warn!(name, reason, %error, "Event refused");
+        }
+    }
+}
+
+/// The API server's answer to a create in a namespace being deleted.
+fn namespace_terminating(error: &kube::Error) -> bool {
+    matches!(error, kube::Error::Api(status) if status.code == 403
+        && status.details.as_ref().is_some_and(|d| d.causes.iter().any(|c| c.reason == "NamespaceTerminating")))
 }
 
 /// Whether an Event about an object called `name` can be named within the limit.

@@ -51,6 +51,7 @@ pub struct Metrics {
     errors: Family<ErrorLabels, Counter>,
     durations: Family<KindLabels, Histogram, fn() -> Histogram>,
     transitions: Family<TransitionLabels, Counter>,
+    events_unpublished: Family<KindLabels, Counter>,
     leader: Gauge,
 }
 
@@ -71,6 +72,12 @@ impl Default for Metrics {
         );
         let transitions = Family::<TransitionLabels, Counter>::default();
         registry.register("transitions", "Phase transitions, by kind", transitions.clone());
+        let events_unpublished = Family::<KindLabels, Counter>::default();
+        registry.register(
+            "events_unpublished",
+            "Events the API server refused (logged; they never fail a reconcile), by kind",
+            events_unpublished.clone(),
+        );
         let build = Family::<BuildLabels, Gauge>::default();
         build.get_or_create(&BuildLabels { version: env!("CARGO_PKG_VERSION").to_owned() }).set(1);
         registry.register("build_info", "The operator's version", build);
@@ -80,7 +87,7 @@ impl Default for Metrics {
             "1 while this replica runs the controllers (holds the Lease, or leader election is off)",
             leader.clone(),
         );
-        Metrics { registry, reconciles, errors, durations, transitions, leader }
+        Metrics { registry, reconciles, errors, durations, transitions, events_unpublished, leader }
     }
 }
 
@@ -107,6 +114,10 @@ impl Metrics {
     pub fn transition(&self, kind: &str, from: &str, to: &str) {
         let labels = TransitionLabels { kind: kind.to_owned(), from: from.to_owned(), to: to.to_owned() };
         self.transitions.get_or_create(&labels).inc();
+    }
+
+    pub fn event_unpublished(&self, kind: &str) {
+        self.events_unpublished.get_or_create(&KindLabels { kind: kind.to_owned() }).inc();
     }
 
     /// Sets `conveyor_leader`.

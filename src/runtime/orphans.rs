@@ -58,9 +58,7 @@ pub async fn sweep(cluster: &EtlRouterCluster, ctx: &Context) {
         }
         ctx.pipeline_reads.put(&id, &members, None);
         let note = format!("deleted router pipeline {id}: no EtlPipeline of that name exists any more");
-        if let Err(error) = events::publish(ctx, cluster, false, "OrphanDeleted", note).await {
-            tracing::warn!(%error, "could not record an orphan's deletion");
-        }
+        events::publish(ctx, cluster, false, "OrphanDeleted", note).await;
     }
 }
 

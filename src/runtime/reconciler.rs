@@ -188,7 +188,8 @@ pub async fn record_failure<K: Reconciler>(object: &K, error: &Error, ctx: &Cont
         return Ok(());
     }
     status::apply(ctx, object, &object.status_with(merged)).await?;
-    events::publish(ctx, object, true, error.reason(), error.to_string()).await
+    events::publish(ctx, object, true, error.reason(), error.to_string()).await;
+    Ok(())
 }
 
 /// Requeue with jittered exponential backoff after a failure.

@@ -120,20 +120,16 @@ where
         return Ok(false);
     }
     apply(ctx, object, next).await?;
-    announce(ctx, object, story).await?;
+    announce(ctx, object, story).await;
     Ok(true)
 }
 
 /// Records the Events a written status change tells: a Warning when `Synced`
 /// newly failed, and one Event when the phase or the `Ready` reason changed,
 /// carrying Ready's reason and message, unless the change is a quiet wait.
-pub async fn announce<K: Resource<DynamicType = ()>>(
-    ctx: &Context,
-    object: &K,
-    story: Story<'_>,
-) -> Result<(), Error> {
+pub async fn announce<K: Resource<DynamicType = ()>>(ctx: &Context, object: &K, story: Story<'_>) {
     if let Some(failure) = new_failure(story.before, story.after) {
-        events::publish(ctx, object, true, &failure.reason, failure.message.clone()).await?;
+        events::publish(ctx, object, true, &failure.reason, failure.message.clone()).await;
     }
     fn ready_of(list: &[Condition]) -> Option<&Condition> {
         conditions::find(list, "Ready")
@@ -142,7 +138,7 @@ pub async fn announce<K: Resource<DynamicType = ()>>(
     let unchanged =
         story.from.as_deref() == Some(story.to.as_str()) && reason_of(story.before) == reason_of(story.after);
     if unchanged || story.quiet {
-        return Ok(());
+        return;
     }
     let ready = ready_of(story.after);
     let reason = ready.map(|c| c.reason.clone()).unwrap_or_default();

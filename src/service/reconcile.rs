@@ -130,7 +130,8 @@ async fn register<K: ServiceResource>(
 }
 
 /// Deregisters from the cluster it registered with; a cluster that is gone
-/// (or going) has nothing to deregister from, and the service is let go.
+/// has nothing to deregister from, and one being deleted whose router cannot
+/// be reached is going with its registry: the service is let go.
 pub async fn cleanup<K: ServiceResource + Reconciler>(service: &K, ctx: &Context) -> Result<Action, Error> {
     let namespace = namespace_of(service)?;
     let holders = holders(service, ctx);
@@ -153,7 +154,7 @@ pub async fn cleanup<K: ServiceResource + Reconciler>(service: &K, ctx: &Context
         None => clusters::resolve(&ctx.cache.router_clusters.state(), &namespace, service.cluster_ref()),
     };
     let cluster = match resolution {
-        Resolution::Found(cluster) if cluster.metadata.deletion_timestamp.is_none() => cluster,
+        Resolution::Found(cluster) => cluster,
         _ => {
             let note = match status.cluster {
                 Some(name) => {
@@ -163,7 +164,7 @@ pub async fn cleanup<K: ServiceResource + Reconciler>(service: &K, ctx: &Context
                     "no router cluster holds the registration: nothing to deregister; released".to_owned()
                 }
             };
-            events::publish(ctx, service, false, "RouterClusterGone", note).await?;
+            events::publish(ctx, service, false, "RouterClusterGone", note).await;
             return Ok(Action::await_change());
         }
     };
@@ -176,6 +177,14 @@ pub async fn cleanup<K: ServiceResource + Reconciler>(service: &K, ctx: &Context
     // succeeds; a router that cannot be asked holds none that was recorded.
     match ctx.router.deregister(&members, &service_id).await {
         Ok(()) => {}
+        Err(error) if cluster.metadata.deletion_timestamp.is_some() => {
+            let note = format!(
+                "EtlRouterCluster {} is being deleted and its router cannot be reached ({error}): released without deregistering {service_id}",
+                cluster.name_any()
+            );
+            events::publish(ctx, service, false, "RouterClusterGone", note).await;
+            return Ok(Action::await_change());
+        }
         Err(error) if recorded => return Err(error.into()),
         Err(error) => {
             tracing::debug!(%error, %service_id, "no registration recorded and the router cannot be asked; released");
@@ -184,7 +193,7 @@ pub async fn cleanup<K: ServiceResource + Reconciler>(service: &K, ctx: &Context
     }
     ctx.registries.invalidate(&clusters::snapshot_key(&namespace, &cluster.name_any()));
     let note = format!("deregistered {service_id} from EtlRouterCluster {}", cluster.name_any());
-    events::publish(ctx, service, false, "Deregistered", note).await?;
+    events::publish(ctx, service, false, "Deregistered", note).await;
     Ok(Action::await_change())
 }
 
