@@ -6,15 +6,116 @@
 
 mod support;
 
-use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use kube::api::{Api, Patch, PatchParams};
 
+use conveyor_etl_operator::crd::ClusterPhase;
 use conveyor_etl_operator::runtime::reconciler::is_stale_view;
 use support::operator::shared_with_rbac;
-use support::test_namespace;
+use support::scenario::{FORM_TIMEOUT, Scenario, condition, seed_cluster};
+use support::{eventually, test_namespace};
 
 fn object<K: serde::de::DeserializeOwned>(value: serde_json::Value) -> K {
     serde_json::from_value(value).unwrap()
+}
+
+/// The cluster's `Synced=False` message, once it names `what`.
+async fn blocked_naming(s: &Scenario, what: &str) -> String {
+    let message = synced_false_naming(s, what).await;
+    s.wait_event(&format!("a Warning Event naming {what}"), |type_, reason, note| {
+        type_ == "Warning" && reason == "ObjectOwnedElsewhere" && note.contains(what)
+    })
+    .await;
+    message
+}
+
+/// Without the Event: the recorder folds a repeated reason about the same
+/// object into its first Event (kube's series), keeping that Event's note.
+async fn synced_false_naming(s: &Scenario, what: &str) -> String {
+    let blocked = s
+        .wait_for(&format!("Synced=False naming {what}"), |c| {
+            c.status.as_ref().and_then(|s| s.conditions.iter().find(|c| c.type_ == "Synced")).is_some_and(
+                |synced| {
+                    synced.status == "False"
+                        && synced.reason == "ObjectOwnedElsewhere"
+                        && synced.message.contains(what)
+                },
+            )
+        })
+        .await;
+    condition(&blocked, "Synced").2.to_owned()
+}
+
+#[tokio::test]
+async fn a_persons_objects_under_the_derived_names_are_named_and_never_taken_over() {
+    let s = Scenario::new("persons").await;
+    let maps: Api<ConfigMap> = Api::namespaced(s.client.clone(), &s.namespace);
+    let services: Api<Service> = Api::namespaced(s.client.clone(), &s.namespace);
+    let sets: Api<StatefulSet> = Api::namespaced(s.client.clone(), &s.namespace);
+    let theirs_map = maps
+        .create(
+            &Default::default(),
+            &object(serde_json::json!({"metadata": {"name": "my-cluster-config"}, "data": {"mine": "yes"}})),
+        )
+        .await
+        .unwrap();
+    let theirs_service = services
+        .create(
+            &Default::default(),
+            &object(
+                serde_json::json!({"metadata": {"name": "my-cluster"}, "spec": {"ports": [{"port": 80}]}}),
+            ),
+        )
+        .await
+        .unwrap();
+    let untouched = |before: &kube::api::ObjectMeta, after: &kube::api::ObjectMeta| {
+        assert_eq!(after.resource_version, before.resource_version, "{:?} was written", after.name);
+        assert!(after.owner_references.is_none(), "{:?} was given an owner", after.name);
+    };
+
+    s.create(&seed_cluster("my-cluster")).await;
+    let message = blocked_naming(&s, "ConfigMap my-cluster-config").await;
+    assert!(message.contains("created outside the operator"), "{message}");
+    // Found by one read of a name the owned caches do not hold.
+    let reads = owned_object_reads(&s);
+    assert!(reads.iter().any(|uri| uri.ends_with("/configmaps/my-cluster-config")), "{reads:?}");
+    assert!(sets.get_opt("my-cluster").await.unwrap().is_none(), "applied beside a person's object");
+    let map = maps.get("my-cluster-config").await.unwrap();
+    untouched(&theirs_map.metadata, &map.metadata);
+    assert_eq!(map.data.unwrap()["mine"], "yes");
+
+    // Theirs goes: the cluster moves on to the next object that is not its own.
+    maps.delete("my-cluster-config", &Default::default()).await.unwrap();
+    synced_false_naming(&s, "Service my-cluster").await;
+    untouched(&theirs_service.metadata, &services.get("my-cluster").await.unwrap().metadata);
+
+    // Deleting the cluster takes nothing of theirs along.
+    s.clusters.delete("my-cluster", &Default::default()).await.unwrap();
+    eventually(FORM_TIMEOUT, "the cluster gone", || async {
+        s.clusters.get_opt("my-cluster").await.ok()?.is_none().then_some(())
+    })
+    .await;
+    untouched(&theirs_service.metadata, &services.get("my-cluster").await.unwrap().metadata);
+
+    // Once the last of theirs is gone, a cluster under that name forms.
+    s.create(&seed_cluster("my-cluster")).await;
+    blocked_naming(&s, "Service my-cluster").await;
+    services.delete("my-cluster", &Default::default()).await.unwrap();
+    s.wait_phase(ClusterPhase::Ready).await;
+}
+
+/// The operator's GETs of the kinds a cluster owns in the scenario's namespace, from the audit log.
+fn owned_object_reads(s: &Scenario) -> Vec<String> {
+    let log = std::fs::read_to_string(s.plane.audit_log()).unwrap_or_default();
+    let in_namespace = format!("/namespaces/{}/", s.namespace);
+    let kinds = ["/configmaps/", "/services/", "/statefulsets/", "/poddisruptionbudgets/"];
+    log.lines()
+        .filter_map(|line| serde_json::from_str::<support::control_plane::AuditedWrite>(line).ok())
+        .filter(|entry| entry.user.username == support::control_plane::OPERATOR_USER && entry.verb == "get")
+        .map(|entry| entry.request_uri)
+        .filter(|uri| uri.contains(&in_namespace) && kinds.iter().any(|kind| uri.contains(kind)))
+        .collect()
 }
 
 #[tokio::test]
