@@ -6,14 +6,18 @@
 
 mod support;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
+use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams};
 
-use conveyor_etl_operator::crd::ClusterPhase;
+use conveyor_etl_operator::crd::{ClusterPhase, EtlRouterCluster};
 use conveyor_etl_operator::runtime::reconciler::is_stale_view;
 use support::operator::shared_with_rbac;
-use support::scenario::{FORM_TIMEOUT, Scenario, condition, seed_cluster};
+use support::scenario::{FORM_TIMEOUT, Scenario, condition, phase_of, seed_cluster};
 use support::{eventually, test_namespace};
 
 fn object<K: serde::de::DeserializeOwned>(value: serde_json::Value) -> K {
@@ -105,6 +109,20 @@ async fn a_persons_objects_under_the_derived_names_are_named_and_never_taken_ove
     s.wait_phase(ClusterPhase::Ready).await;
 }
 
+/// Counts the connections made to `address` (each is dropped at once).
+async fn count_connections(address: std::net::SocketAddr) -> Arc<AtomicUsize> {
+    let listener = tokio::net::TcpListener::bind(address).await.unwrap();
+    let count = Arc::new(AtomicUsize::new(0));
+    let counted = count.clone();
+    tokio::spawn(async move {
+        while let Ok((connection, _)) = listener.accept().await {
+            counted.fetch_add(1, Ordering::SeqCst);
+            drop(connection);
+        }
+    });
+    count
+}
+
 /// The operator's GETs of the kinds a cluster owns in the scenario's namespace, from the audit log.
 fn owned_object_reads(s: &Scenario) -> Vec<String> {
     let log = std::fs::read_to_string(s.plane.audit_log()).unwrap_or_default();
@@ -116,6 +134,64 @@ fn owned_object_reads(s: &Scenario) -> Vec<String> {
         .map(|entry| entry.request_uri)
         .filter(|uri| uri.contains(&in_namespace) && kinds.iter().any(|kind| uri.contains(kind)))
         .collect()
+}
+
+#[tokio::test]
+async fn a_stray_pod_with_the_clusters_label_is_neither_counted_nor_polled_nor_evicted() {
+    let mut s = Scenario::new("stray").await;
+    s.create(&seed_cluster("my-cluster")).await;
+    let ready = s.wait_phase(ClusterPhase::Ready).await;
+    assert_eq!(ready.status.as_ref().unwrap().ready_replicas, Some(3));
+    // From here on only the direct reconciles below run.
+    s.operator.take().unwrap().stop().await;
+
+    // Ready, with an address where a router would answer, and an old
+    // template's look (no revision): everything but the StatefulSet's control.
+    s.kubelet.break_image("stray");
+    let ip = s.kubelet.ip(190);
+    let connections = count_connections((ip, 50051).into()).await;
+    let pods: Api<Pod> = Api::namespaced(s.client.clone(), &s.namespace);
+    let stray: Pod = object(serde_json::json!({
+        "metadata": {"name": "stray-2", "labels": {"conveyor.etl/cluster": "my-cluster", "app.kubernetes.io/name": "conveyor-etl-router"}},
+        // What the namespace's restricted Pod Security Standard asks for.
+        "spec": {
+            "securityContext": {"runAsNonRoot": true, "runAsUser": 65532, "seccompProfile": {"type": "RuntimeDefault"}},
+            "containers": [{"name": "router", "image": "stray", "securityContext": {
+                "allowPrivilegeEscalation": false, "capabilities": {"drop": ["ALL"]}}}],
+        },
+    }));
+    let stray = pods.create(&Default::default(), &stray).await.unwrap();
+    let now = k8s_openapi::jiff::Timestamp::now().to_string();
+    let running = serde_json::json!({"status": {
+        "phase": "Running",
+        "podIP": ip.to_string(),
+        "podIPs": [{"ip": ip.to_string()}],
+        "conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": now}],
+    }});
+    pods.patch_status("stray-2", &PatchParams::default(), &Patch::Merge(running)).await.unwrap();
+
+    // A context whose caches list after the stray pod is there and ready.
+    let (ctx, _caches) = support::operator::direct_context(s.plane, &s.namespace).await;
+    let reads_before = owned_object_reads(&s).len();
+    for _ in 0..3 {
+        let cluster = Arc::new(s.get().await);
+        conveyor_etl_operator::runtime::reconciler::run(cluster, ctx.clone()).await.unwrap();
+    }
+
+    assert_eq!(connections.load(Ordering::SeqCst), 0, "the stray pod was asked as a router");
+    // The objects the caches hold as the cluster's own are not read again.
+    let reads = owned_object_reads(&s);
+    assert!(reads.len() == reads_before, "{:?}", &reads[reads_before..]);
+    let after = pods.get("stray-2").await.unwrap();
+    assert_eq!(after.uid(), stray.uid());
+    assert!(after.metadata.deletion_timestamp.is_none(), "the stray pod was evicted or deleted");
+    let cluster: EtlRouterCluster = s.get().await;
+    assert_eq!(phase_of(&cluster), Some(ClusterPhase::Ready));
+    let status = cluster.status.unwrap();
+    assert_eq!(status.ready_replicas, Some(3), "{status:?}");
+    let mut members: Vec<u64> = status.members.iter().map(|m| m.node_id).collect();
+    members.sort();
+    assert_eq!(members, [1, 2, 3], "{status:?}");
 }
 
 #[tokio::test]
