@@ -394,3 +394,73 @@ async fn a_cluster_stored_before_the_rules_is_reported_invalid_and_deployed_once
     .await;
     operator.stop().await;
 }
+
+/// A cluster the current rules refuse as a whole (stored before them, with a
+/// name now too long, and no status yet) cannot take the operator's
+/// finalizer: the API server's refusal is a failure to show (a condition and
+/// a Warning Event in the rule's words), not a stale view retried quietly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_finalizer_patch_the_rules_refuse_is_reported_not_retried_quietly() {
+    use k8s_openapi::api::events::v1::Event;
+    use kube::api::Api;
+
+    let plane = tokio::task::spawn_blocking(ControlPlane::start).await.unwrap();
+    let long = "d".repeat(MAX_NAME_LENGTH + 1);
+    tokio::task::block_in_place(|| {
+        let output = apply_yaml(&plane, "default", &crds_without_rules());
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        kubectl_ok(&plane, &["wait", "--for=condition=Established", "--timeout=60s", "crd", "--all"]);
+        let storage = "  storage:\n    size: 1Gi\n    retentionPolicy: Delete\n";
+        let output = apply_yaml(&plane, "default", &router_cluster(&long, storage));
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        install_crds(&plane);
+        support::operator::bind_operator_role(&plane);
+        let probe = router_cluster(&"p".repeat(MAX_NAME_LENGTH + 1), "");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let output = kubectl_stdin(&plane, &["apply", "--dry-run=server", "-f", "-"], &probe);
+            if String::from_utf8_lossy(&output.stderr).contains("may have at most 52") {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the CEL rules never came into force: {output:?}");
+            std::thread::sleep(Duration::from_millis(200)); // poll interval
+        }
+    });
+    let client = plane.client().await;
+    // Every Synced condition the cluster shows, as the watch delivers them.
+    let synced = std::sync::Arc::new(std::sync::Mutex::new(Vec::<(String, String)>::new()));
+    let seen = synced.clone();
+    let clusters: Api<EtlRouterCluster> = Api::namespaced(client.clone(), "default");
+    let name = long.clone();
+    let watch = tokio::spawn(async move {
+        use futures::StreamExt;
+        let mut clusters = kube::runtime::watcher::watch_object(clusters, &name).boxed();
+        while let Some(Ok(Some(cluster))) = clusters.next().await {
+            let conditions = cluster.status.map(|status| status.conditions).unwrap_or_default();
+            if let Some(c) = conditions.into_iter().find(|c| c.type_ == "Synced") {
+                seen.lock().unwrap().push((c.reason, c.message));
+            }
+        }
+    });
+    let operator = support::operator::RunningOperator::start(&plane, "default").await;
+    let events: Api<Event> = Api::namespaced(client.clone(), "default");
+    let warned = support::eventually(Duration::from_secs(60), "a FinalizerFailed Warning Event", || async {
+        let events = events.list(&Default::default()).await.ok()?.items;
+        events
+            .into_iter()
+            .find(|e| e.type_.as_deref() == Some("Warning") && e.reason.as_deref() == Some("FinalizerFailed"))
+    })
+    .await;
+    let note = warned.note.unwrap_or_default();
+    assert!(note.starts_with("could not add the finalizer conveyor.etl/cleanup: "), "{note}");
+    assert!(note.contains("may have at most 52") && !note.contains("Status {"), "{note}");
+    support::eventually(Duration::from_secs(60), "Synced=False with FinalizerFailed", || async {
+        let seen = synced.lock().unwrap();
+        seen.iter()
+            .any(|(reason, message)| reason == "FinalizerFailed" && message.contains("may have at most 52"))
+            .then_some(())
+    })
+    .await;
+    watch.abort();
+    operator.stop().await;
+}

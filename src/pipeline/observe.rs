@@ -47,7 +47,7 @@ pub async fn observe(pipeline: &EtlPipeline, ctx: &Context) -> Result<Observed, 
     let (cluster_view, cluster, members) = match &resolution {
         Resolution::Found(found) => {
             let name = found.name_any();
-            let members = clusters::members(&ctx.cache.pods, found);
+            let members = clusters::members(&ctx.cache, found);
             let ready = clusters::serves_dependants(found);
             let view = if ready && !members.is_empty() {
                 ClusterView::Ready { name: name.clone() }

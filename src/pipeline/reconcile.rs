@@ -219,7 +219,7 @@ async fn cleanup(pipeline: &EtlPipeline, ctx: &Context) -> Result<Action, Error>
             return Ok(Action::await_change());
         }
     };
-    let members = clusters::members(&ctx.cache.pods, &cluster);
+    let members = clusters::members(&ctx.cache, &cluster);
     let id = pipeline_id(pipeline)?;
     // Forced: the pipeline is being deleted; records it still buffers go with it.
     match ctx.router.delete_pipeline(&members, &id, true).await {

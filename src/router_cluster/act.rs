@@ -1,6 +1,7 @@
 //! Acts on a decision: applies the objects whose content changed (after
-//! checking they are this cluster's), and takes one roll step. The only part
-//! of a reconcile that writes to the cluster's objects.
+//! checking they are this cluster's, on the server for names the caches do
+//! not hold), and takes one roll step. The only part of a reconcile that
+//! writes to the cluster's objects.
 
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
@@ -12,7 +13,7 @@ use super::assess::RollStep;
 use super::build::{Desired, HASH_ANNOTATION};
 use super::observe::{AppliedHashes, Live, Owned};
 use crate::crd::EtlRouterCluster;
-use crate::runtime::apply::{apply, check_owned};
+use crate::runtime::apply::{apply, check_owned, check_owned_on_server};
 use crate::runtime::policy::{Evicted, evict};
 use crate::runtime::{Context, Error};
 
@@ -43,6 +44,44 @@ pub fn check_ownership(cluster: &EtlRouterCluster, desired: &Desired, live: &Liv
             name_of(desired, kind).map(str::to_owned).or_else(|| live.meta(kind).and_then(|m| m.name.clone()))
         {
             check_owned(kind_name, &name, live.meta(kind), &uid)?;
+        }
+    }
+    Ok(())
+}
+
+/// The objects this step applies that the owned caches do not hold must be
+/// absent or this cluster's on the server too (a person's unlabelled object
+/// is invisible to the caches); otherwise nothing at all is applied. Objects
+/// the caches hold cost no read.
+pub async fn check_ownership_on_server(
+    cluster: &EtlRouterCluster,
+    ctx: &Context,
+    desired: &Desired,
+    live: &Live,
+) -> Result<(), Error> {
+    let namespace =
+        cluster.namespace().ok_or_else(|| Error::InvalidObject("no metadata.namespace".into()))?;
+    let uid = cluster.uid().unwrap_or_default();
+    let client = &ctx.client;
+    for (kind, kind_name) in KINDS {
+        let Some(name) = name_of(desired, kind).filter(|_| live.meta(kind).is_none()) else { continue };
+        match kind {
+            Owned::ConfigMap => {
+                let api = Api::<ConfigMap>::namespaced(client.clone(), &namespace);
+                check_owned_on_server(&api, kind_name, name, &uid).await?
+            }
+            Owned::RaftService | Owned::ClientService => {
+                let api = Api::<Service>::namespaced(client.clone(), &namespace);
+                check_owned_on_server(&api, kind_name, name, &uid).await?
+            }
+            Owned::StatefulSet => {
+                let api = Api::<StatefulSet>::namespaced(client.clone(), &namespace);
+                check_owned_on_server(&api, kind_name, name, &uid).await?
+            }
+            Owned::PodDisruptionBudget => {
+                let api = Api::<PodDisruptionBudget>::namespaced(client.clone(), &namespace);
+                check_owned_on_server(&api, kind_name, name, &uid).await?
+            }
         }
     }
     Ok(())

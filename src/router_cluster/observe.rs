@@ -42,7 +42,7 @@ pub struct Live {
     pub client_service: Option<Arc<Service>>,
     pub stateful_set: Option<Arc<StatefulSet>>,
     pub pdb: Option<Arc<PodDisruptionBudget>>,
-    /// The cluster's pods, by ordinal.
+    /// The cluster's members (the pods its own StatefulSet controls), by ordinal.
     pub pods: Vec<Arc<Pod>>,
 }
 
@@ -89,19 +89,18 @@ fn owned_by(meta: &ObjectMeta, uid: &str) -> bool {
 pub fn live(cluster: &EtlRouterCluster, ctx: &Context) -> Result<Live, Error> {
     let namespace =
         cluster.namespace().ok_or_else(|| Error::InvalidObject("no metadata.namespace".into()))?;
-    let name = cluster.name_any();
-    let names = Names::of(&name);
+    let names = Names::of(&cluster.name_any());
     let cache = &ctx.cache;
-    let mut pods: Vec<Arc<Pod>> = cache
-        .pods
-        .state()
-        .into_iter()
-        .filter(|pod| {
-            pod.namespace().as_deref() == Some(namespace.as_str())
-                && pod.labels().get(build::CLUSTER_LABEL) == Some(&name)
-                && build::ordinal_of(&pod.name_any()).is_some()
-        })
-        .collect();
+    // Members only: a pod that merely carries the cluster's label is not one.
+    let mut pods: Vec<Arc<Pod>> = match clusters::own_stateful_set(cache, cluster) {
+        Some(set) => cache
+            .pods
+            .state()
+            .into_iter()
+            .filter(|pod| clusters::is_member(pod, &set) && build::ordinal_of(&pod.name_any()).is_some())
+            .collect(),
+        None => Vec::new(),
+    };
     pods.sort_by_key(|pod| build::ordinal_of(&pod.name_any()));
     Ok(Live {
         config_map: get(&cache.config_maps, &namespace, &names.config_map),
@@ -178,7 +177,7 @@ pub async fn probe(pods: &[PodState], grpc_port: i32, ctx: &Context) -> Polled {
 /// health interval reaches the router for the cluster and its services together.
 pub async fn registry_check(cluster: &EtlRouterCluster, ctx: &Context) -> Result<(), String> {
     let namespace = cluster.namespace().unwrap_or_default();
-    let members = clusters::members(&ctx.cache.pods, cluster);
+    let members = clusters::members(&ctx.cache, cluster);
     let key = clusters::snapshot_key(&namespace, &cluster.name_any());
     ctx.registries
         .get(&key, &members, ctx.timing.health_interval, || {

@@ -152,6 +152,7 @@ impl EtlRouterCluster {
             _ => build::desired(self, assessment.replicas_step)?,
         };
         act::check_ownership(self, &desired, live)?;
+        act::check_ownership_on_server(self, ctx, &desired, live).await?;
         let shrinking = current.is_some_and(|replicas| replicas > assessment.replicas_step);
         act::apply_changed(self, ctx, &desired, applied, shrinking).await?;
         if let Some(step) = &assessment.roll_next {

@@ -6,7 +6,9 @@
 //! two owners would rewrite it back and forth. So the reconciler first checks
 //! every object it is about to apply with [`check_owned`]; only objects that
 //! are absent or controlled by this resource are applied, and only those are
-//! applied with `force` (to take back fields a person edited by hand).
+//! applied with `force` (to take back fields a person edited by hand). A
+//! name the owned caches do not hold is checked on the server first
+//! ([`check_owned_on_server`]).
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::api::{Patch, PatchParams};
@@ -43,6 +45,23 @@ pub fn check_owned(
             owner: "no controller: it was created outside the operator".to_owned(),
         }),
     }
+}
+
+/// [`check_owned`] against the server, for a name the owned caches do not
+/// hold: they see only objects labelled as the operator's, so an object a
+/// person created under that name is there but invisible to them. One
+/// metadata read, made only while the caches lack the name.
+pub async fn check_owned_on_server<K>(
+    api: &Api<K>,
+    kind: &'static str,
+    name: &str,
+    owner_uid: &str,
+) -> Result<(), Error>
+where
+    K: Resource + Clone + DeserializeOwned + std::fmt::Debug,
+{
+    let live = api.get_metadata_opt(name).await?;
+    check_owned(kind, name, live.as_ref().map(|object| &object.metadata), owner_uid)
 }
 
 /// Server-side applies `object` as the operator's field manager. Call it only

@@ -4,16 +4,20 @@
 
 use std::sync::Arc;
 
+use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt;
 use kube::runtime::reflector::{ObjectRef, Store};
 
-use super::Cache;
 use super::reconciler::FINALIZER;
 use super::references::ServiceResource;
 use crate::crd::{ClusterRef, EtlRouterCluster};
+use crate::runtime::apply::controller_of;
+use crate::runtime::cache::Cache;
 
-/// Label every router pod carries: the name of its EtlRouterCluster.
+/// Label every router pod carries: the name of its EtlRouterCluster. It
+/// selects the pods the operator watches; membership is the StatefulSet's
+/// control ([`is_member`]), since anyone can label a pod.
 pub const CLUSTER_LABEL: &str = "conveyor.etl/cluster";
 
 /// The outcome of looking for a dependant's cluster.
@@ -103,22 +107,37 @@ pub fn resolve(
     }
 }
 
-/// The gRPC endpoints (`podIP:grpcPort`) of `cluster`'s ready pods, sorted.
-pub fn members(pods: &Store<Pod>, cluster: &EtlRouterCluster) -> Vec<String> {
-    let name = cluster.name_any();
+/// The cluster's own StatefulSet (named after it and controlled by it), from the cache.
+pub fn own_stateful_set(cache: &Cache, cluster: &EtlRouterCluster) -> Option<Arc<StatefulSet>> {
+    let namespace = cluster.namespace()?;
+    let uid = cluster.uid()?;
+    crate::runtime::cache::get(&cache.stateful_sets, &namespace, &cluster.name_any())
+        .filter(|set| controller_of(&set.metadata).is_some_and(|owner| owner.uid == uid))
+}
+
+/// Whether `pod` is a member of the cluster whose StatefulSet is `set`: one
+/// the set controls. A pod that only carries the cluster's label is not.
+pub fn is_member(pod: &Pod, set: &StatefulSet) -> bool {
+    let Some(set_uid) = set.metadata.uid.as_deref() else { return false };
+    pod.namespace() == set.namespace()
+        && controller_of(&pod.metadata).is_some_and(|owner| owner.uid == set_uid)
+}
+
+/// The gRPC endpoints (`podIP:grpcPort`) of `cluster`'s ready members, sorted.
+pub fn members(cache: &Cache, cluster: &EtlRouterCluster) -> Vec<String> {
+    let Some(set) = own_stateful_set(cache, cluster) else { return Vec::new() };
+    member_endpoints(&cache.pods.state(), &set, cluster.spec.ports.grpc)
+}
+
+fn member_endpoints(pods: &[Arc<Pod>], set: &StatefulSet, grpc_port: i32) -> Vec<String> {
     let mut members: Vec<String> = pods
-        .state()
         .iter()
-        .filter(|pod| {
-            pod.namespace() == cluster.namespace()
-                && pod.labels().get(CLUSTER_LABEL) == Some(&name)
-                && pod.metadata.deletion_timestamp.is_none()
-        })
+        .filter(|pod| is_member(pod, set) && pod.metadata.deletion_timestamp.is_none())
         .filter_map(|pod| {
             let status = pod.status.as_ref()?;
             let ready = status.conditions.as_ref()?.iter().any(|c| c.type_ == "Ready" && c.status == "True");
             let ip = status.pod_ip.as_deref().filter(|ip| !ip.is_empty())?;
-            ready.then(|| format!("{ip}:{}", cluster.spec.ports.grpc))
+            ready.then(|| format!("{ip}:{grpc_port}"))
         })
         .collect();
     members.sort();
@@ -182,6 +201,35 @@ mod tests {
         cluster.metadata.name = Some(name.into());
         cluster.metadata.namespace = Some(namespace.into());
         Arc::new(cluster)
+    }
+
+    fn pod(name: &str, controller_uid: Option<&str>, ip: &str) -> Arc<Pod> {
+        let owner = controller_uid.map(|uid| {
+            serde_json::json!([{"apiVersion": "apps/v1", "kind": "StatefulSet", "name": "c", "uid": uid, "controller": true}])
+        });
+        Arc::new(
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"name": name, "namespace": "a", "labels": {CLUSTER_LABEL: "c"}, "ownerReferences": owner},
+                "status": {"podIP": ip, "conditions": [{"type": "Ready", "status": "True"}]},
+            }))
+            .unwrap(),
+        )
+    }
+
+    #[test]
+    fn members_are_the_ready_pods_the_clusters_stateful_set_controls_not_any_with_its_label() {
+        let set: StatefulSet = serde_json::from_value(
+            serde_json::json!({"metadata": {"name": "c", "namespace": "a", "uid": "set-uid"}}),
+        )
+        .unwrap();
+        let pods = [
+            pod("c-1", Some("set-uid"), "10.0.0.2"),
+            pod("c-0", Some("set-uid"), "10.0.0.1"),
+            pod("stray-2", None, "10.0.0.9"),
+            pod("other-0", Some("another-set-uid"), "10.0.0.8"),
+        ];
+        assert_eq!(member_endpoints(&pods, &set, 50051), ["10.0.0.1:50051", "10.0.0.2:50051"]);
+        assert!(is_member(&pods[0], &set) && !is_member(&pods[2], &set) && !is_member(&pods[3], &set));
     }
 
     #[test]

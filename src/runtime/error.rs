@@ -32,7 +32,7 @@ pub enum Error {
         "EtlRouterCluster {name} is deleted once {dependants} have left its router (their own deletion takes them off it)"
     )]
     StillOnRouter { name: String, dependants: String },
-    #[error("finalizer: {0}")]
+    #[error("{}", finalizer_message(.0))]
     Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
     /// An error the kind already wrote to status (with its health) and
     /// reported with an Event; the runtime only retries it.
@@ -46,6 +46,21 @@ fn api_message(error: &kube::Error) -> String {
     match error {
         kube::Error::Api(status) => format!("{} ({} {})", status.message, status.code, status.reason),
         other => other.to_string(),
+    }
+}
+
+/// A failed finalizer patch in the API server's words, naming the finalizer.
+fn finalizer_message(error: &kube::runtime::finalizer::Error<Error>) -> String {
+    use crate::runtime::reconciler::FINALIZER;
+    use kube::runtime::finalizer::Error as Finalizer;
+    match error {
+        Finalizer::AddFinalizer(error) => {
+            format!("could not add the finalizer {FINALIZER}: {}", api_message(error))
+        }
+        Finalizer::RemoveFinalizer(error) => {
+            format!("could not remove the finalizer {FINALIZER}: {}", api_message(error))
+        }
+        other => format!("finalizer: {other}"),
     }
 }
 
@@ -123,6 +138,14 @@ mod tests {
         let rejected = Error::from_apply(api_error(422), "StatefulSet", "c");
         assert_eq!((rejected.reason(), rejected.label()), ("SpecRejected", "rejected"));
         assert!(rejected.to_string().contains("StatefulSet c"), "{rejected}");
+        let refused =
+            Error::Finalizer(Box::new(kube::runtime::finalizer::Error::AddFinalizer(api_error(422))));
+        assert_eq!(refused.reason(), "FinalizerFailed");
+        assert_eq!(
+            refused.to_string(),
+            "could not add the finalizer conveyor.etl/cleanup: refused (422 Invalid)",
+            "the server's sentence, without the client's dump"
+        );
         let owned =
             Error::NotOwned { kind: "Service", name: "a-raft".into(), owner: "EtlRouterCluster a".into() };
         assert_eq!(owned.reason(), "ObjectOwnedElsewhere");

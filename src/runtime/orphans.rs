@@ -36,7 +36,7 @@ pub fn orphans<'a>(
 /// effort: a router that cannot list or delete is left for the next pass.
 pub async fn sweep(cluster: &EtlRouterCluster, ctx: &Context) {
     let (Some(namespace), name) = (cluster.namespace(), cluster.name_any()) else { return };
-    let members = clusters::members(&ctx.cache.pods, cluster);
+    let members = clusters::members(&ctx.cache, cluster);
     if members.is_empty() {
         return;
     }

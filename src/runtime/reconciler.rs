@@ -148,9 +148,23 @@ async fn with_finalizer<K: Reconciler>(object: &Arc<K>, ctx: &Context) -> Result
 /// How soon a reconcile that saw a stale copy looks again.
 const STALE_VIEW_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// A JSON patch whose `test` failed (422) or a write that lost a race (409).
-fn is_stale_view(error: &kube::Error) -> bool {
-    matches!(error, kube::Error::Api(status) if status.code == 422 || status.code == 409)
+/// What the API server says when a JSON patch cannot be applied to the
+/// object as stored (a `test` that fails, a path that is gone); it names no
+/// field, unlike a refusal of the object the patch makes.
+const PATCH_NOT_APPLICABLE: &str = "the server rejected our request due to an error in our request";
+
+/// A JSON patch whose `test` failed (422 naming no field) or a write that
+/// lost a race (409). Any other 422 is the server refusing the object (a
+/// schema or CEL rule, an admission policy): a failure to show, not a view to refresh.
+pub fn is_stale_view(error: &kube::Error) -> bool {
+    match error {
+        kube::Error::Api(status) if status.code == 409 => true,
+        kube::Error::Api(status) if status.code == 422 => {
+            status.message == PATCH_NOT_APPLICABLE
+                && status.details.as_ref().is_none_or(|details| details.causes.is_empty())
+        }
+        _ => false,
+    }
 }
 
 /// Removes [`FINALIZER`], guarded by a test of the list it read, so a
@@ -231,4 +245,46 @@ pub async fn drive<K: Reconciler>(
             std::future::ready(())
         })
         .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An error as the client makes it of the API server's JSON answer.
+    fn api_error(answer: serde_json::Value) -> kube::Error {
+        kube::Error::Api(Box::new(serde_json::from_value(answer).unwrap()))
+    }
+
+    #[test]
+    fn only_a_patch_that_no_longer_applies_or_a_lost_race_is_a_stale_view() {
+        // The API server's answers (kube-apiserver 1.37) to the finalizer
+        // helper's patch when its `test` fails, and when the object it makes is refused.
+        let test_failed = api_error(serde_json::json!({
+            "kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 422, "reason": "Invalid",
+            "message": "the server rejected our request due to an error in our request",
+            "details": {},
+        }));
+        let refused = api_error(serde_json::json!({
+            "kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 422, "reason": "Invalid",
+            "message": "EtlRouterCluster.conveyor.etl \"c\" is invalid: <root>: Invalid value: \"object\": \
+                        metadata.name is 53 characters",
+            "details": {"name": "c", "group": "conveyor.etl", "kind": "EtlRouterCluster", "causes": [
+                {"reason": "FieldValueInvalid", "message": "Invalid value: \"object\": metadata.name is 53 characters",
+                 "field": "<root>"},
+            ]},
+        }));
+        let conflict = api_error(serde_json::json!({
+            "kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 409, "reason": "Conflict",
+            "message": "Operation cannot be fulfilled: the object has been modified",
+        }));
+        let forbidden = api_error(serde_json::json!({
+            "kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 403, "reason": "Forbidden",
+            "message": "etlrouterclusters.conveyor.etl \"c\" is forbidden",
+        }));
+        assert!(is_stale_view(&test_failed));
+        assert!(is_stale_view(&conflict));
+        assert!(!is_stale_view(&refused));
+        assert!(!is_stale_view(&forbidden));
+    }
 }

@@ -40,7 +40,7 @@ async fn observe<K: ServiceResource>(service: &K, ctx: &Context, namespace: &str
     let desired = register_request(K::KIND, namespace, &service.name_any(), service.grpc());
     let resolution = clusters::resolve(&ctx.cache.router_clusters.state(), namespace, service.cluster_ref());
     let (cluster, members) = match &resolution {
-        Resolution::Found(cluster) => (Some(cluster.name_any()), clusters::members(&ctx.cache.pods, cluster)),
+        Resolution::Found(cluster) => (Some(cluster.name_any()), clusters::members(&ctx.cache, cluster)),
         _ => (None, Vec::new()),
     };
     if let Some(assessment) = assess::blocker(&desired, &resolution, &members, namespace) {
@@ -169,7 +169,7 @@ pub async fn cleanup<K: ServiceResource + Reconciler>(service: &K, ctx: &Context
         }
     };
     let recorded = status.registration_id.is_some() || status.phase == Some(Phase::Provisioning);
-    let members = clusters::members(&ctx.cache.pods, &cluster);
+    let members = clusters::members(&ctx.cache, &cluster);
     let service_id = mapping::service_id(&namespace, &service.name_any());
     // Deregistered even when the status records no registration: the
     // operator may have stopped between Register and its status write
