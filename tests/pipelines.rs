@@ -647,3 +647,54 @@ async fn pipelines_applied_with_their_cluster_and_services_at_once_never_report_
         assert_eq!(patches, [Some(200)], "{name}'s finalizer patches");
     }
 }
+
+#[tokio::test]
+async fn a_pipeline_someone_else_created_under_its_id_is_neither_updated_nor_deleted() {
+    let s = ready_cluster("pl-foreign").await;
+    create_services(&s).await;
+    // Made at the router by hand, with the id the EtlPipeline maps to, but
+    // without the generation this operator writes into every submission.
+    let spec: EtlPipelineSpec = serde_json::from_value(seed_pipeline().data["spec"].clone()).unwrap();
+    let mut foreign = mapping::pipeline_config(&s.namespace, PIPELINE, 1, &spec);
+    foreign.metadata.clear();
+    foreign.stages.truncate(2);
+    foreign.edges.truncate(1);
+    let client = RouterClient::new(support::operator::router_options());
+    client.create_pipeline(&s.kubelet.sim.endpoints(), foreign.clone()).await.unwrap();
+    create(&s, &seed_pipeline()).await;
+    let status = wait_pipeline(&s, "PipelineConflict", |st| {
+        st.conditions.iter().any(|c| c.type_ == "Ready" && c.reason == "PipelineConflict")
+    })
+    .await;
+    let (ready, _, message) = condition(&status, "Ready");
+    assert_eq!(ready, "False");
+    assert!(message.contains("my-cluster") && message.contains("did not submit"), "{message}");
+    assert_eq!(status.applied_generation, None, "{status:#?}");
+    eventually(FORM_TIMEOUT, "a PipelineConflict Event", || async {
+        (event_count(&s, "EtlPipeline", PIPELINE, "PipelineConflict").await >= 1).then_some(())
+    })
+    .await;
+    // Two fresh lists later the router's copy is still the hand-made one.
+    let lists = s.kubelet.sim.call_count("ListPipelines");
+    eventually(FORM_TIMEOUT, "two more ListPipelines", || async {
+        (s.kubelet.sim.call_count("ListPipelines") >= lists + 2).then_some(())
+    })
+    .await;
+    assert_eq!(s.kubelet.sim.pipeline(&id(&s)).unwrap().0, foreign);
+    assert!(writes(&s, "UpdatePipeline").is_empty());
+    assert_eq!(writes(&s, "CreatePipeline").len(), 1, "only the hand-made create");
+
+    // Deleting the EtlPipeline leaves the foreign pipeline where it is.
+    pipelines(&s).delete(PIPELINE, &DeleteParams::default()).await.unwrap();
+    eventually(FORM_TIMEOUT, "the EtlPipeline gone", || async {
+        pipelines(&s).get_opt(PIPELINE).await.unwrap().is_none().then_some(())
+    })
+    .await;
+    assert_eq!(s.kubelet.sim.pipeline(&id(&s)).unwrap().0, foreign);
+    assert!(writes(&s, "DeletePipeline").is_empty());
+    let events = events_about(&s, "EtlPipeline", PIPELINE).await;
+    assert!(
+        events.iter().any(|(reason, note)| reason == "PipelineConflict" && note.contains("left alone")),
+        "{events:#?}"
+    );
+}

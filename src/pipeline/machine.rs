@@ -21,6 +21,8 @@ pub enum Event {
     RouterUnreachable,
     /// The router answers RouterAdmin calls with UNIMPLEMENTED.
     RouterAdminUnimplemented,
+    /// The router holds a pipeline with this id that this operator did not submit.
+    Conflict,
     /// The router's copy is missing or differs from this generation: submit it.
     OutOfSync,
     /// The router holds this generation, but a referenced service is unhealthy.
@@ -35,13 +37,14 @@ impl Event {
         matches!(self, Event::ClusterNotReady | Event::ReferencesNotReady)
     }
 
-    pub const ALL: [Event; 9] = [
+    pub const ALL: [Event; 10] = [
         Event::NoCluster,
         Event::ClusterNotReady,
         Event::ReferencesMissing,
         Event::ReferencesNotReady,
         Event::RouterUnreachable,
         Event::RouterAdminUnimplemented,
+        Event::Conflict,
         Event::OutOfSync,
         Event::ServiceUnhealthy,
         Event::InSync,
@@ -74,7 +77,8 @@ impl PipelineMachine {
             Event::NoCluster
             | Event::ClusterNotReady
             | Event::ReferencesMissing
-            | Event::ReferencesNotReady => Transition(State::pending()),
+            | Event::ReferencesNotReady
+            | Event::Conflict => Transition(State::pending()),
             Event::OutOfSync | Event::RouterUnreachable | Event::RouterAdminUnimplemented => Handled,
         }
     }

@@ -52,6 +52,9 @@ pub enum RouterCopy {
     /// The router build lacks RouterAdmin.
     Unimplemented(String),
     Absent,
+    /// A pipeline with this id that this operator did not submit (no
+    /// generation marker): left alone.
+    Foreign,
     Present {
         /// The EtlPipeline generation the router's copy was made from.
         generation: Option<i64>,

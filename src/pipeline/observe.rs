@@ -10,7 +10,9 @@ use kube::runtime::reflector::Store;
 
 use super::observation::{Assignment, ClusterView, Observation, Reference, RouterCopy, ServiceState};
 use crate::crd::{EtlPipeline, Phase, ServiceStatus};
-use crate::router::mapping::{self, config_generation, pipeline_config, same_pipeline};
+use crate::router::mapping::{
+    self, config_generation, pipeline_config, same_pipeline, submitted_by_operator,
+};
 use crate::router::{ErrorClass, GetPipelineResponse, PipelineConfig, RouterError};
 use crate::runtime::cache::get;
 use crate::runtime::clusters::{self, Resolution};
@@ -109,6 +111,9 @@ pub fn router_copy(list: Result<&PipelineIndex, &RouterError>, desired: &Pipelin
 
 /// The router's copy `stored`, compared with `desired`.
 pub fn copy_of(stored: &PipelineConfig, desired: &PipelineConfig) -> RouterCopy {
+    if !submitted_by_operator(stored) {
+        return RouterCopy::Foreign;
+    }
     // `enabled` is compared on its own: a copy that differs only there is
     // enabled or disabled, not replaced.
     let as_desired = PipelineConfig { enabled: desired.enabled, ..stored.clone() };

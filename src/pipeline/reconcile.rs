@@ -12,6 +12,7 @@ use super::conditions;
 use super::machine::next_phase;
 use super::observation::RouterCopy;
 use super::observe::{Observed, namespace_of, observe, pipeline_id};
+use super::remove::{Removal, remove};
 use super::stages::stages;
 use super::submit::submit;
 use crate::crd::{EtlPipeline, EtlPipelineStatus, Phase};
@@ -100,7 +101,7 @@ async fn reconcile(pipeline: &EtlPipeline, ctx: &Context) -> Result<Action, Erro
 
     let applied_generation = match &observation.router {
         Some(RouterCopy::Present { generation, .. }) => *generation,
-        Some(RouterCopy::Absent) => None,
+        Some(RouterCopy::Absent | RouterCopy::Foreign) => None,
         _ => previous.applied_generation,
     };
     let read = match &observation.router {
@@ -219,19 +220,26 @@ async fn cleanup(pipeline: &EtlPipeline, ctx: &Context) -> Result<Action, Error>
     };
     let members = clusters::members(&ctx.cache.pods, &cluster);
     let id = pipeline_id(pipeline)?;
-    // Forced: the pipeline is being deleted; records it still buffers go with it.
-    match ctx.router.delete_pipeline(&members, &id, true).await {
+    let name = cluster.name_any();
+    let (foreign, note) = match remove(ctx, &members, &id).await {
         Err(error) if error.class() == ErrorClass::Unimplemented => {
             let note =
                 format!("the router cannot delete pipelines ({error}); released without deleting {id}");
             events::publish(ctx, pipeline, true, "RouterAdminUnimplemented", note).await?;
             return Ok(Action::await_change());
         }
-        result => result?,
-    }
-    // Newer than the shared list: gone, for the sweep and a namesake created next.
-    ctx.pipeline_reads.put(&id, &members, None);
-    let note = format!("deleted {id} from EtlRouterCluster {}", cluster.name_any());
-    events::publish(ctx, pipeline, false, "Deleted", note).await?;
+        Err(error) => return Err(error.into()),
+        Ok(Removal::Foreign) => (
+            true,
+            format!(
+                "EtlRouterCluster {name} holds a pipeline {id} this operator did not submit: left alone; released"
+            ),
+        ),
+        Ok(Removal::Deleted | Removal::Absent) => {
+            (false, format!("deleted {id} from EtlRouterCluster {name}"))
+        }
+    };
+    let reason = if foreign { "PipelineConflict" } else { "Deleted" };
+    events::publish(ctx, pipeline, foreign, reason, note).await?;
     Ok(Action::await_change())
 }

@@ -119,3 +119,23 @@ fn a_service_named_by_many_steps_is_listed_once() {
          the pipeline goes on by itself once they are Ready"
     );
 }
+
+#[test]
+fn a_pipeline_someone_else_made_under_this_id_is_a_conflict_and_never_written() {
+    let assessment = assess(&seed(Some(RouterCopy::Foreign)));
+    assert_eq!((assessment.event, assessment.submit), (Event::Conflict, None));
+    assert!(assessment.message.contains("did not submit"), "{}", assessment.message);
+    assert_eq!(crate::pipeline::assess::submission(&RouterCopy::Foreign, 3, true), None);
+}
+
+#[test]
+fn a_router_copy_without_the_operators_marker_is_foreign() {
+    use crate::pipeline::observe::copy_of;
+    use crate::router::mapping::pipeline_config;
+    let spec = crate::crd::EtlPipelineSpec { source: "s".into(), sink: "k".into(), ..Default::default() };
+    let desired = pipeline_config("ns", "p", 3, &spec);
+    let mut hand_made = desired.clone();
+    hand_made.metadata.clear();
+    assert_eq!(copy_of(&hand_made, &desired), RouterCopy::Foreign);
+    assert!(matches!(copy_of(&desired, &desired), RouterCopy::Present { matches: true, .. }));
+}
