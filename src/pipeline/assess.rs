@@ -99,6 +99,18 @@ pub fn assess(observation: &Observation) -> Assessment {
         submit,
         references_resolved: references_resolved.clone(),
     };
+    if let (Some(leaving), ClusterView::NotReady { name } | ClusterView::Ready { name }) =
+        (&observation.leaving, &observation.cluster)
+        && !leaving.gone
+    {
+        let message = format!(
+            "moving from router cluster {} to {name}: it is removed from {} before it is submitted to \
+             {name}, so it never runs on both; while {} cannot be asked, the move waits for it to answer \
+             or to be deleted (Synced says why)",
+            leaving.from, leaving.from, leaving.from
+        );
+        return done(Event::Moving, message, None);
+    }
     let cluster = match &observation.cluster {
         ClusterView::Unresolved(why) => return done(Event::NoCluster, why.clone(), None),
         // Whether Ready or not, a router without RouterAdmin can never take the pipeline.

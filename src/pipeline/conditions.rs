@@ -13,6 +13,7 @@ pub fn reason(event: Event) -> &'static str {
         Event::ClusterNotReady => "RouterClusterNotReady",
         Event::ReferencesMissing => "ReferencesMissing",
         Event::ReferencesNotReady => "ReferencesNotReady",
+        Event::Moving => "MovingCluster",
         Event::RouterUnreachable => "RouterUnreachable",
         Event::RouterAdminUnimplemented => "RouterAdminUnimplemented",
         Event::Conflict => "PipelineConflict",

@@ -17,6 +17,9 @@ pub enum Event {
     ReferencesMissing,
     /// Every reference exists, but one is not registered (not Ready) yet.
     ReferencesNotReady,
+    /// The status records another cluster than the one the spec names: the
+    /// pipeline is removed from that one before it is submitted to this one.
+    Moving,
     /// No router member answered.
     RouterUnreachable,
     /// The router answers RouterAdmin calls with UNIMPLEMENTED.
@@ -37,11 +40,12 @@ impl Event {
         matches!(self, Event::ClusterNotReady | Event::ReferencesNotReady)
     }
 
-    pub const ALL: [Event; 10] = [
+    pub const ALL: [Event; 11] = [
         Event::NoCluster,
         Event::ClusterNotReady,
         Event::ReferencesMissing,
         Event::ReferencesNotReady,
+        Event::Moving,
         Event::RouterUnreachable,
         Event::RouterAdminUnimplemented,
         Event::Conflict,
@@ -61,7 +65,7 @@ impl PipelineMachine {
     #[state]
     fn pending(event: &Event) -> Outcome<State> {
         match event {
-            Event::OutOfSync => Transition(State::provisioning()),
+            Event::OutOfSync | Event::Moving => Transition(State::provisioning()),
             Event::InSync => Transition(State::ready()),
             Event::ServiceUnhealthy => Transition(State::degraded()),
             _ => Handled,
@@ -79,7 +83,9 @@ impl PipelineMachine {
             | Event::ReferencesMissing
             | Event::ReferencesNotReady
             | Event::Conflict => Transition(State::pending()),
-            Event::OutOfSync | Event::RouterUnreachable | Event::RouterAdminUnimplemented => Handled,
+            Event::OutOfSync | Event::Moving | Event::RouterUnreachable | Event::RouterAdminUnimplemented => {
+                Handled
+            }
         }
     }
 
@@ -88,7 +94,7 @@ impl PipelineMachine {
     fn operational(event: &Event) -> Outcome<State> {
         match event {
             Event::InSync => Transition(State::ready()),
-            Event::OutOfSync => Transition(State::provisioning()),
+            Event::OutOfSync | Event::Moving => Transition(State::provisioning()),
             _ => Transition(State::degraded()),
         }
     }
@@ -104,7 +110,7 @@ impl PipelineMachine {
     #[state(superstate = "operational")]
     fn degraded(event: &Event) -> Outcome<State> {
         match event {
-            Event::InSync | Event::OutOfSync => Super,
+            Event::InSync | Event::OutOfSync | Event::Moving => Super,
             _ => Handled,
         }
     }

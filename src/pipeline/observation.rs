@@ -64,6 +64,16 @@ pub enum RouterCopy {
     },
 }
 
+/// The cluster the status records the pipeline on, when the spec now
+/// resolves to another: the pipeline leaves it before it is submitted there.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Leaving {
+    pub from: String,
+    /// The recorded cluster no longer exists (or is being deleted): nothing
+    /// is left on it to remove.
+    pub gone: bool,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Observation {
     pub generation: i64,
@@ -74,4 +84,6 @@ pub struct Observation {
     pub references: Vec<Reference>,
     /// `None` when the router was not asked (no Ready cluster).
     pub router: Option<RouterCopy>,
+    /// Set while the pipeline moves away from the cluster its status records.
+    pub leaving: Option<Leaving>,
 }

@@ -123,11 +123,13 @@ pub fn members(pods: &Store<Pod>, cluster: &EtlRouterCluster) -> Vec<String> {
 }
 
 /// The objects of `store` a change of `cluster` concerns: those in its
-/// namespace that name it, or name none (they may resolve to it).
+/// namespace that name it, or name none (they may resolve to it), or whose
+/// status records it (they may be moving away from it).
 pub fn dependants<K>(
     store: &Store<K>,
     cluster: &EtlRouterCluster,
     reference: fn(&K) -> Option<&ClusterRef>,
+    recorded: fn(&K) -> Option<&str>,
 ) -> Vec<ObjectRef<K>>
 where
     K: kube::Resource<DynamicType = ()> + Clone + 'static,
@@ -137,7 +139,9 @@ where
         .state()
         .iter()
         .filter(|object| object.namespace() == cluster.namespace())
-        .filter(|object| reference(object).is_none_or(|r| r.name == name))
+        .filter(|object| {
+            reference(object).is_none_or(|r| r.name == name) || recorded(object) == Some(name.as_str())
+        })
         .map(|object| ObjectRef::from_obj(object.as_ref()))
         .collect()
 }
