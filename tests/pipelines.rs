@@ -787,3 +787,31 @@ async fn a_move_away_from_an_unreachable_cluster_is_told_and_completes_once_it_a
     assert!(s.kubelet.sim.pipeline(&id(&s)).is_none(), "my-cluster still holds the pipeline");
     assert!(other.sim.pipeline(&id(&s)).is_some());
 }
+
+#[tokio::test]
+async fn a_move_away_from_an_unreachable_cluster_goes_on_once_that_cluster_is_deleted() {
+    let (s, other) = example_set_beside_another_cluster("pl-move-gone").await;
+    for node in 1..=3 {
+        s.kubelet.sim.partition_node_with(node, conveyor_router_sim::Partition::Refuse);
+    }
+    move_pipeline_to(&s, "other").await;
+    wait_pipeline(&s, "the move waiting for my-cluster", |st| {
+        st.conditions.iter().any(|c| c.type_ == "Ready" && c.reason == "MovingCluster")
+    })
+    .await;
+    assert!(other.sim.pipeline(&id(&s)).is_none(), "submitted to other while my-cluster may run it");
+
+    // Gone, my-cluster holds nothing left to remove.
+    s.clusters.delete("my-cluster", &DeleteParams::default()).await.unwrap();
+    let status = wait_pipeline(&s, "submitted to other", |st| {
+        st.cluster.as_deref() == Some("other") && st.applied_generation == Some(2)
+    })
+    .await;
+    assert_eq!(status.router_version, Some(1), "{status:#?}");
+    assert!(other.sim.pipeline(&id(&s)).is_some());
+    eventually(FORM_TIMEOUT, "a RouterClusterGone Event", || async {
+        let events = events_about(&s, "EtlPipeline", PIPELINE).await;
+        events.iter().any(|(r, n)| r == "RouterClusterGone" && n.contains("my-cluster")).then_some(())
+    })
+    .await;
+}
