@@ -647,3 +647,171 @@ async fn pipelines_applied_with_their_cluster_and_services_at_once_never_report_
         assert_eq!(patches, [Some(200)], "{name}'s finalizer patches");
     }
 }
+
+#[tokio::test]
+async fn a_pipeline_someone_else_created_under_its_id_is_neither_updated_nor_deleted() {
+    let s = ready_cluster("pl-foreign").await;
+    create_services(&s).await;
+    // Made at the router by hand, with the id the EtlPipeline maps to, but
+    // without the generation this operator writes into every submission.
+    let spec: EtlPipelineSpec = serde_json::from_value(seed_pipeline().data["spec"].clone()).unwrap();
+    let mut foreign = mapping::pipeline_config(&s.namespace, PIPELINE, 1, &spec);
+    foreign.metadata.clear();
+    foreign.stages.truncate(2);
+    foreign.edges.truncate(1);
+    let client = RouterClient::new(support::operator::router_options());
+    client.create_pipeline(&s.kubelet.sim.endpoints(), foreign.clone()).await.unwrap();
+    create(&s, &seed_pipeline()).await;
+    let status = wait_pipeline(&s, "PipelineConflict", |st| {
+        st.conditions.iter().any(|c| c.type_ == "Ready" && c.reason == "PipelineConflict")
+    })
+    .await;
+    let (ready, _, message) = condition(&status, "Ready");
+    assert_eq!(ready, "False");
+    assert!(message.contains("my-cluster") && message.contains("did not submit"), "{message}");
+    assert_eq!(status.applied_generation, None, "{status:#?}");
+    eventually(FORM_TIMEOUT, "a PipelineConflict Event", || async {
+        (event_count(&s, "EtlPipeline", PIPELINE, "PipelineConflict").await >= 1).then_some(())
+    })
+    .await;
+    // Two fresh lists later the router's copy is still the hand-made one.
+    let lists = s.kubelet.sim.call_count("ListPipelines");
+    eventually(FORM_TIMEOUT, "two more ListPipelines", || async {
+        (s.kubelet.sim.call_count("ListPipelines") >= lists + 2).then_some(())
+    })
+    .await;
+    assert_eq!(s.kubelet.sim.pipeline(&id(&s)).unwrap().0, foreign);
+    assert!(writes(&s, "UpdatePipeline").is_empty());
+    assert_eq!(writes(&s, "CreatePipeline").len(), 1, "only the hand-made create");
+
+    // Deleting the EtlPipeline leaves the foreign pipeline where it is.
+    pipelines(&s).delete(PIPELINE, &DeleteParams::default()).await.unwrap();
+    eventually(FORM_TIMEOUT, "the EtlPipeline gone", || async {
+        pipelines(&s).get_opt(PIPELINE).await.unwrap().is_none().then_some(())
+    })
+    .await;
+    assert_eq!(s.kubelet.sim.pipeline(&id(&s)).unwrap().0, foreign);
+    assert!(writes(&s, "DeletePipeline").is_empty());
+    let events = events_about(&s, "EtlPipeline", PIPELINE).await;
+    assert!(
+        events.iter().any(|(reason, note)| reason == "PipelineConflict" && note.contains("left alone")),
+        "{events:#?}"
+    );
+}
+
+/// `object` with `spec.clusterRef` naming `cluster`.
+fn on_cluster(mut object: DynamicObject, cluster: &str) -> DynamicObject {
+    object.data["spec"]["clusterRef"] = json!({"name": cluster});
+    object
+}
+
+/// The example set Ready on my-cluster, every object naming it, and a second
+/// cluster `other` Ready beside it; `other`'s kubelet and simulator.
+async fn example_set_beside_another_cluster(prefix: &str) -> (Scenario, support::kubelet::FakeKubelet) {
+    let s = ready_cluster(prefix).await;
+    let other = s.ready_cluster_beside("other").await;
+    for service in objects::examples(&SERVICE_KINDS) {
+        create(&s, &on_cluster(service, "my-cluster")).await;
+    }
+    create(&s, &on_cluster(seed_pipeline(), "my-cluster")).await;
+    let status = wait_ready(&s, 1).await;
+    assert_eq!(status.cluster.as_deref(), Some("my-cluster"));
+    (s, other)
+}
+
+async fn move_pipeline_to(s: &Scenario, cluster: &str) {
+    let patch = json!({"spec": {"clusterRef": {"name": cluster}}});
+    pipelines(s).patch(PIPELINE, &PatchParams::default(), &Patch::Merge(patch)).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_pipeline_moved_to_another_cluster_ends_on_it_only() {
+    let (s, other) = example_set_beside_another_cluster("pl-move").await;
+    move_pipeline_to(&s, "other").await;
+    let status = wait_pipeline(&s, "Ready on other", |st| {
+        st.phase == Some(Phase::Ready) && st.cluster.as_deref() == Some("other")
+    })
+    .await;
+    assert_eq!(status.applied_generation, Some(2));
+    assert!(other.sim.pipeline(&id(&s)).is_some(), "other does not hold the pipeline");
+    assert!(s.kubelet.sim.pipeline(&id(&s)).is_none(), "my-cluster still holds the pipeline");
+    assert_eq!(writes(&s, "DeletePipeline").len(), 1);
+    let on_other =
+        |method: &str| other.sim.mutation_log().into_iter().filter(|m| m.is(method, &id(&s))).count();
+    assert_eq!(on_other("CreatePipeline"), 1);
+    eventually(FORM_TIMEOUT, "an Event for each step of the move", || async {
+        let events = events_about(&s, "EtlPipeline", PIPELINE).await;
+        let removed = events.iter().any(|(r, n)| r == "RemovedFromCluster" && n.contains("my-cluster"));
+        let moved = events.iter().any(|(r, n)| r == "Moved" && n.contains("on EtlRouterCluster other"));
+        (removed && moved).then_some(())
+    })
+    .await;
+    // Two fresh lists of each later, it is still on other only.
+    let lists = (s.kubelet.sim.call_count("ListPipelines"), other.sim.call_count("ListPipelines"));
+    eventually(FORM_TIMEOUT, "two more ListPipelines on each cluster", || async {
+        let now = (s.kubelet.sim.call_count("ListPipelines"), other.sim.call_count("ListPipelines"));
+        (now.0 >= lists.0 + 2 && now.1 >= lists.1 + 2).then_some(())
+    })
+    .await;
+    assert!(s.kubelet.sim.pipeline(&id(&s)).is_none());
+    assert_eq!((writes(&s, "CreatePipeline").len(), on_other("CreatePipeline")), (1, 1));
+}
+
+#[tokio::test]
+async fn a_move_away_from_an_unreachable_cluster_is_told_and_completes_once_it_answers() {
+    let (s, other) = example_set_beside_another_cluster("pl-move-down").await;
+    for node in 1..=3 {
+        s.kubelet.sim.partition_node_with(node, conveyor_router_sim::Partition::Refuse);
+    }
+    move_pipeline_to(&s, "other").await;
+    let status = wait_pipeline(&s, "the move waiting for my-cluster", |st| {
+        let reason = |type_: &str| st.conditions.iter().find(|c| c.type_ == type_).map(|c| c.reason.clone());
+        reason("Ready").as_deref() == Some("MovingCluster")
+            && st.conditions.iter().any(|c| c.type_ == "Synced" && c.status == "False")
+    })
+    .await;
+    let (ready, _, message) = condition(&status, "Ready");
+    assert_eq!(ready, "False");
+    assert!(message.contains("from router cluster my-cluster to other"), "{message}");
+    assert_eq!(status.cluster.as_deref(), Some("my-cluster"), "recorded on other before it left my-cluster");
+    assert!(other.sim.pipeline(&id(&s)).is_none(), "submitted to other while my-cluster may run it");
+    assert!(s.kubelet.sim.pipeline(&id(&s)).is_some());
+
+    for node in 1..=3 {
+        s.kubelet.sim.heal_node(node);
+    }
+    wait_pipeline(&s, "Ready on other", |st| {
+        st.phase == Some(Phase::Ready) && st.cluster.as_deref() == Some("other")
+    })
+    .await;
+    assert!(s.kubelet.sim.pipeline(&id(&s)).is_none(), "my-cluster still holds the pipeline");
+    assert!(other.sim.pipeline(&id(&s)).is_some());
+}
+
+#[tokio::test]
+async fn a_move_away_from_an_unreachable_cluster_goes_on_once_that_cluster_is_deleted() {
+    let (s, other) = example_set_beside_another_cluster("pl-move-gone").await;
+    for node in 1..=3 {
+        s.kubelet.sim.partition_node_with(node, conveyor_router_sim::Partition::Refuse);
+    }
+    move_pipeline_to(&s, "other").await;
+    wait_pipeline(&s, "the move waiting for my-cluster", |st| {
+        st.conditions.iter().any(|c| c.type_ == "Ready" && c.reason == "MovingCluster")
+    })
+    .await;
+    assert!(other.sim.pipeline(&id(&s)).is_none(), "submitted to other while my-cluster may run it");
+
+    // Gone, my-cluster holds nothing left to remove.
+    s.clusters.delete("my-cluster", &DeleteParams::default()).await.unwrap();
+    let status = wait_pipeline(&s, "submitted to other", |st| {
+        st.cluster.as_deref() == Some("other") && st.applied_generation == Some(2)
+    })
+    .await;
+    assert_eq!(status.router_version, Some(1), "{status:#?}");
+    assert!(other.sim.pipeline(&id(&s)).is_some());
+    eventually(FORM_TIMEOUT, "a RouterClusterGone Event", || async {
+        let events = events_about(&s, "EtlPipeline", PIPELINE).await;
+        events.iter().any(|(r, n)| r == "RouterClusterGone" && n.contains("my-cluster")).then_some(())
+    })
+    .await;
+}

@@ -323,3 +323,108 @@ async fn ready_services_cost_no_api_writes_and_one_list_per_interval_while_the_r
         assert_eq!(status.phase, Some(Phase::Ready), "{kind}");
     }
 }
+
+/// `object` with `spec.clusterRef` naming `cluster`.
+fn on_cluster(mut object: DynamicObject, cluster: &str) -> DynamicObject {
+    object.data["spec"]["clusterRef"] = json!({"name": cluster});
+    object
+}
+
+fn ids_on(sim: &conveyor_router_sim::SimCluster) -> Vec<String> {
+    let mut ids: Vec<String> =
+        sim.services().into_iter().filter_map(|svc| svc.identity.map(|i| i.service_id)).collect();
+    ids.sort();
+    ids
+}
+
+/// The example services Ready on my-cluster, each naming it, beside a second
+/// cluster `other`; `other`'s kubelet and simulator.
+async fn services_beside_another_cluster(prefix: &str) -> (Scenario, support::kubelet::FakeKubelet) {
+    let s = ready_cluster(prefix).await;
+    let other = s.ready_cluster_beside("other").await;
+    for object in examples() {
+        create(&s, &on_cluster(object, "my-cluster")).await;
+    }
+    for object in examples() {
+        let status = wait_ready(&s, &objects::kind_of(&object), &objects::name_of(&object)).await;
+        assert_eq!(status.cluster.as_deref(), Some("my-cluster"));
+    }
+    (s, other)
+}
+
+async fn move_to(s: &Scenario, kind: &str, name: &str, cluster: &str) {
+    let patch = json!({"spec": {"clusterRef": {"name": cluster}}});
+    api_of(s, kind).patch(name, &PatchParams::default(), &Patch::Merge(patch)).await.unwrap();
+}
+
+#[tokio::test]
+async fn services_moved_to_another_cluster_end_registered_there_only() {
+    let (s, other) = services_beside_another_cluster("svc-move").await;
+    let all = registered_ids(&s);
+    assert_eq!(all.len(), 4);
+    for object in examples() {
+        move_to(&s, &objects::kind_of(&object), &objects::name_of(&object), "other").await;
+    }
+    for object in examples() {
+        let (kind, name) = (objects::kind_of(&object), objects::name_of(&object));
+        let status = wait_status(&s, &kind, &name, "Ready on other", |st| {
+            st.phase == Some(Phase::Ready) && st.cluster.as_deref() == Some("other")
+        })
+        .await;
+        assert!(status.registration_id.is_some(), "{status:?}");
+    }
+    assert_eq!(ids_on(&other.sim), all, "not all registered with other");
+    assert_eq!(registered_ids(&s), Vec::<String>::new(), "still registered with my-cluster");
+    for object in examples() {
+        let (kind, name) = (objects::kind_of(&object), objects::name_of(&object));
+        let events = eventually(FORM_TIMEOUT, "a Deregistered Event naming both clusters", || async {
+            let events = events_of(&s, &kind, &name).await;
+            events
+                .iter()
+                .any(|(reason, note)| {
+                    reason == "Deregistered"
+                        && note.contains("my-cluster")
+                        && note.contains("moving to other")
+                })
+                .then_some(events)
+        })
+        .await;
+        assert!(events.iter().any(|(_, note)| note.contains("Provisioning → Ready")), "{events:#?}");
+    }
+}
+
+#[tokio::test]
+async fn a_service_moving_away_from_an_unreachable_cluster_waits_then_moves_once_that_cluster_is_deleted() {
+    let (s, other) = services_beside_another_cluster("svc-move-gone").await;
+    for node in 1..=3 {
+        s.kubelet.sim.partition_node_with(node, conveyor_router_sim::Partition::Refuse);
+    }
+    move_to(&s, "EtlSink", "clickhouse-analytics", "other").await;
+    let waiting = wait_status(&s, "EtlSink", "clickhouse-analytics", "the move waiting", |st| {
+        ready_condition(st).is_some_and(|(_, reason, _)| reason == "MovingCluster")
+            && st.conditions.iter().any(|c| c.type_ == "Synced" && c.status == "False")
+    })
+    .await;
+    let (ready, _, message) = ready_condition(&waiting).unwrap();
+    assert_eq!(ready, "False");
+    assert!(message.contains("from EtlRouterCluster my-cluster to other"), "{message}");
+    assert_eq!(waiting.cluster.as_deref(), Some("my-cluster"));
+    assert!(ids_on(&other.sim).is_empty(), "registered with other before leaving my-cluster");
+
+    // The cluster it cannot leave is deleted: nothing is left to deregister from.
+    s.clusters.delete("my-cluster", &DeleteParams::default()).await.unwrap();
+    wait_status(&s, "EtlSink", "clickhouse-analytics", "Ready on other", |st| {
+        st.phase == Some(Phase::Ready) && st.cluster.as_deref() == Some("other")
+    })
+    .await;
+    let sink_id = mapping::service_id(&s.namespace, "clickhouse-analytics");
+    assert_eq!(ids_on(&other.sim), [sink_id]);
+    eventually(FORM_TIMEOUT, "a RouterClusterGone Event", || async {
+        let events = events_of(&s, "EtlSink", "clickhouse-analytics").await;
+        events
+            .iter()
+            .any(|(reason, note)| reason == "RouterClusterGone" && note.contains("my-cluster"))
+            .then_some(())
+    })
+    .await;
+}

@@ -78,7 +78,7 @@ fn references_resolved(references: &[Reference]) -> (bool, String) {
 /// not; `None` when it holds it already (or cannot be asked).
 pub fn submission(copy: &RouterCopy, generation: i64, enabled: bool) -> Option<Submit> {
     match copy {
-        RouterCopy::Unreachable(_) | RouterCopy::Unimplemented(_) => None,
+        RouterCopy::Unreachable(_) | RouterCopy::Unimplemented(_) | RouterCopy::Foreign => None,
         RouterCopy::Absent => Some(Submit::Create),
         RouterCopy::Present { matches: false, .. } => Some(Submit::Update),
         RouterCopy::Present { generation: applied, .. } if *applied != Some(generation) => {
@@ -99,6 +99,18 @@ pub fn assess(observation: &Observation) -> Assessment {
         submit,
         references_resolved: references_resolved.clone(),
     };
+    if let (Some(leaving), ClusterView::NotReady { name } | ClusterView::Ready { name }) =
+        (&observation.leaving, &observation.cluster)
+        && !leaving.gone
+    {
+        let message = format!(
+            "moving from router cluster {} to {name}: it is removed from {} before it is submitted to \
+             {name}, so it never runs on both; while {} cannot be asked, the move waits for it to answer \
+             or to be deleted (Synced says why)",
+            leaving.from, leaving.from, leaving.from
+        );
+        return done(Event::Moving, message, None);
+    }
     let cluster = match &observation.cluster {
         ClusterView::Unresolved(why) => return done(Event::NoCluster, why.clone(), None),
         // Whether Ready or not, a router without RouterAdmin can never take the pipeline.
@@ -140,6 +152,15 @@ pub fn assess(observation: &Observation) -> Assessment {
         Some(RouterCopy::Unreachable(why)) => {
             let message = format!("no member of router cluster {cluster} answered ({why}); retrying");
             return done(Event::RouterUnreachable, message, None);
+        }
+        Some(RouterCopy::Foreign) => {
+            let message = format!(
+                "router cluster {cluster} holds a pipeline with this one's id that this operator did not \
+                 submit (it lacks the {} metadata): it is left alone; delete it from the router, or rename \
+                 this EtlPipeline",
+                crate::router::mapping::METADATA_GENERATION
+            );
+            return done(Event::Conflict, message, None);
         }
         Some(copy) => submission(copy, generation, observation.enabled),
     };

@@ -13,8 +13,10 @@ pub fn reason(event: Event) -> &'static str {
         Event::ClusterNotReady => "RouterClusterNotReady",
         Event::ReferencesMissing => "ReferencesMissing",
         Event::ReferencesNotReady => "ReferencesNotReady",
+        Event::Moving => "MovingCluster",
         Event::RouterUnreachable => "RouterUnreachable",
         Event::RouterAdminUnimplemented => "RouterAdminUnimplemented",
+        Event::Conflict => "PipelineConflict",
         Event::OutOfSync => "Submitting",
         Event::ServiceUnhealthy => "ServiceUnhealthy",
         Event::InSync => "PipelineRunning",
@@ -30,7 +32,9 @@ pub fn conditions(phase: Phase, event: Event, message: &str) -> [Wanted; 3] {
     main_conditions(ready, phase == Phase::Provisioning, phase == Phase::Degraded, reason(event), message)
 }
 
-/// Warning when the pipeline is degraded or the router cannot run it at all.
+/// Warning when the pipeline is degraded, the router cannot run it at all, or
+/// its id is taken by a pipeline someone else made.
 pub fn event_type(phase: Phase, event: Event) -> &'static str {
-    if phase == Phase::Degraded || event == Event::RouterAdminUnimplemented { "Warning" } else { "Normal" }
+    let blocked = matches!(event, Event::RouterAdminUnimplemented | Event::Conflict);
+    if phase == Phase::Degraded || blocked { "Warning" } else { "Normal" }
 }

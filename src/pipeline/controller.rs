@@ -26,7 +26,12 @@ pub fn controller(watches: &Watches, cache: &Cache) -> Controller<EtlPipeline> {
         (store.clone(), store.clone(), store.clone(), store.clone());
     reconciler::controller(watches.pipelines.subscribe(), store)
         .watches_shared_stream(watches.router_clusters.subscribe(), move |cluster| {
-            dependants(&by_cluster, &cluster, |pipeline: &EtlPipeline| pipeline.spec.cluster_ref.as_ref())
+            dependants(
+                &by_cluster,
+                &cluster,
+                |pipeline: &EtlPipeline| pipeline.spec.cluster_ref.as_ref(),
+                |pipeline: &EtlPipeline| pipeline.status.as_ref()?.cluster.as_deref(),
+            )
         })
         .watches_shared_stream(watches.sources.subscribe(), move |source| naming(&by_source, source.as_ref()))
         .watches_shared_stream(watches.transforms.subscribe(), move |step| naming(&by_step, step.as_ref()))

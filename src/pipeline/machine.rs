@@ -17,10 +17,15 @@ pub enum Event {
     ReferencesMissing,
     /// Every reference exists, but one is not registered (not Ready) yet.
     ReferencesNotReady,
+    /// The status records another cluster than the one the spec names: the
+    /// pipeline is removed from that one before it is submitted to this one.
+    Moving,
     /// No router member answered.
     RouterUnreachable,
     /// The router answers RouterAdmin calls with UNIMPLEMENTED.
     RouterAdminUnimplemented,
+    /// The router holds a pipeline with this id that this operator did not submit.
+    Conflict,
     /// The router's copy is missing or differs from this generation: submit it.
     OutOfSync,
     /// The router holds this generation, but a referenced service is unhealthy.
@@ -35,13 +40,15 @@ impl Event {
         matches!(self, Event::ClusterNotReady | Event::ReferencesNotReady)
     }
 
-    pub const ALL: [Event; 9] = [
+    pub const ALL: [Event; 11] = [
         Event::NoCluster,
         Event::ClusterNotReady,
         Event::ReferencesMissing,
         Event::ReferencesNotReady,
+        Event::Moving,
         Event::RouterUnreachable,
         Event::RouterAdminUnimplemented,
+        Event::Conflict,
         Event::OutOfSync,
         Event::ServiceUnhealthy,
         Event::InSync,
@@ -58,7 +65,7 @@ impl PipelineMachine {
     #[state]
     fn pending(event: &Event) -> Outcome<State> {
         match event {
-            Event::OutOfSync => Transition(State::provisioning()),
+            Event::OutOfSync | Event::Moving => Transition(State::provisioning()),
             Event::InSync => Transition(State::ready()),
             Event::ServiceUnhealthy => Transition(State::degraded()),
             _ => Handled,
@@ -74,8 +81,11 @@ impl PipelineMachine {
             Event::NoCluster
             | Event::ClusterNotReady
             | Event::ReferencesMissing
-            | Event::ReferencesNotReady => Transition(State::pending()),
-            Event::OutOfSync | Event::RouterUnreachable | Event::RouterAdminUnimplemented => Handled,
+            | Event::ReferencesNotReady
+            | Event::Conflict => Transition(State::pending()),
+            Event::OutOfSync | Event::Moving | Event::RouterUnreachable | Event::RouterAdminUnimplemented => {
+                Handled
+            }
         }
     }
 
@@ -84,7 +94,7 @@ impl PipelineMachine {
     fn operational(event: &Event) -> Outcome<State> {
         match event {
             Event::InSync => Transition(State::ready()),
-            Event::OutOfSync => Transition(State::provisioning()),
+            Event::OutOfSync | Event::Moving => Transition(State::provisioning()),
             _ => Transition(State::degraded()),
         }
     }
@@ -100,7 +110,7 @@ impl PipelineMachine {
     #[state(superstate = "operational")]
     fn degraded(event: &Event) -> Outcome<State> {
         match event {
-            Event::InSync | Event::OutOfSync => Super,
+            Event::InSync | Event::OutOfSync | Event::Moving => Super,
             _ => Handled,
         }
     }

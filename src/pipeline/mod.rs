@@ -18,6 +18,7 @@ pub mod machine;
 pub mod observation;
 pub mod observe;
 mod reconcile;
+pub mod remove;
 pub mod stages;
 pub mod submit;
 

@@ -52,6 +52,9 @@ pub enum RouterCopy {
     /// The router build lacks RouterAdmin.
     Unimplemented(String),
     Absent,
+    /// A pipeline with this id that this operator did not submit (no
+    /// generation marker): left alone.
+    Foreign,
     Present {
         /// The EtlPipeline generation the router's copy was made from.
         generation: Option<i64>,
@@ -59,6 +62,16 @@ pub enum RouterCopy {
         /// Whether its config is exactly what this generation builds.
         matches: bool,
     },
+}
+
+/// The cluster the status records the pipeline on, when the spec now
+/// resolves to another: the pipeline leaves it before it is submitted there.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Leaving {
+    pub from: String,
+    /// The recorded cluster no longer exists (or is being deleted): nothing
+    /// is left on it to remove.
+    pub gone: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -71,4 +84,6 @@ pub struct Observation {
     pub references: Vec<Reference>,
     /// `None` when the router was not asked (no Ready cluster).
     pub router: Option<RouterCopy>,
+    /// Set while the pipeline moves away from the cluster its status records.
+    pub leaving: Option<Leaving>,
 }

@@ -8,9 +8,13 @@ use std::sync::Arc;
 use kube::ResourceExt;
 use kube::runtime::reflector::Store;
 
-use super::observation::{Assignment, ClusterView, Observation, Reference, RouterCopy, ServiceState};
+use super::observation::{
+    Assignment, ClusterView, Leaving, Observation, Reference, RouterCopy, ServiceState,
+};
 use crate::crd::{EtlPipeline, Phase, ServiceStatus};
-use crate::router::mapping::{self, config_generation, pipeline_config, same_pipeline};
+use crate::router::mapping::{
+    self, config_generation, pipeline_config, same_pipeline, submitted_by_operator,
+};
 use crate::router::{ErrorClass, GetPipelineResponse, PipelineConfig, RouterError};
 use crate::runtime::cache::get;
 use crate::runtime::clusters::{self, Resolution};
@@ -27,6 +31,8 @@ pub struct Observed {
     pub members: Vec<String>,
     /// What this generation builds.
     pub desired: PipelineConfig,
+    /// The members of the cluster the pipeline is leaving, if it is.
+    pub leaving_members: Vec<String>,
 }
 
 pub fn namespace_of(pipeline: &EtlPipeline) -> Result<String, Error> {
@@ -77,9 +83,38 @@ pub async fn observe(pipeline: &EtlPipeline, ctx: &Context) -> Result<Observed, 
         _ => None,
     };
 
-    let observation =
-        Observation { generation, enabled: pipeline.spec.enabled, cluster: cluster_view, references, router };
-    Ok(Observed { observation, cluster, members, desired })
+    let (leaving, leaving_members) = leaving(pipeline, ctx, &namespace, cluster.as_deref());
+    let observation = Observation {
+        generation,
+        enabled: pipeline.spec.enabled,
+        cluster: cluster_view,
+        references,
+        router,
+        leaving,
+    };
+    Ok(Observed { observation, cluster, members, desired, leaving_members })
+}
+
+/// The cluster the status records, when the spec now resolves to `target`,
+/// another one; and that cluster's members.
+fn leaving(
+    pipeline: &EtlPipeline,
+    ctx: &Context,
+    namespace: &str,
+    target: Option<&str>,
+) -> (Option<Leaving>, Vec<String>) {
+    let recorded = pipeline.status.as_ref().and_then(|status| status.cluster.as_deref());
+    let (Some(from), Some(target)) = (recorded, target) else { return (None, Vec::new()) };
+    if from == target {
+        return (None, Vec::new());
+    }
+    let reference = crate::crd::ClusterRef { name: from.to_owned() };
+    match clusters::resolve(&ctx.cache.router_clusters.state(), namespace, Some(&reference)) {
+        Resolution::Found(old) if old.metadata.deletion_timestamp.is_none() => {
+            (Some(Leaving { from: from.to_owned(), gone: false }), clusters::members(&ctx.cache, &old))
+        }
+        _ => (Some(Leaving { from: from.to_owned(), gone: true }), Vec::new()),
+    }
 }
 
 /// The router's copy of `desired` in a `GetPipeline` answer, and its version.
@@ -109,6 +144,9 @@ pub fn router_copy(list: Result<&PipelineIndex, &RouterError>, desired: &Pipelin
 
 /// The router's copy `stored`, compared with `desired`.
 pub fn copy_of(stored: &PipelineConfig, desired: &PipelineConfig) -> RouterCopy {
+    if !submitted_by_operator(stored) {
+        return RouterCopy::Foreign;
+    }
     // `enabled` is compared on its own: a copy that differs only there is
     // enabled or disabled, not replaced.
     let as_desired = PipelineConfig { enabled: desired.enabled, ..stored.clone() };

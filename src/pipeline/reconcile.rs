@@ -9,9 +9,10 @@ use kube::runtime::controller::Action;
 
 use super::assess::{Assessment, Submit, assess};
 use super::conditions;
-use super::machine::next_phase;
-use super::observation::RouterCopy;
+use super::machine::{Event, next_phase};
+use super::observation::{Leaving, RouterCopy};
 use super::observe::{Observed, namespace_of, observe, pipeline_id};
+use super::remove::{Removal, remove};
 use super::stages::stages;
 use super::submit::submit;
 use crate::crd::{EtlPipeline, EtlPipelineStatus, Phase};
@@ -72,7 +73,8 @@ fn references_resolved(assessment: &Assessment) -> Wanted {
 
 async fn reconcile(pipeline: &EtlPipeline, ctx: &Context) -> Result<Action, Error> {
     let generation = pipeline.metadata.generation.unwrap_or_default();
-    let Observed { mut observation, cluster, members, desired } = observe(pipeline, ctx).await?;
+    let Observed { mut observation, cluster, members, desired, leaving_members } =
+        observe(pipeline, ctx).await?;
     let mut assessment = assess(&observation);
     let previous = pipeline.status.clone().unwrap_or_default();
     let current = previous.phase.unwrap_or_default();
@@ -83,7 +85,23 @@ async fn reconcile(pipeline: &EtlPipeline, ctx: &Context) -> Result<Action, Erro
 
     let mut version = previous.router_version;
     let mut outcome: Result<Option<Submit>, Error> = Ok(None);
-    if let (Some(_), Some(_), false) = (assessment.submit, &cluster, runtime::paused(pipeline)) {
+    let paused = runtime::paused(pipeline);
+    // Left this reconcile: the cluster left, for the Events and the status.
+    let mut moved_from = None;
+    if let Some(leaving) = observation.leaving.clone()
+        && (leaving.gone || (assessment.event == Event::Moving && !paused))
+    {
+        match leave(ctx, pipeline, &leaving, &leaving_members, cluster.as_deref()).await {
+            Ok(()) => {
+                observation.leaving = None;
+                moved_from = Some(leaving.from);
+                assessment = assess(&observation);
+                phase = step(ctx, phase, &assessment);
+            }
+            Err(error) => outcome = Err(error),
+        }
+    }
+    if let (Some(_), Some(_), false) = (assessment.submit, &cluster, paused) {
         match submit(ctx, &members, &desired, generation).await {
             Ok(submitted) => {
                 ctx.pipeline_reads.put(&desired.id, &members, submitted.response.clone());
@@ -100,7 +118,9 @@ async fn reconcile(pipeline: &EtlPipeline, ctx: &Context) -> Result<Action, Erro
 
     let applied_generation = match &observation.router {
         Some(RouterCopy::Present { generation, .. }) => *generation,
-        Some(RouterCopy::Absent) => None,
+        Some(RouterCopy::Absent | RouterCopy::Foreign) => None,
+        // What the cluster left held is no longer applied anywhere.
+        _ if moved_from.is_some() => None,
         _ => previous.applied_generation,
     };
     let read = match &observation.router {
@@ -134,7 +154,11 @@ async fn reconcile(pipeline: &EtlPipeline, ctx: &Context) -> Result<Action, Erro
     let next = EtlPipelineStatus {
         phase: Some(phase),
         observed_generation: pipeline.metadata.generation,
-        cluster: cluster.or(previous.cluster.clone()),
+        // Where it is submitted: the cluster it is leaving until it has left.
+        cluster: match observation.leaving {
+            Some(_) => previous.cluster.clone(),
+            None => cluster.or(previous.cluster.clone()),
+        },
         applied_generation,
         router_version: if applied_generation.is_some() { version } else { None },
         stages,
@@ -151,11 +175,12 @@ async fn reconcile(pipeline: &EtlPipeline, ctx: &Context) -> Result<Action, Erro
         .quiet_when(phase == Phase::Pending && assessment.event.is_wait());
     status::write_changed(ctx, pipeline, &previous, &next, story).await?;
     // A repair of drift is always told; other writes only when no transition Event tells them.
-    let drifted = previous.applied_generation == Some(generation);
+    let drifted = previous.applied_generation == Some(generation) && moved_from.is_none();
     if let Ok(Some(call)) = &outcome
-        && (drifted || !transition)
+        && (drifted || !transition || moved_from.is_some())
     {
-        announce_write(ctx, pipeline, *call, drifted, generation).await?;
+        let moved = moved_from.as_deref().zip(next.cluster.as_deref());
+        announce_write(ctx, pipeline, *call, drifted, generation, moved).await?;
     }
     outcome.map_err(|error| Error::Reported(Box::new(error)))?;
     let interval = match phase {
@@ -178,9 +203,22 @@ async fn announce_write(
     call: Submit,
     drifted: bool,
     generation: i64,
+    moved: Option<(&str, &str)>,
 ) -> Result<(), Error> {
     let id = pipeline_id(pipeline)?;
-    let (reason, note) = match call {
+    let (reason, note) = match (call, moved) {
+        (Submit::Create, Some((from, to))) => (
+            "Moved",
+            format!("created {id} on EtlRouterCluster {to} at generation {generation}, moved from {from}"),
+        ),
+        (call, _) => written(call, &id, drifted, generation),
+    };
+    events::publish(ctx, pipeline, drifted, reason, note).await;
+    Ok(())
+}
+
+fn written(call: Submit, id: &str, drifted: bool, generation: i64) -> (&'static str, String) {
+    match call {
         _ if drifted => (
             "DriftCorrected",
             format!(
@@ -192,8 +230,49 @@ async fn announce_write(
         Submit::Update => ("Updated", format!("updated {id} to generation {generation}")),
         Submit::Enable => ("Enabled", format!("enabled {id}")),
         Submit::Disable => ("Disabled", format!("disabled {id}")),
+    }
+}
+
+/// Removes the pipeline from the cluster it is leaving (`gone`: nothing
+/// left to remove), with an Event telling which.
+async fn leave(
+    ctx: &Context,
+    pipeline: &EtlPipeline,
+    leaving: &Leaving,
+    members: &[String],
+    target: Option<&str>,
+) -> Result<(), Error> {
+    let id = pipeline_id(pipeline)?;
+    let (from, to) = (&leaving.from, target.unwrap_or_default());
+    let (reason, note) = if leaving.gone {
+        (
+            "RouterClusterGone",
+            format!("EtlRouterCluster {from} is gone: nothing to remove {id} from; moving to {to}"),
+        )
+    } else {
+        match remove(ctx, members, &id).await {
+            Ok(Removal::Deleted) => {
+                ("RemovedFromCluster", format!("deleted {id} from EtlRouterCluster {from}; moving to {to}"))
+            }
+            Ok(Removal::Absent) => {
+                ("RemovedFromCluster", format!("EtlRouterCluster {from} does not hold {id}; moving to {to}"))
+            }
+            Ok(Removal::Foreign) => (
+                "RemovedFromCluster",
+                format!(
+                    "EtlRouterCluster {from} holds a pipeline {id} this operator did not submit: left alone; \
+                     moving to {to}"
+                ),
+            ),
+            // Such a router holds no pipelines.
+            Err(error) if error.class() == ErrorClass::Unimplemented => (
+                "RemovedFromCluster",
+                format!("EtlRouterCluster {from} serves no RouterAdmin, so holds no {id}; moving to {to}"),
+            ),
+            Err(error) => return Err(error.into()),
+        }
     };
-    events::publish(ctx, pipeline, drifted, reason, note).await;
+    events::publish(ctx, pipeline, false, reason, note).await;
     Ok(())
 }
 
@@ -221,8 +300,8 @@ async fn cleanup(pipeline: &EtlPipeline, ctx: &Context) -> Result<Action, Error>
     };
     let members = clusters::members(&ctx.cache, &cluster);
     let id = pipeline_id(pipeline)?;
-    // Forced: the pipeline is being deleted; records it still buffers go with it.
-    match ctx.router.delete_pipeline(&members, &id, true).await {
+    let name = cluster.name_any();
+    let (foreign, note) = match remove(ctx, &members, &id).await {
         Err(error) if error.class() == ErrorClass::Unimplemented => {
             let note =
                 format!("the router cannot delete pipelines ({error}); released without deleting {id}");
@@ -237,11 +316,18 @@ async fn cleanup(pipeline: &EtlPipeline, ctx: &Context) -> Result<Action, Error>
             events::publish(ctx, pipeline, false, "RouterClusterGone", note).await;
             return Ok(Action::await_change());
         }
-        result => result?,
-    }
-    // Newer than the shared list: gone, for the sweep and a namesake created next.
-    ctx.pipeline_reads.put(&id, &members, None);
-    let note = format!("deleted {id} from EtlRouterCluster {}", cluster.name_any());
-    events::publish(ctx, pipeline, false, "Deleted", note).await;
+        Err(error) => return Err(error.into()),
+        Ok(Removal::Foreign) => (
+            true,
+            format!(
+                "EtlRouterCluster {name} holds a pipeline {id} this operator did not submit: left alone; released"
+            ),
+        ),
+        Ok(Removal::Deleted | Removal::Absent) => {
+            (false, format!("deleted {id} from EtlRouterCluster {name}"))
+        }
+    };
+    let reason = if foreign { "PipelineConflict" } else { "Deleted" };
+    events::publish(ctx, pipeline, foreign, reason, note).await;
     Ok(Action::await_change())
 }

@@ -113,6 +113,13 @@ pub fn config_generation(config: &PipelineConfig) -> Option<i64> {
     config.metadata.get(METADATA_GENERATION)?.parse().ok()
 }
 
+/// Whether this operator submitted `config`: it writes [`METADATA_GENERATION`]
+/// into every submission. A pipeline without it was made by someone else and
+/// is never updated or deleted, whatever its id.
+pub fn submitted_by_operator(config: &PipelineConfig) -> bool {
+    config_generation(config).is_some()
+}
+
 /// Whether `stored` (what the router holds) is the submission `sent`: equal, or
 /// both carry the same id and [`METADATA_GENERATION`] (a router may fill in
 /// defaults, but one generation of one EtlPipeline always maps to one config).

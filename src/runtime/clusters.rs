@@ -145,11 +145,13 @@ fn member_endpoints(pods: &[Arc<Pod>], set: &StatefulSet, grpc_port: i32) -> Vec
 }
 
 /// The objects of `store` a change of `cluster` concerns: those in its
-/// namespace that name it, or name none (they may resolve to it).
+/// namespace that name it, or name none (they may resolve to it), or whose
+/// status records it (they may be moving away from it).
 pub fn dependants<K>(
     store: &Store<K>,
     cluster: &EtlRouterCluster,
     reference: fn(&K) -> Option<&ClusterRef>,
+    recorded: fn(&K) -> Option<&str>,
 ) -> Vec<ObjectRef<K>>
 where
     K: kube::Resource<DynamicType = ()> + Clone + 'static,
@@ -159,7 +161,9 @@ where
         .state()
         .iter()
         .filter(|object| object.namespace() == cluster.namespace())
-        .filter(|object| reference(object).is_none_or(|r| r.name == name))
+        .filter(|object| {
+            reference(object).is_none_or(|r| r.name == name) || recorded(object) == Some(name.as_str())
+        })
         .map(|object| ObjectRef::from_obj(object.as_ref()))
         .collect()
 }

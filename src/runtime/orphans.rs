@@ -13,7 +13,7 @@ use super::router_pipelines::{listed, newer_read};
 use super::{Context, clusters, events};
 use crate::crd::{EtlPipeline, EtlRouterCluster};
 use crate::router::PipelineConfig;
-use crate::router::mapping::config_generation;
+use crate::router::mapping::submitted_by_operator;
 
 /// The ids in `listed` whose EtlPipeline in `namespace` no longer exists.
 pub fn orphans<'a>(
@@ -24,7 +24,7 @@ pub fn orphans<'a>(
     let prefix = format!("{namespace}/");
     listed
         .into_iter()
-        .filter(|config| config_generation(config).is_some())
+        .filter(|config| submitted_by_operator(config))
         .filter(|config| {
             config.id.strip_prefix(&prefix).is_some_and(|name| get(pipelines, namespace, name).is_none())
         })

@@ -63,6 +63,19 @@ pub fn blocker(
     None
 }
 
+/// Moving from the cluster `from` the status records to `to`: deregistered
+/// from `from` first, so the router never routes to it from both.
+pub fn moving(from: &str, to: &str) -> Assessment {
+    Assessment::new(
+        Event::Moving,
+        format!(
+            "moving from EtlRouterCluster {from} to {to}: it is deregistered from {from} before it registers \
+             with {to}; while {from} cannot be asked, the move waits for it to answer or to be deleted \
+             (Synced says why)"
+        ),
+    )
+}
+
 /// The event once the cluster's registered services were read.
 pub fn against_registry(
     registry: &Read<Vec<RegisteredService>>,

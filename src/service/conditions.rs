@@ -13,6 +13,7 @@ pub fn reason(event: Event) -> &'static str {
         Event::EndpointInvalid => "InvalidEndpoint",
         Event::NoCluster => "NoRouterCluster",
         Event::AmbiguousCluster => "AmbiguousRouterCluster",
+        Event::Moving => "MovingCluster",
         Event::ClusterNotReady => "RouterClusterNotReady",
         Event::RouterUnreachable => "RouterUnreachable",
         Event::NotRegistered => "Registering",

@@ -21,7 +21,9 @@ pub fn controller<K: ServiceResource + Reconciler>(
     let (by_cluster, deleting) = (store.clone(), store.clone());
     reconciler::controller(services.subscribe(), store)
         .watches_shared_stream(clusters.subscribe(), move |cluster| {
-            dependants(&by_cluster, &cluster, K::cluster_ref)
+            dependants(&by_cluster, &cluster, K::cluster_ref, |service: &K| {
+                service.service_status()?.cluster.as_deref()
+            })
         })
         .watches_shared_stream(pipelines.subscribe(), move |pipeline| deleting_in(&deleting, &pipeline))
 }

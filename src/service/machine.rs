@@ -12,6 +12,9 @@ pub enum Event {
     NoCluster,
     /// Several clusters in the namespace and no `spec.clusterRef`.
     AmbiguousCluster,
+    /// The status records another cluster than the one the spec resolves
+    /// to: the service is deregistered there before it registers here.
+    Moving,
     /// The cluster is not Ready (or has no ready member to talk to).
     ClusterNotReady,
     /// The router could not be read.
@@ -25,10 +28,11 @@ pub enum Event {
 }
 
 impl Event {
-    pub const ALL: [Event; 8] = [
+    pub const ALL: [Event; 9] = [
         Event::EndpointInvalid,
         Event::NoCluster,
         Event::AmbiguousCluster,
+        Event::Moving,
         Event::ClusterNotReady,
         Event::RouterUnreachable,
         Event::NotRegistered,
@@ -46,7 +50,7 @@ impl ServiceMachine {
     #[state]
     fn pending(event: &Event) -> Outcome<State> {
         match event {
-            Event::NotRegistered => Transition(State::provisioning()),
+            Event::NotRegistered | Event::Moving => Transition(State::provisioning()),
             Event::Registered => Transition(State::ready()),
             Event::ServiceUnhealthy => Transition(State::degraded()),
             _ => Handled,
@@ -62,7 +66,7 @@ impl ServiceMachine {
             Event::EndpointInvalid | Event::NoCluster | Event::AmbiguousCluster | Event::ClusterNotReady => {
                 Transition(State::pending())
             }
-            Event::NotRegistered | Event::RouterUnreachable => Handled,
+            Event::NotRegistered | Event::Moving | Event::RouterUnreachable => Handled,
         }
     }
 
@@ -72,7 +76,7 @@ impl ServiceMachine {
     fn registered(event: &Event) -> Outcome<State> {
         match event {
             Event::Registered => Transition(State::ready()),
-            Event::NotRegistered => Transition(State::provisioning()),
+            Event::NotRegistered | Event::Moving => Transition(State::provisioning()),
             _ => Transition(State::degraded()),
         }
     }
@@ -88,7 +92,7 @@ impl ServiceMachine {
     #[state(superstate = "registered")]
     fn degraded(event: &Event) -> Outcome<State> {
         match event {
-            Event::Registered | Event::NotRegistered => Super,
+            Event::Registered | Event::NotRegistered | Event::Moving => Super,
             _ => Handled,
         }
     }

@@ -34,17 +34,40 @@ struct Observed {
     assessment: Assessment,
     cluster: Option<String>,
     members: Vec<String>,
+    /// The cluster the status records, when the spec now resolves to another.
+    leaving: Option<Leaving>,
 }
 
-async fn observe<K: ServiceResource>(service: &K, ctx: &Context, namespace: &str) -> Observed {
+/// A cluster the service is moving away from.
+#[derive(Clone)]
+struct Leaving {
+    from: String,
+    /// Its members; `None` when it is gone (or being deleted): nothing to deregister from.
+    members: Option<Vec<String>>,
+}
+
+/// `recorded` is the cluster the service is registered with (its status),
+/// `registration_id` the registration recorded there.
+async fn observe<K: ServiceResource>(
+    service: &K,
+    ctx: &Context,
+    namespace: &str,
+    recorded: Option<&str>,
+    registration_id: Option<&str>,
+) -> Observed {
     let desired = register_request(K::KIND, namespace, &service.name_any(), service.grpc());
     let resolution = clusters::resolve(&ctx.cache.router_clusters.state(), namespace, service.cluster_ref());
     let (cluster, members) = match &resolution {
         Resolution::Found(cluster) => (Some(cluster.name_any()), clusters::members(&ctx.cache, cluster)),
         _ => (None, Vec::new()),
     };
+    let leaving = leaving(ctx, namespace, recorded, cluster.as_deref());
+    if let (Ok(_), Some(to), Some(Leaving { from, members: Some(_) })) = (&desired, &cluster, &leaving) {
+        let assessment = assess::moving(from, to);
+        return Observed { assessment, cluster, members, leaving };
+    }
     if let Some(assessment) = assess::blocker(&desired, &resolution, &members, namespace) {
-        return Observed { assessment, cluster, members };
+        return Observed { assessment, cluster, members, leaving };
     }
     let (Ok(desired), Some(name)) = (desired, cluster.as_deref()) else {
         unreachable!("no blocker means a valid endpoint and a cluster")
@@ -55,34 +78,78 @@ async fn observe<K: ServiceResource>(service: &K, ctx: &Context, namespace: &str
             ctx.router.list_services(&members, ServiceType::Unspecified)
         })
         .await;
-    let registration_id = service.service_status().and_then(|s| s.registration_id.as_deref());
     let assessment = assess::against_registry(&registry, &desired, registration_id, name);
-    Observed { assessment, cluster, members }
+    Observed { assessment, cluster, members, leaving }
+}
+
+/// The cluster `recorded`, when `target` is another one.
+fn leaving(ctx: &Context, namespace: &str, recorded: Option<&str>, target: Option<&str>) -> Option<Leaving> {
+    let (from, target) = (recorded?, target?);
+    if from == target {
+        return None;
+    }
+    let reference = crate::crd::ClusterRef { name: from.to_owned() };
+    let members = match clusters::resolve(&ctx.cache.router_clusters.state(), namespace, Some(&reference)) {
+        Resolution::Found(old) if old.metadata.deletion_timestamp.is_none() => {
+            Some(clusters::members(&ctx.cache, &old))
+        }
+        _ => None,
+    };
+    Some(Leaving { from: from.to_owned(), members })
+}
+
+fn step<K: ServiceResource>(ctx: &Context, service: &K, from: Phase, event: Event) -> Phase {
+    let to = next_phase(from, event);
+    if to != from {
+        tracing::info!(kind = K::kind(&()).as_ref(), name = %service.name_any(), ?from, ?to, ?event, "phase transition");
+        ctx.metrics.transition(&K::kind(&()), &format!("{from:?}"), &format!("{to:?}"));
+    }
+    to
 }
 
 #[tracing::instrument(name = "reconcile_service", skip_all, fields(event, from, phase))]
 pub async fn reconcile<K: ServiceResource + Reconciler>(service: &K, ctx: &Context) -> Result<Action, Error> {
     let namespace = namespace_of(service)?;
-    let Observed { assessment, cluster, members } = observe(service, ctx, &namespace).await;
     let previous = service.service_status().cloned().unwrap_or_default();
+    let mut registration_id = previous.registration_id.clone();
+    let Observed { mut assessment, mut cluster, mut members, mut leaving } =
+        observe(service, ctx, &namespace, previous.cluster.as_deref(), registration_id.as_deref()).await;
     let current = previous.phase.unwrap_or_default();
-    let phase = next_phase(current, assessment.event);
+    let mut phase = step(ctx, service, current, assessment.event);
     let span = tracing::Span::current();
     span.record("event", tracing::field::debug(assessment.event));
     span.record("from", tracing::field::debug(current));
-    span.record("phase", tracing::field::debug(phase));
-    if phase != current {
-        tracing::info!(kind = K::kind(&()).as_ref(), name = %service.name_any(), from = ?current, to = ?phase, event = ?assessment.event, "phase transition");
-        ctx.metrics.transition(&K::kind(&()), &format!("{current:?}"), &format!("{phase:?}"));
-    }
 
-    let mut registration_id = previous.registration_id.clone();
-    let outcome = match (assessment.event, cluster.as_deref()) {
-        (Event::NotRegistered, Some(cluster)) if !runtime::paused(service) => {
-            register(service, ctx, &namespace, cluster, &members).await.map(|id| registration_id = Some(id))
+    let paused = runtime::paused(service);
+    let mut outcome = Ok(());
+    if let Some(left) = leaving.clone()
+        && (left.members.is_none() || (assessment.event == Event::Moving && !paused))
+    {
+        match leave(service, ctx, &namespace, &left, cluster.as_deref()).await {
+            Ok(()) => {
+                // The registration recorded was the old cluster's.
+                registration_id = None;
+                let target = cluster.clone();
+                let observed = observe(service, ctx, &namespace, target.as_deref(), None).await;
+                (assessment, cluster, members, leaving) =
+                    (observed.assessment, observed.cluster, observed.members, observed.leaving);
+                phase = step(ctx, service, phase, assessment.event);
+            }
+            Err(error) => outcome = Err(error),
         }
-        _ => Ok(()),
-    };
+    }
+    span.record("phase", tracing::field::debug(phase));
+
+    if outcome.is_ok() {
+        outcome = match (assessment.event, cluster.as_deref()) {
+            (Event::NotRegistered, Some(cluster)) if !paused => {
+                register(service, ctx, &namespace, cluster, &members)
+                    .await
+                    .map(|id| registration_id = Some(id))
+            }
+            _ => Ok(()),
+        };
+    }
     let view = assessment.view.as_ref();
     let wanted = [
         conditions::ready(phase, assessment.event, &assessment.message),
@@ -91,7 +158,11 @@ pub async fn reconcile<K: ServiceResource + Reconciler>(service: &K, ctx: &Conte
     let next = ServiceStatus {
         phase: Some(phase),
         observed_generation: service.meta().generation,
-        cluster: cluster.or(previous.cluster.clone()),
+        // Where it is registered: the cluster it is leaving until it has left.
+        cluster: match leaving {
+            Some(_) => previous.cluster.clone(),
+            None => cluster.or(previous.cluster.clone()),
+        },
         registration_id,
         health: view.map(|v| assess::health_name(assess::health_of(v)).to_owned()),
         assigned_partitions: view.map(|v| v.assigned_partitions.clone()).unwrap_or_default(),
@@ -127,6 +198,37 @@ async fn register<K: ServiceResource>(
     // Whatever the answer, the cluster's snapshot may no longer say what the router holds.
     ctx.registries.invalidate(&clusters::snapshot_key(namespace, cluster));
     Ok(response?.registration_id)
+}
+
+/// Deregisters from the cluster the service is leaving (one that is gone
+/// holds nothing), with an Event telling which.
+async fn leave<K: ServiceResource>(
+    service: &K,
+    ctx: &Context,
+    namespace: &str,
+    leaving: &Leaving,
+    target: Option<&str>,
+) -> Result<(), Error> {
+    let service_id = mapping::service_id(namespace, &service.name_any());
+    let (from, to) = (&leaving.from, target.unwrap_or_default());
+    let (reason, note) = match &leaving.members {
+        None => (
+            "RouterClusterGone",
+            format!(
+                "EtlRouterCluster {from} is gone: nothing to deregister {service_id} from; moving to {to}"
+            ),
+        ),
+        Some(members) => {
+            ctx.router.deregister(members, &service_id).await?;
+            ctx.registries.invalidate(&clusters::snapshot_key(namespace, from));
+            (
+                "Deregistered",
+                format!("deregistered {service_id} from EtlRouterCluster {from}; moving to {to}"),
+            )
+        }
+    };
+    events::publish(ctx, service, false, reason, note).await;
+    Ok(())
 }
 
 /// Deregisters from the cluster it registered with; a cluster that is gone

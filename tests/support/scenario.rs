@@ -71,6 +71,19 @@ impl Scenario {
         }
     }
 
+    /// A second router cluster `name` in the scenario's namespace, with its
+    /// own kubelet and simulated router, once it is Ready.
+    pub async fn ready_cluster_beside(&self, name: &str) -> FakeKubelet {
+        let kubelet = FakeKubelet::start(self.client.clone(), &self.namespace, name, 50051).await;
+        self.create(&seed_cluster(name)).await;
+        super::eventually(FORM_TIMEOUT, &format!("EtlRouterCluster {name} Ready"), || async {
+            let cluster = self.clusters.get(name).await.ok()?;
+            (phase_of(&cluster) == Some(ClusterPhase::Ready)).then_some(())
+        })
+        .await;
+        kubelet
+    }
+
     pub async fn wait_phase(&self, phase: ClusterPhase) -> EtlRouterCluster {
         self.wait_for(&format!("phase {phase:?}"), |c| phase_of(c) == Some(phase)).await
     }

@@ -20,6 +20,7 @@ fn seed(router: Option<RouterCopy>) -> Observation {
             reference("sink", "EtlSink", "s3-archive", ServiceState::Ready),
         ],
         router,
+        leaving: None,
     }
 }
 
@@ -118,4 +119,41 @@ fn a_service_named_by_many_steps_is_listed_once() {
         "missing: EtlTransform t (step 1 and 999 more), EtlSink out (sink); \
          the pipeline goes on by itself once they are Ready"
     );
+}
+
+#[test]
+fn a_pipeline_someone_else_made_under_this_id_is_a_conflict_and_never_written() {
+    let assessment = assess(&seed(Some(RouterCopy::Foreign)));
+    assert_eq!((assessment.event, assessment.submit), (Event::Conflict, None));
+    assert!(assessment.message.contains("did not submit"), "{}", assessment.message);
+    assert_eq!(crate::pipeline::assess::submission(&RouterCopy::Foreign, 3, true), None);
+}
+
+#[test]
+fn a_router_copy_without_the_operators_marker_is_foreign() {
+    use crate::pipeline::observe::copy_of;
+    use crate::router::mapping::pipeline_config;
+    let spec = crate::crd::EtlPipelineSpec { source: "s".into(), sink: "k".into(), ..Default::default() };
+    let desired = pipeline_config("ns", "p", 3, &spec);
+    let mut hand_made = desired.clone();
+    hand_made.metadata.clear();
+    assert_eq!(copy_of(&hand_made, &desired), RouterCopy::Foreign);
+    assert!(matches!(copy_of(&desired, &desired), RouterCopy::Present { matches: true, .. }));
+}
+
+#[test]
+fn a_pipeline_leaves_the_cluster_its_status_records_before_anything_else_unless_it_is_gone() {
+    use crate::pipeline::observation::Leaving;
+    let mut moving = seed(Some(RouterCopy::Absent));
+    moving.leaving = Some(Leaving { from: "old".into(), gone: false });
+    let assessment = assess(&moving);
+    assert_eq!((assessment.event, assessment.submit), (Event::Moving, None));
+    assert!(assessment.message.contains("from router cluster old to my-cluster"), "{}", assessment.message);
+    moving.cluster = ClusterView::NotReady { name: "my-cluster".into() };
+    assert_eq!(assess(&moving).event, Event::Moving, "leaving does not wait for the new cluster");
+    moving.cluster = ClusterView::Unresolved("no such cluster".into());
+    assert_eq!(assess(&moving).event, Event::NoCluster, "no move without a destination");
+    let mut gone = seed(Some(RouterCopy::Absent));
+    gone.leaving = Some(Leaving { from: "old".into(), gone: true });
+    assert_eq!(assess(&gone).submit, Some(Submit::Create), "nothing to remove from a cluster that is gone");
 }

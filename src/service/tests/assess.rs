@@ -121,3 +121,10 @@ fn differences_name_endpoint_labels_and_identity() {
     assert_eq!(both.len(), 3, "{both:?}");
     assert!(both.contains(&"endpoint kafka:1 → [::1]:5".to_owned()), "{both:?}");
 }
+
+#[test]
+fn a_move_names_both_clusters() {
+    let moving = crate::service::assess::moving("old", "new");
+    assert_eq!(moving.event, Event::Moving);
+    assert!(moving.message.contains("from EtlRouterCluster old to new"), "{}", moving.message);
+}
