@@ -161,7 +161,7 @@ pub async fn probe(pods: &[PodState], grpc_port: i32, ctx: &Context) -> Polled {
                 without_router_admin.insert(&pod.uid);
                 return Err(pod.name.clone());
             }
-            result => result.map(router_view).map_err(|error| error.to_string()),
+            result => result.map(router_view).map_err(|error| error.summary()),
         };
         Ok(Probe { pod: pod.name.clone(), outcome })
     }))
@@ -186,7 +186,7 @@ pub async fn registry_check(cluster: &EtlRouterCluster, ctx: &Context) -> Result
         })
         .await
         .map(drop)
-        .map_err(|error| error.to_string())
+        .map_err(|error| error.summary())
 }
 
 pub fn stateful_set_state(stateful_set: &StatefulSet, spec_applied: bool) -> StatefulSetState {

@@ -121,3 +121,18 @@ fn differences_name_endpoint_labels_and_identity() {
     assert_eq!(both.len(), 3, "{both:?}");
     assert!(both.contains(&"endpoint kafka:1 → [::1]:5".to_owned()), "{both:?}");
 }
+
+#[test]
+fn registry_failures_differing_only_in_attempt_counts_give_identical_conditions() {
+    use crate::crd::Phase;
+    use crate::service::conditions::ready;
+    let desired = request("kafka:9092");
+    let condition_after = |attempts| {
+        let last = RouterError::Unavailable { member: "10.0.0.1:50051".into(), message: "refused".into() };
+        let down = Err(Arc::new(RouterError::Exhausted { attempts, last: Box::new(last) }));
+        let assessment = against_registry(&down, &desired, Some("r"), "c");
+        ready(Phase::Degraded, assessment.event, &assessment.message)
+    };
+    assert_eq!(condition_after(2), condition_after(4));
+    assert!(condition_after(2).message.contains("10.0.0.1:50051 is unreachable"), "{:?}", condition_after(2));
+}
