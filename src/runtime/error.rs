@@ -28,6 +28,11 @@ pub enum Error {
          references it"
     )]
     InUse { kind: String, name: String, holders: String },
+    #[error(
+        "the operator's watch caches have not finished their first lists within {0:?}: check that the API \
+         server answers and that the operator may list and watch what it manages; retrying"
+    )]
+    CachesNotSynced(std::time::Duration),
     #[error("finalizer: {0}")]
     Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
     /// An error the kind already wrote to status (with its health) and
@@ -54,6 +59,7 @@ impl Reason for Error {
             Error::NotOwned { .. } => "not_owned",
             Error::Rejected { .. } => "rejected",
             Error::InUse { .. } => "in_use",
+            Error::CachesNotSynced(_) => "caches_not_synced",
             Error::Finalizer(_) => "finalizer",
             Error::Reported(error) => error.label(),
         }
@@ -69,6 +75,7 @@ impl Reason for Error {
             Error::NotOwned { .. } => "ObjectOwnedElsewhere",
             Error::Rejected { .. } => "SpecRejected",
             Error::InUse { .. } => "InUseByPipelines",
+            Error::CachesNotSynced(_) => "CachesNotSynced",
             Error::Finalizer(_) => "FinalizerFailed",
             Error::Reported(error) => error.reason(),
         }
