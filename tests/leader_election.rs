@@ -412,3 +412,95 @@ async fn a_leader_that_loses_its_lease_exits_with_an_error() {
     assert!(only.lines().iter().any(|line| line.contains("lost the lease")), "{:#?}", only.lines());
     assert_eq!(holder(&leases).await.as_deref(), Some("intruder"), "the loser wrote the Lease back");
 }
+
+/// Writes the Lease as a holder named `skewed` whose clock is `skew` off:
+/// a fresh `renewTime` every `RETRY_PERIOD` on that clock, 3 s claims.
+async fn renew_as_skewed_holder(leases: &Api<Lease>, skew: SignedDuration) {
+    let renew_time = k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime(Timestamp::now() + skew);
+    let spec = k8s_openapi::api::coordination::v1::LeaseSpec {
+        holder_identity: Some("skewed".to_owned()),
+        lease_duration_seconds: Some(3),
+        acquire_time: Some(renew_time.clone()),
+        renew_time: Some(renew_time),
+        ..Default::default()
+    };
+    match leases.get_opt(LEASE).await.unwrap() {
+        None => {
+            let lease = Lease {
+                metadata: kube::api::ObjectMeta { name: Some(LEASE.to_owned()), ..Default::default() },
+                spec: Some(spec),
+            };
+            leases.create(&PostParams::default(), &lease).await.unwrap();
+        }
+        Some(mut lease) => {
+            let held = lease.spec.as_ref().and_then(|s| s.holder_identity.clone());
+            assert_eq!(held.as_deref(), Some("skewed"), "the standby took a live Lease");
+            lease.spec = Some(spec);
+            if let Err(error) = leases.replace(LEASE, &PostParams::default(), &lease).await {
+                let now = holder(leases).await;
+                panic!(
+                    "renewing failed ({error}); the Lease is now held by {now:?}: the standby took a live Lease"
+                );
+            }
+        }
+    }
+}
+
+/// A holder whose clock is an hour behind keeps renewing: the standby never
+/// takes the live Lease (it would at once by comparing that `renewTime` with
+/// its own clock). Its last renewal then comes from a clock an hour ahead
+/// and it stops: the standby takes over once the record has not changed for
+/// the lease duration on its own clock, not an hour later.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_standby_times_the_lease_on_its_own_clock_whatever_the_holders_clock_says() {
+    let plane = shared_with_rbac();
+    let admin = client_as(plane, ADMIN_USER).await;
+    let namespace = namespace(plane, &admin, "leader-skew").await;
+    let leases: Api<Lease> = Api::namespaced(admin.clone(), &namespace);
+    let hour = SignedDuration::from_hours(1);
+    renew_as_skewed_holder(&leases, -hour).await;
+    let kubeconfig = operator_kubeconfig(plane);
+    let standby = OperatorProcess::start(
+        plane,
+        &namespace,
+        &[("KUBECONFIG", kubeconfig.path().display().to_string()), ("POD_NAME", "standby".to_owned())],
+        &[
+            "--leader-election",
+            "--lease-duration",
+            LEASE_DURATION,
+            "--renew-deadline",
+            "2s",
+            "--retry-period",
+            RETRY_PERIOD,
+        ],
+    );
+    eventually(DEADLINE, "the standby's /metrics", || std::future::ready(standby.metrics())).await;
+
+    // Three lease durations of live renewals from the slow clock.
+    let mut renewals = tokio::time::interval(Duration::from_millis(500));
+    let renewing = Instant::now();
+    while renewing.elapsed() < Duration::from_secs(9) {
+        renewals.tick().await;
+        renew_as_skewed_holder(&leases, -hour).await;
+    }
+    assert_eq!(holder(&leases).await.as_deref(), Some("skewed"), "the standby took a live Lease");
+
+    // The last renewal, from a clock an hour ahead; then the holder stops.
+    renew_as_skewed_holder(&leases, hour).await;
+    let stopped = Instant::now();
+    eventually(DEADLINE, "the standby to take the Lease", || async {
+        holder(&leases).await.filter(|holder| holder == "standby")
+    })
+    .await;
+    let took = stopped.elapsed();
+    eprintln!("took over {took:?} after the skewed holder's last renewal");
+    assert!(
+        took >= Duration::from_secs(3),
+        "took over {took:?} after the last renewal: before its claim ran out"
+    );
+    // The lease duration, timed from the standby's first read of the last
+    // renewal, then its next try: two retry periods (500 ms, jittered up to
+    // 20 %), and its reads and write of the Lease on a loaded machine
+    // (3.6 s and 3.9 s measured; the skewed renewTime alone would say an hour).
+    assert!(took <= Duration::from_secs(3 + 3), "took over {took:?} after the last renewal");
+}

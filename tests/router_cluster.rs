@@ -562,6 +562,76 @@ async fn a_failing_reconcile_is_visible_as_synced_false_and_a_warning_event() {
     operator.stop().await;
 }
 
+/// An operator whose caches never fill (it may not list pods) does not hold
+/// its reconciles forever: each fails after the cache deadline, visibly, as
+/// `Synced=False` with reason `CachesNotSynced` and a Warning Event.
+#[tokio::test]
+async fn a_reconcile_whose_caches_never_fill_fails_visibly_at_its_deadline() {
+    use k8s_openapi::api::core::v1::ServiceAccount;
+    use k8s_openapi::api::rbac::v1::ClusterRole;
+
+    let plane = shared_with_rbac();
+    let client = plane.client().await;
+    let namespace = test_namespace(&client, "caches-unfilled").await;
+    let yaml = std::fs::read_to_string(support::repo_path("deploy/rbac/cluster-role.yaml")).unwrap();
+    let mut role: ClusterRole = serde_norway::from_str(&yaml).unwrap();
+    role.metadata.name = Some("conveyor-etl-operator-without-pods".into());
+    role.rules.as_mut().unwrap().retain(|rule| rule.resources != Some(vec!["pods".to_string()]));
+    let params = PatchParams::apply("test").force();
+    Api::<ClusterRole>::all(client.clone())
+        .patch("conveyor-etl-operator-without-pods", &params, &Patch::Apply(&role))
+        .await
+        .unwrap();
+    let account =
+        serde_json::json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "no-pods"}});
+    Api::<ServiceAccount>::namespaced(client.clone(), &namespace)
+        .patch("no-pods", &params, &Patch::Apply(&account))
+        .await
+        .unwrap();
+    let binding = serde_json::json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRoleBinding",
+        "metadata": {"name": format!("without-pods-{namespace}")},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "conveyor-etl-operator-without-pods"},
+        "subjects": [{"kind": "ServiceAccount", "name": "no-pods", "namespace": namespace}],
+    });
+    Api::<k8s_openapi::api::rbac::v1::ClusterRoleBinding>::all(client.clone())
+        .patch(&format!("without-pods-{namespace}"), &params, &Patch::Apply(&binding))
+        .await
+        .unwrap();
+    let token = support::service_account_token(plane, &namespace, "no-pods").await;
+    let operator_client = conveyor_etl_operator::controller::client_without_hidden_retries(
+        plane.config_with_token(&token).await,
+    )
+    .unwrap();
+    let timing = conveyor_etl_operator::runtime::Timing {
+        cache_sync_timeout: std::time::Duration::from_secs(2),
+        ..support::operator::timing()
+    };
+    let operator = RunningOperator::start_with_timing(operator_client, &namespace, timing);
+    let clusters: Api<EtlRouterCluster> = Api::namespaced(client.clone(), &namespace);
+    clusters.create(&Default::default(), &seed_cluster("my-cluster")).await.unwrap();
+    let failed = eventually(FORM_TIMEOUT, "Synced=False", || async {
+        let cluster = clusters.get("my-cluster").await.ok()?;
+        let synced = cluster.status.as_ref()?.conditions.iter().find(|c| c.type_ == "Synced")?.clone();
+        (synced.status == "False").then_some(synced)
+    })
+    .await;
+    assert_eq!(failed.reason, "CachesNotSynced");
+    assert!(failed.message.contains("may list and watch"), "{}", failed.message);
+    let events: Api<KubeEvent> = Api::namespaced(client.clone(), &namespace);
+    eventually(FORM_TIMEOUT, "a Warning Event for the unfilled caches", || async {
+        let listed = events.list(&ListParams::default()).await.ok()?;
+        listed
+            .items
+            .into_iter()
+            .any(|e| e.type_.as_deref() == Some("Warning") && e.reason.as_deref() == Some("CachesNotSynced"))
+            .then_some(())
+    })
+    .await;
+    operator.stop().await;
+}
+
 #[tokio::test]
 async fn a_paused_cluster_keeps_its_volumes_when_deleted() {
     let s = Scenario::new("paused-delete").await;

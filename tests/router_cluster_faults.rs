@@ -346,3 +346,76 @@ async fn two_clusters_created_together_in_one_namespace_each_go_their_own_way() 
         assert_eq!(set.metadata.owner_references.unwrap()[0].name, name, "each owns its own StatefulSet");
     }
 }
+
+/// One health answer that misses the operator's deadline is not a hang: the
+/// member is asked again at once, so a Ready cluster stays Ready, with no
+/// status write and no Event (its dependants are not woken either).
+#[tokio::test]
+async fn one_late_health_answer_leaves_a_ready_cluster_ready_and_quiet() {
+    let s = Scenario::new("late-poll").await;
+    s.create(&seed_cluster("my-cluster")).await;
+    s.wait_phase(ClusterPhase::Ready).await;
+    s.wait_event("the ClusterHealthy Event", |_, reason, _| reason == "ClusterHealthy").await;
+    let sim = s.kubelet.sim.clone();
+    let in_namespace = format!("/namespaces/{}/", s.namespace);
+    let writes_before = s.plane.writes_by(OPERATOR_USER).len();
+    let events_before = s.events().await;
+    let polls_before = sim.call_count("GetClusterStatus");
+
+    // The leader answers its next poll twice the operator's 500 ms deadline late.
+    sim.answer_next_health_poll_late(sim.leader().unwrap(), Duration::from_secs(1));
+    // Four more rounds of three members' polls (one a second): the late one among the first.
+    support::eventually(Duration::from_secs(30), "four more rounds of health polls", || {
+        std::future::ready((sim.call_count("GetClusterStatus") >= polls_before + 12).then_some(()))
+    })
+    .await;
+
+    let writes: Vec<String> = s.plane.writes_by(OPERATOR_USER)[writes_before..]
+        .iter()
+        .filter(|w| w.request_uri.contains(&in_namespace))
+        .map(|w| format!("{} {}", w.verb, w.request_uri))
+        .collect();
+    assert!(writes.is_empty(), "API writes (status or Events) after one late answer: {writes:?}");
+    assert_eq!(s.events().await, events_before, "Events after one late answer");
+    let cluster = s.get().await;
+    assert_eq!(phase_of(&cluster), Some(ClusterPhase::Ready));
+    assert!(cluster.status.as_ref().unwrap().members.iter().all(|m| m.healthy));
+}
+
+/// A leader that stops answering the operator is reported quickly: within a
+/// health interval and two call deadlines (the miss, and the retry asked at
+/// once), the cluster is Degraded naming it, with a Warning Event; Ready
+/// again once it answers.
+#[tokio::test]
+async fn a_frozen_leader_is_reported_within_a_health_interval_and_two_deadlines() {
+    let s = Scenario::new("frozen-leader").await;
+    s.create(&seed_cluster("my-cluster")).await;
+    s.wait_phase(ClusterPhase::Ready).await;
+    let sim = s.kubelet.sim.clone();
+    let leader = sim.leader().unwrap();
+    let pod = format!("my-cluster-{}", leader - 1);
+
+    sim.slow_node(leader, Duration::from_secs(3600));
+    let frozen = Instant::now();
+    let degraded = s
+        .wait_for("Degraded with the frozen leader unhealthy", |c| {
+            phase_of(c) == Some(ClusterPhase::Degraded)
+                && c.status.as_ref().is_some_and(|s| s.members.iter().any(|m| m.pod == pod && !m.healthy))
+        })
+        .await;
+    let took = frozen.elapsed();
+    eprintln!("a frozen leader reported after {took:?}");
+    // 1 s health interval + 2 × 500 ms deadlines (2 s to 4 s measured), and
+    // slack for the status write on a loaded machine.
+    assert!(took < Duration::from_secs(6), "reported {took:?} after the leader froze");
+    let (ready, reason, message) = condition(&degraded, "Ready");
+    assert_eq!((ready, reason), ("False", "MemberUnhealthy"), "{message}");
+    assert!(message.contains(&format!("{pod} (node {leader}) not answering the operator")), "{message}");
+    s.wait_event("the MemberUnhealthy Warning", |type_, reason, _| {
+        type_ == "Warning" && reason == "MemberUnhealthy"
+    })
+    .await;
+
+    sim.slow_node(leader, Duration::ZERO);
+    s.wait_phase(ClusterPhase::Ready).await;
+}

@@ -11,10 +11,12 @@
 //! Timing follows client-go: a candidate tries every retry period; the leader
 //! renews every retry period and gives up leading when it has not renewed for
 //! the renew deadline (shorter than the lease duration, so it stops before
-//! anyone else may take over); a standby takes the Lease once its holder's
-//! `renewTime + leaseDurationSeconds` has passed. Expiry is read from the
-//! Lease's own times, so the replicas' clocks must agree to well within
-//! `lease duration - renew deadline`.
+//! anyone else may take over); a standby takes the Lease once its record has
+//! not changed for the holder's `leaseDurationSeconds`, timed on this
+//! replica's own monotonic clock from when it saw the record change (as
+//! client-go does). The holder's `renewTime` is written for people to read
+//! but never compared with the local clock, so clock skew between nodes
+//! neither hands a live Lease over nor delays a take-over.
 
 use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
@@ -23,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
-use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use k8s_openapi::jiff::Timestamp;
 use kube::api::{ObjectMeta, PostParams};
 use kube::{Api, Client};
 
@@ -102,13 +104,34 @@ pub enum Decision {
     Acquire,
     /// Ours: renew it.
     Renew,
-    /// Held by `holder` until `expires`.
-    Wait { holder: String, expires: Timestamp },
+    /// Held by `holder` for at least `left` more, unless it changes hands.
+    Wait { holder: String, left: Duration },
+}
+
+/// The Lease's record as this replica last saw it change, and when, on the
+/// local monotonic clock.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Observed {
+    pub record: LeaseSpec,
+    pub at: Instant,
+}
+
+impl Observed {
+    /// What to remember after reading `record` at `now`: the time moves only
+    /// when the record differs from the one seen before (any write changes
+    /// it: a renewal writes a new `renewTime`, whatever the writer's clock).
+    pub fn after(previous: Option<Observed>, record: &LeaseSpec, now: Instant) -> Observed {
+        match previous {
+            Some(seen) if seen.record == *record => seen,
+            _ => Observed { record: record.clone(), at: now },
+        }
+    }
 }
 
 /// The pure decision: given the Lease (`None` when it does not exist), this
-/// replica's identity and the time now.
-pub fn decide(lease: Option<&LeaseSpec>, identity: &str, now: Timestamp) -> Decision {
+/// replica's identity and how long ago (on this replica's clock) the Lease's
+/// record last changed.
+pub fn decide(lease: Option<&LeaseSpec>, identity: &str, unchanged_for: Duration) -> Decision {
     let Some(spec) = lease else { return Decision::Create };
     let holder = spec.holder_identity.as_deref().unwrap_or_default();
     if holder.is_empty() {
@@ -117,18 +140,12 @@ pub fn decide(lease: Option<&LeaseSpec>, identity: &str, now: Timestamp) -> Deci
     if holder == identity {
         return Decision::Renew;
     }
-    match expiry(spec) {
-        Some(expires) if now < expires => Decision::Wait { holder: holder.to_owned(), expires },
-        // Expired, or held without a renew time or duration: nobody can say until when.
+    let claim = Duration::from_secs(spec.lease_duration_seconds.map_or(0, |s| s.max(0) as u64));
+    match claim.checked_sub(unchanged_for) {
+        Some(left) if !left.is_zero() => Decision::Wait { holder: holder.to_owned(), left },
+        // Not renewed for its whole duration, or held without one: nobody can say until when.
         _ => Decision::Acquire,
     }
-}
-
-/// When the holder's claim runs out: its last renewal plus its lease duration.
-fn expiry(spec: &LeaseSpec) -> Option<Timestamp> {
-    let renewed = spec.renew_time.as_ref().or(spec.acquire_time.as_ref())?.0;
-    let seconds = spec.lease_duration_seconds?;
-    renewed.checked_add(SignedDuration::from_secs(i64::from(seconds))).ok()
 }
 
 /// The spec to write for `decision` (not `Wait`): held by `identity`, renewed
@@ -229,11 +246,27 @@ pub struct LeaseLost {
 pub struct Elector {
     api: Api<Lease>,
     config: LeaseConfig,
+    /// The record last seen change, for timing its holder's claim.
+    observed: std::sync::Mutex<Option<Observed>>,
 }
 
 impl Elector {
     pub fn new(client: Client, config: LeaseConfig) -> Elector {
-        Elector { api: Api::namespaced(client, &config.namespace), config }
+        Elector { api: Api::namespaced(client, &config.namespace), config, observed: Default::default() }
+    }
+
+    /// How long the Lease's record `spec` has been unchanged, as far as this
+    /// replica has seen (zero the first time it sees it).
+    fn unchanged_for(&self, spec: Option<&LeaseSpec>) -> Duration {
+        let mut observed = self.observed.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let Some(spec) = spec else {
+            *observed = None;
+            return Duration::ZERO;
+        };
+        let seen = Observed::after(observed.take(), spec, Instant::now());
+        let unchanged_for = seen.at.elapsed();
+        *observed = Some(seen);
+        unchanged_for
     }
 
     pub fn config(&self) -> &LeaseConfig {
@@ -246,7 +279,8 @@ impl Elector {
         let config = &self.config;
         let current = self.api.get_opt(&config.name).await?;
         let now = Timestamp::now();
-        let decision = decide(current.as_ref().and_then(|lease| lease.spec.as_ref()), &config.identity, now);
+        let spec = current.as_ref().and_then(|lease| lease.spec.as_ref());
+        let decision = decide(spec, &config.identity, self.unchanged_for(spec));
         if let Decision::Wait { holder, .. } = decision {
             return Ok(Outcome::Following { holder });
         }
@@ -384,31 +418,61 @@ mod tests {
         }
     }
 
+    fn secs(seconds: u64) -> Duration {
+        Duration::from_secs(seconds)
+    }
+
     #[test]
     fn no_lease_is_created() {
-        assert_eq!(decide(None, "a", at(0)), Decision::Create);
+        assert_eq!(decide(None, "a", secs(0)), Decision::Create);
     }
 
     #[test]
     fn a_lease_held_by_this_replica_is_renewed_even_when_expired() {
-        assert_eq!(decide(Some(&held_by("a", 0, 15)), "a", at(5)), Decision::Renew);
-        assert_eq!(decide(Some(&held_by("a", 0, 15)), "a", at(100)), Decision::Renew);
+        assert_eq!(decide(Some(&held_by("a", 0, 15)), "a", secs(5)), Decision::Renew);
+        assert_eq!(decide(Some(&held_by("a", 0, 15)), "a", secs(100)), Decision::Renew);
     }
 
     #[test]
-    fn another_holder_is_waited_for_until_renew_time_plus_duration() {
+    fn another_holder_is_waited_for_until_its_record_is_unchanged_for_its_duration() {
         let lease = held_by("b", 0, 15);
-        assert_eq!(decide(Some(&lease), "a", at(0)), Decision::Wait { holder: "b".into(), expires: at(15) });
-        assert_eq!(decide(Some(&lease), "a", at(14)), Decision::Wait { holder: "b".into(), expires: at(15) });
-        assert_eq!(decide(Some(&lease), "a", at(15)), Decision::Acquire);
-        assert_eq!(decide(Some(&lease), "a", at(16)), Decision::Acquire);
+        assert_eq!(decide(Some(&lease), "a", secs(0)), Decision::Wait { holder: "b".into(), left: secs(15) });
+        assert_eq!(decide(Some(&lease), "a", secs(14)), Decision::Wait { holder: "b".into(), left: secs(1) });
+        assert_eq!(decide(Some(&lease), "a", secs(15)), Decision::Acquire);
+        assert_eq!(decide(Some(&lease), "a", secs(16)), Decision::Acquire);
+    }
+
+    #[test]
+    fn the_holders_renew_time_is_never_compared_with_the_local_clock() {
+        // Written by clocks a day behind and a day ahead: only how long the
+        // record has been unchanged here counts.
+        for skew in [-86_400, 86_400] {
+            let lease = held_by("b", skew, 15);
+            assert!(matches!(decide(Some(&lease), "a", secs(1)), Decision::Wait { .. }), "skew {skew}");
+            assert_eq!(decide(Some(&lease), "a", secs(15)), Decision::Acquire, "skew {skew}");
+        }
+    }
+
+    #[test]
+    fn the_record_is_timed_from_when_this_replica_saw_it_change() {
+        let start = Instant::now();
+        let later = |seconds| start + secs(seconds);
+        let first = Observed::after(None, &held_by("b", -3_600, 15), start);
+        assert_eq!(first.at, start, "a record seen the first time is timed from now");
+        let same = Observed::after(Some(first.clone()), &held_by("b", -3_600, 15), later(10));
+        assert_eq!(same.at, start, "an unchanged record keeps its time");
+        // A renewal from a clock an hour behind still changes the record.
+        let renewed = Observed::after(Some(same), &held_by("b", -3_599, 15), later(12));
+        assert_eq!(renewed.at, later(12));
+        let taken = Observed::after(Some(renewed), &held_by("c", -3_599, 15), later(13));
+        assert_eq!(taken.at, later(13), "a new holder is a change");
     }
 
     #[test]
     fn the_holders_duration_counts_not_the_candidates() {
         // b wrote 30 s; a candidate configured for 15 s still waits 30 s.
         let lease = held_by("b", 0, 30);
-        assert!(matches!(decide(Some(&lease), "a", at(20)), Decision::Wait { .. }));
+        assert!(matches!(decide(Some(&lease), "a", secs(20)), Decision::Wait { .. }));
     }
 
     #[test]
@@ -416,18 +480,18 @@ mod tests {
         let released = released(&held_by("b", 0, 15), at(1));
         assert_eq!(released.holder_identity, None);
         assert_eq!(released.lease_duration_seconds, Some(1));
-        assert_eq!(decide(Some(&released), "a", at(1)), Decision::Acquire);
+        assert_eq!(decide(Some(&released), "a", secs(0)), Decision::Acquire);
         let empty = LeaseSpec { holder_identity: Some(String::new()), ..held_by("", 0, 15) };
-        assert_eq!(decide(Some(&empty), "a", at(0)), Decision::Acquire);
-        assert_eq!(decide(Some(&LeaseSpec::default()), "a", at(0)), Decision::Acquire);
+        assert_eq!(decide(Some(&empty), "a", secs(0)), Decision::Acquire);
+        assert_eq!(decide(Some(&LeaseSpec::default()), "a", secs(0)), Decision::Acquire);
     }
 
     #[test]
-    fn a_holder_without_renew_time_or_duration_cannot_keep_it() {
+    fn a_holder_without_a_duration_cannot_keep_it() {
         let no_duration = LeaseSpec { lease_duration_seconds: None, ..held_by("b", 0, 15) };
-        assert_eq!(decide(Some(&no_duration), "a", at(0)), Decision::Acquire);
+        assert_eq!(decide(Some(&no_duration), "a", secs(0)), Decision::Acquire);
         let no_times = LeaseSpec { renew_time: None, acquire_time: None, ..held_by("b", 0, 15) };
-        assert_eq!(decide(Some(&no_times), "a", at(0)), Decision::Acquire);
+        assert!(matches!(decide(Some(&no_times), "a", secs(0)), Decision::Wait { .. }));
     }
 
     #[test]
@@ -449,8 +513,8 @@ mod tests {
         assert_eq!(created.lease_transitions, Some(0));
         assert_eq!(created.acquire_time, Some(MicroTime(at(0))));
         assert_eq!(
-            decide(Some(&created), "b", at(14)),
-            Decision::Wait { holder: "a".into(), expires: at(15) }
+            decide(Some(&created), "b", secs(14)),
+            Decision::Wait { holder: "a".into(), left: secs(1) }
         );
     }
 

@@ -28,6 +28,12 @@ pub struct Settings {
     /// Only watch this namespace (default: all namespaces).
     #[arg(long, env = "CONVEYOR_WATCH_NAMESPACE")]
     pub namespace: Option<String>,
+    /// Deadline of every Kubernetes API request (reads, writes, the lease):
+    /// an API server that stops answering fails the request, and the object
+    /// is retried with backoff instead of waiting forever. Not watches: they
+    /// stay open by design, and a silent one is restarted (see `api_clients`).
+    #[arg(long, env = "CONVEYOR_API_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub api_timeout: Duration,
     /// Deadline of every gRPC call to a router, e.g. 3s or 500ms.
     #[arg(long, env = "CONVEYOR_ROUTER_TIMEOUT", default_value = "3s", value_parser = humantime::parse_duration)]
     pub router_timeout: Duration,
@@ -101,6 +107,36 @@ pub fn client_without_hidden_retries(mut config: kube::Config) -> Result<Client,
     Client::try_from(config)
 }
 
+/// How long a watch connection may go without a byte before it is dropped.
+/// The API server ends every watch within 290 s (kube's default
+/// `timeoutSeconds`) and kube's watcher restarts one that sends nothing for
+/// 295 s; this bounds what that idle timeout does not cover, such as the
+/// initial list of a watch, on a connection that went dead.
+pub const WATCH_READ_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// The operator's two clients, both without hidden retries: `requests` for
+/// every call that expects an answer, each bounded by `request_timeout`
+/// (connect, send and every read); `watches` for the watch caches, whose
+/// streams stay open and quiet for minutes by design.
+pub struct ApiClients {
+    pub requests: Client,
+    pub watches: Client,
+}
+
+pub fn api_clients(config: kube::Config, request_timeout: Duration) -> Result<ApiClients, kube::Error> {
+    let mut requests = config.clone();
+    requests.read_timeout = Some(request_timeout);
+    requests.write_timeout = Some(request_timeout);
+    requests.connect_timeout =
+        Some(requests.connect_timeout.map_or(request_timeout, |t| t.min(request_timeout)));
+    let mut watches = config;
+    watches.read_timeout = Some(WATCH_READ_TIMEOUT);
+    Ok(ApiClients {
+        requests: client_without_hidden_retries(requests)?,
+        watches: client_without_hidden_retries(watches)?,
+    })
+}
+
 /// Connects with the kubeconfig (or in-cluster config), checks the CRDs and
 /// runs every controller until SIGINT or SIGTERM.
 pub async fn run(settings: Settings) -> Result<(), StartupError> {
@@ -110,7 +146,8 @@ pub async fn run(settings: Settings) -> Result<(), StartupError> {
     let config = kube::Config::infer()
         .await
         .map_err(|error| StartupError::Connect(kube::Error::InferConfig(error)))?;
-    let client = client_without_hidden_retries(config).map_err(StartupError::Connect)?;
+    let clients = api_clients(config, settings.api_timeout).map_err(StartupError::Connect)?;
+    let client = clients.requests;
     ensure_crds_installed(&client).await?;
     let router =
         RouterClient::new(ClientOptions { call_timeout: settings.router_timeout, ..Default::default() });
@@ -121,7 +158,8 @@ pub async fn run(settings: Settings) -> Result<(), StartupError> {
         ..Default::default()
     };
     let mut operator = Operator::new(client, Arc::new(router), timing, settings.namespace.clone())
-        .with_http(settings.http_address);
+        .with_http(settings.http_address)
+        .with_watch_client(clients.watches);
     if let Some(lease) = settings.lease() {
         lease.validate().map_err(StartupError::LeaderElection)?;
         operator = operator.with_leader_election(lease);
@@ -152,6 +190,8 @@ pub struct Operator {
     namespace: Option<String>,
     http: Option<std::net::SocketAddr>,
     lease: Option<LeaseConfig>,
+    /// The client the watch caches use, when not `client`.
+    watch_client: Option<Client>,
 }
 
 impl Operator {
@@ -161,7 +201,13 @@ impl Operator {
         timing: Timing,
         namespace: Option<String>,
     ) -> Operator {
-        Operator { client, router, timing, namespace, http: None, lease: None }
+        Operator { client, router, timing, namespace, http: None, lease: None, watch_client: None }
+    }
+
+    /// Watch with `client` (see [`api_clients`]); every other call uses the
+    /// client given to [`Operator::new`].
+    pub fn with_watch_client(self, client: Client) -> Operator {
+        Operator { watch_client: Some(client), ..self }
     }
 
     /// Also serve /metrics, /healthz and /readyz on `address`.
@@ -177,7 +223,8 @@ impl Operator {
     /// Sets up the caches (not yet running) and the context, with the state
     /// each kind registers.
     fn prepare(self) -> (Arc<Context>, Watches) {
-        let (watches, cache) = Watches::new(&self.client, self.namespace.as_deref(), &selectors());
+        let watch_client = self.watch_client.as_ref().unwrap_or(&self.client);
+        let (watches, cache) = Watches::new(watch_client, self.namespace.as_deref(), &selectors());
         let mut ctx = Context::new(self.client, self.router, self.timing, cache);
         crate::router_cluster::controller::register(&mut ctx);
         (Arc::new(ctx), watches)
@@ -319,6 +366,7 @@ mod tests {
     #[test]
     fn durations_parse_with_units_and_default_sensibly() {
         let defaults = Cli::try_parse_from(["operator"]).unwrap().settings;
+        assert_eq!(defaults.api_timeout, Duration::from_secs(30));
         assert_eq!(defaults.router_timeout, Duration::from_secs(3));
         assert_eq!(defaults.health_interval, Duration::from_secs(10));
         let set = Cli::try_parse_from(["operator", "--router-timeout", "250ms", "--health-interval", "2m"])

@@ -134,7 +134,7 @@ pub fn router_copy(list: Result<&PipelineIndex, &RouterError>, desired: &Pipelin
         Err(error) if error.class() == ErrorClass::Unimplemented => {
             RouterCopy::Unimplemented(error.to_string())
         }
-        Err(error) => RouterCopy::Unreachable(error.to_string()),
+        Err(error) => RouterCopy::Unreachable(error.summary()),
         Ok(list) => match list.get(&desired.id) {
             None => RouterCopy::Absent,
             Some(stored) => copy_of(stored, desired),

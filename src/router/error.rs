@@ -119,6 +119,16 @@ impl RouterError {
         }
     }
 
+    /// The error as a condition message shows it: an exhausted retry without
+    /// its attempt count, which differs from one failure to the next and would
+    /// rewrite status each time (logs and Events carry the full error).
+    pub fn summary(&self) -> String {
+        match self {
+            RouterError::Exhausted { last, .. } => format!("gave up retrying: {}", last.summary()),
+            other => other.to_string(),
+        }
+    }
+
     /// The innermost error: `last` of an exhausted retry, else the error itself.
     pub fn root(&self) -> &RouterError {
         match self {
@@ -311,5 +321,11 @@ mod tests {
         assert_eq!(error.label(), "no_quorum");
         assert_eq!(error.root(), &last);
         assert!(error.to_string().contains("4 attempts"));
+        let again = RouterError::Exhausted { attempts: 2, last: Box::new(last) };
+        assert_eq!(error.summary(), again.summary(), "the summary leaves the attempt count out");
+        assert_eq!(
+            error.summary(),
+            "gave up retrying: router cluster has no quorum (reported by m:1): no quorum"
+        );
     }
 }

@@ -15,7 +15,7 @@ use super::build::{self, Names};
 use super::observation::{MemberView, PodState, Probe, Role, RouterView, StatefulSetState};
 use crate::crd::EtlRouterCluster;
 use crate::router::proto::router::{GetClusterStatusResponse, NodeRole};
-use crate::router::{ErrorClass, ServiceType};
+use crate::router::{ErrorClass, RouterError, ServiceType};
 use crate::runtime::apply::controller_of;
 use crate::runtime::cache::get;
 use crate::runtime::clusters;
@@ -155,12 +155,12 @@ pub async fn probe(pods: &[PodState], grpc_port: i32, ctx: &Context) -> Polled {
             return Err(pod.name.clone());
         }
         let member = format!("{}:{grpc_port}", pod.ip.as_deref().unwrap_or_default());
-        let outcome = match ctx.router.member_status(&member).await {
+        let outcome = match member_status(ctx, &member).await {
             Err(error) if error.class() == ErrorClass::Unimplemented => {
                 without_router_admin.insert(&pod.uid);
                 return Err(pod.name.clone());
             }
-            result => result.map(router_view).map_err(|error| error.to_string()),
+            result => result.map(router_view).map_err(|error| error.summary()),
         };
         Ok(Probe { pod: pod.name.clone(), outcome })
     }))
@@ -169,6 +169,20 @@ pub async fn probe(pods: &[PodState], grpc_port: i32, ctx: &Context) -> Polled {
     Polled {
         probes: probes.into_iter().filter_map(Result::ok).collect(),
         without_admin: without_admin.into_iter().filter_map(Result::err).collect(),
+    }
+}
+
+/// A member's `GetClusterStatus`, asked again at once when the answer misses
+/// the deadline: one late answer is not a hang (counting it would turn the
+/// cluster Degraded and wake its dependants until the next poll), while a
+/// member that misses twice in a row is reported within two deadlines.
+async fn member_status(ctx: &Context, member: &str) -> Result<GetClusterStatusResponse, RouterError> {
+    match ctx.router.member_status(member).await {
+        Err(RouterError::DeadlineExceeded { .. }) => {
+            tracing::debug!(member, "health poll missed its deadline; asking again at once");
+            ctx.router.member_status(member).await
+        }
+        answer => answer,
     }
 }
 
@@ -185,7 +199,7 @@ pub async fn registry_check(cluster: &EtlRouterCluster, ctx: &Context) -> Result
         })
         .await
         .map(drop)
-        .map_err(|error| error.to_string())
+        .map_err(|error| error.summary())
 }
 
 pub fn stateful_set_state(stateful_set: &StatefulSet, spec_applied: bool) -> StatefulSetState {

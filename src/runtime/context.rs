@@ -31,6 +31,9 @@ pub struct Timing {
     /// changing together queue instead of starving each other's router calls
     /// past their deadline (and holding a thousand reconciles in memory).
     pub max_concurrent_reconciles: u16,
+    /// How long a reconcile waits for the watch caches' first lists before
+    /// it fails (and is retried with backoff) instead of waiting on.
+    pub cache_sync_timeout: Duration,
 }
 
 impl Default for Timing {
@@ -42,6 +45,7 @@ impl Default for Timing {
             min_retry_delay: Duration::from_millis(500),
             max_retry_delay: Duration::from_secs(60),
             max_concurrent_reconciles: 32,
+            cache_sync_timeout: Duration::from_secs(60),
         }
     }
 }

@@ -32,6 +32,11 @@ pub enum Error {
         "EtlRouterCluster {name} is deleted once {dependants} have left its router (their own deletion takes them off it)"
     )]
     StillOnRouter { name: String, dependants: String },
+    #[error(
+        "the operator's watch caches have not finished their first lists within {0:?}: check that the API \
+         server answers and that the operator may list and watch what it manages; retrying"
+    )]
+    CachesNotSynced(std::time::Duration),
     #[error("{}", finalizer_message(.0))]
     Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
     /// An error the kind already wrote to status (with its health) and
@@ -74,6 +79,7 @@ impl Reason for Error {
             Error::Rejected { .. } => "rejected",
             Error::InUse { .. } => "in_use",
             Error::StillOnRouter { .. } => "still_on_router",
+            Error::CachesNotSynced(_) => "caches_not_synced",
             Error::Finalizer(_) => "finalizer",
             Error::Reported(error) => error.label(),
         }
@@ -90,6 +96,7 @@ impl Reason for Error {
             Error::Rejected { .. } => "SpecRejected",
             Error::InUse { .. } => "InUseByPipelines",
             Error::StillOnRouter { .. } => "DependantsOnRouter",
+            Error::CachesNotSynced(_) => "CachesNotSynced",
             Error::Finalizer(_) => "FinalizerFailed",
             Error::Reported(error) => error.reason(),
         }

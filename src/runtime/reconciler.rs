@@ -72,9 +72,12 @@ pub async fn run<K: Reconciler>(object: Arc<K>, ctx: Arc<Context>) -> Result<Act
 }
 
 async fn reconcile_and_report<K: Reconciler>(object: Arc<K>, ctx: Arc<Context>) -> Result<Action, Error> {
-    ctx.cache.ready().await;
     let started = std::time::Instant::now();
-    let result = with_finalizer(&object, &ctx).await;
+    let wait = ctx.timing.cache_sync_timeout;
+    let result = match tokio::time::timeout(wait, ctx.cache.ready()).await {
+        Ok(()) => with_finalizer(&object, &ctx).await,
+        Err(_) => Err(Error::CachesNotSynced(wait)),
+    };
     let error = result.as_ref().err().map(|error| error.label());
     tracing::Span::current().record("result", error.unwrap_or("ok"));
     ctx.metrics.reconciled(&K::kind(&()), started.elapsed(), error);

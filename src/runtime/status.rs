@@ -17,7 +17,17 @@ pub const SYNCED: &str = "Synced";
 pub fn synced(outcome: Result<(), &Error>) -> Wanted {
     match outcome {
         Ok(()) => Wanted::new(SYNCED, true, "ReconcileSucceeded", "the last reconcile succeeded"),
-        Err(error) => Wanted::new(SYNCED, false, error.reason(), error.to_string()),
+        Err(error) => Wanted::new(SYNCED, false, error.reason(), condition_message(error)),
+    }
+}
+
+/// The error without the timing detail (attempt counts) that differs from
+/// one failure to the next; the Warning Event carries the full error.
+fn condition_message(error: &Error) -> String {
+    match error {
+        Error::Router(error) => format!("router request failed: {}", error.summary()),
+        Error::Reported(error) => condition_message(error),
+        other => other.to_string(),
     }
 }
 
@@ -166,5 +176,19 @@ mod tests {
         assert!(!quiet(Some("Ready"), "Pending", true), "falling back is told");
         assert!(!quiet(None, "Pending", false), "a problem to fix is told");
         assert!(!quiet(Some("Pending"), "Ready", true));
+    }
+
+    #[test]
+    fn failures_differing_only_in_attempt_counts_give_the_same_synced_condition() {
+        use crate::router::RouterError;
+        use crate::runtime::Error;
+        let gave_up = |attempts| {
+            let last = RouterError::NoQuorum { member: "10.0.0.1:50051".into(), message: "no quorum".into() };
+            Error::Router(RouterError::Exhausted { attempts, last: Box::new(last) })
+        };
+        assert_eq!(super::synced(Err(&gave_up(2))), super::synced(Err(&gave_up(5))));
+        let reported = |attempts| Error::Reported(Box::new(gave_up(attempts)));
+        assert_eq!(super::synced(Err(&reported(2))), super::synced(Err(&reported(5))));
+        assert!(super::synced(Err(&gave_up(2))).message.contains("no quorum"));
     }
 }

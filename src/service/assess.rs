@@ -88,7 +88,7 @@ pub fn against_registry(
         Err(error) => {
             return Assessment::new(
                 Event::RouterUnreachable,
-                format!("could not list the services of EtlRouterCluster {cluster}: {error}"),
+                format!("could not list the services of EtlRouterCluster {cluster}: {}", error.summary()),
             );
         }
     };

@@ -91,12 +91,17 @@ impl RunningOperator {
 
     /// The operator running with `client`'s credentials, watching `namespace` only.
     pub fn start_with_client(client: Client, namespace: &str) -> RunningOperator {
+        Self::start_with_timing(client, namespace, timing())
+    }
+
+    /// As [`RunningOperator::start_with_client`], with `timing`.
+    pub fn start_with_timing(client: Client, namespace: &str, timing: Timing) -> RunningOperator {
         let _ = tracing_subscriber::fmt()
             .with_test_writer()
             .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
             .try_init();
         let router = Arc::new(RouterClient::new(router_options()));
-        let operator = Operator::new(client, router, timing(), Some(namespace.to_string()));
+        let operator = Operator::new(client, router, timing, Some(namespace.to_string()));
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             let shutdown = async move {

@@ -73,12 +73,16 @@ impl Shared {
         let mut changes = self.changes.subscribe();
         *self.state().calls.entry(method).or_default() += 1;
         loop {
-            let gate = match self.state().raft.members.get(&node) {
+            let gate = match self.state().raft.members.get_mut(&node) {
                 Some(member) if !member.up => Gate::Unavailable("is not serving"),
                 Some(member) => match member.isolation.map(|isolation| isolation.mode) {
                     Some(Partition::Hang) => Gate::Hang,
                     Some(Partition::Refuse) => Gate::Unavailable("is partitioned: connection refused"),
-                    Some(Partition::PeersOnly) | None => Gate::Pass(member.slow),
+                    Some(Partition::PeersOnly) | None => {
+                        let late =
+                            if method == "GetClusterStatus" { member.late_health_poll.take() } else { None };
+                        Gate::Pass(late.max(member.slow))
+                    }
                 },
                 None => Gate::Unavailable("is not serving"),
             };
@@ -257,6 +261,14 @@ impl SimCluster {
                 member.slow = (!delay.is_zero()).then_some(delay);
             }
         });
+    }
+
+    /// The next `GetClusterStatus` to a node is answered `delay` late; later
+    /// ones are served as before.
+    pub fn answer_next_health_poll_late(&self, id: u64, delay: Duration) {
+        if let Some(member) = self.shared.state().raft.members.get_mut(&id) {
+            member.late_health_poll = Some(delay);
+        }
     }
 
     /// The whole cluster restarted with empty state, as after every node lost

@@ -49,6 +49,8 @@ pub(crate) struct Member {
     pub isolation: Option<Isolation>,
     /// Extra delay before every call is served.
     pub slow: Option<Duration>,
+    /// Extra delay before the next `GetClusterStatus` only.
+    pub late_health_poll: Option<Duration>,
     /// Last log index replicated to this member.
     pub match_index: u64,
     /// When the leader last heard from this member.
@@ -64,6 +66,7 @@ impl Member {
             voter: true,
             isolation: None,
             slow: None,
+            late_health_poll: None,
             match_index: 0,
             last_contact: SystemTime::now(),
         }

@@ -157,3 +157,31 @@ fn a_pipeline_leaves_the_cluster_its_status_records_before_anything_else_unless_
     gone.leaving = Some(Leaving { from: "old".into(), gone: true });
     assert_eq!(assess(&gone).submit, Some(Submit::Create), "nothing to remove from a cluster that is gone");
 }
+
+/// A retried read that failed after `attempts` tries, each timing out.
+fn gave_up_after(attempts: usize) -> crate::router::RouterError {
+    let timeout = crate::router::RouterError::DeadlineExceeded {
+        member: "10.0.0.1:50051".into(),
+        method: "ListPipelines",
+        timeout: std::time::Duration::from_secs(3),
+    };
+    crate::router::RouterError::Exhausted { attempts, last: Box::new(timeout) }
+}
+
+#[test]
+fn failures_differing_only_in_attempt_counts_give_identical_conditions() {
+    use crate::crd::Phase;
+    use crate::pipeline::conditions::conditions;
+    use crate::pipeline::observe::router_copy;
+    let desired = crate::router::PipelineConfig::default();
+    let conditions_after = |attempts| {
+        let assessment = assess(&seed(Some(router_copy(Err(&gave_up_after(attempts)), &desired))));
+        conditions(Phase::Degraded, assessment.event, &assessment.message)
+    };
+    assert_eq!(conditions_after(3), conditions_after(5));
+    assert!(
+        conditions_after(3)[0].message.contains("did not answer ListPipelines"),
+        "{:?}",
+        conditions_after(3)
+    );
+}

@@ -128,3 +128,18 @@ fn a_move_names_both_clusters() {
     assert_eq!(moving.event, Event::Moving);
     assert!(moving.message.contains("from EtlRouterCluster old to new"), "{}", moving.message);
 }
+
+#[test]
+fn registry_failures_differing_only_in_attempt_counts_give_identical_conditions() {
+    use crate::crd::Phase;
+    use crate::service::conditions::ready;
+    let desired = request("kafka:9092");
+    let condition_after = |attempts| {
+        let last = RouterError::Unavailable { member: "10.0.0.1:50051".into(), message: "refused".into() };
+        let down = Err(Arc::new(RouterError::Exhausted { attempts, last: Box::new(last) }));
+        let assessment = against_registry(&down, &desired, Some("r"), "c");
+        ready(Phase::Degraded, assessment.event, &assessment.message)
+    };
+    assert_eq!(condition_after(2), condition_after(4));
+    assert!(condition_after(2).message.contains("10.0.0.1:50051 is unreachable"), "{:?}", condition_after(2));
+}
