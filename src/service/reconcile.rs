@@ -8,8 +8,10 @@ use kube::runtime::controller::Action;
 
 use super::assess::{self, Assessment};
 use super::conditions;
+use super::leases::Leases;
 use super::machine::{Event, next_phase};
 use crate::crd::{Phase, ServiceStatus};
+use crate::router::RegisterRequest;
 use crate::router::mapping::{self, register_request};
 use crate::router::proto::common::ServiceType;
 use crate::runtime::clusters::{self, Resolution};
@@ -34,6 +36,8 @@ struct Observed {
     assessment: Assessment,
     cluster: Option<String>,
     members: Vec<String>,
+    /// The cluster's registry is per member and leased: the registration to keep there.
+    leased: Option<RegisterRequest>,
 }
 
 async fn observe<K: ServiceResource>(service: &K, ctx: &Context, namespace: &str) -> Observed {
@@ -44,11 +48,25 @@ async fn observe<K: ServiceResource>(service: &K, ctx: &Context, namespace: &str
         _ => (None, Vec::new()),
     };
     if let Some(assessment) = assess::blocker(&desired, &resolution, &members, namespace) {
-        return Observed { assessment, cluster, members };
+        return Observed { assessment, cluster, members, leased: None };
     }
     let (Ok(desired), Some(name)) = (desired, cluster.as_deref()) else {
         unreachable!("no blocker means a valid endpoint and a cluster")
     };
+    let key = clusters::snapshot_key(namespace, name);
+    match ctx.state::<Leases>().serves_heartbeat(&members).await {
+        Ok(true) => {
+            let assessment = assess::against_leases(&ctx.state::<Leases>().view(&key, &desired), name);
+            return Observed { assessment, cluster, members, leased: Some(desired) };
+        }
+        Ok(false) => {}
+        Err(error) => {
+            let message =
+                format!("could not ask EtlRouterCluster {name} whether its registry is leased: {error}");
+            let assessment = Assessment { event: Event::RouterUnreachable, message, view: None };
+            return Observed { assessment, cluster, members, leased: None };
+        }
+    }
     let registry = ctx
         .registries
         .get(&clusters::snapshot_key(namespace, name), &members, ctx.timing.health_interval, || {
@@ -57,13 +75,13 @@ async fn observe<K: ServiceResource>(service: &K, ctx: &Context, namespace: &str
         .await;
     let registration_id = service.service_status().and_then(|s| s.registration_id.as_deref());
     let assessment = assess::against_registry(&registry, &desired, registration_id, name);
-    Observed { assessment, cluster, members }
+    Observed { assessment, cluster, members, leased: None }
 }
 
 #[tracing::instrument(name = "reconcile_service", skip_all, fields(event, from, phase))]
 pub async fn reconcile<K: ServiceResource + Reconciler>(service: &K, ctx: &Context) -> Result<Action, Error> {
     let namespace = namespace_of(service)?;
-    let Observed { assessment, cluster, members } = observe(service, ctx, &namespace).await;
+    let Observed { assessment, cluster, members, leased } = observe(service, ctx, &namespace).await;
     let previous = service.service_status().cloned().unwrap_or_default();
     let current = previous.phase.unwrap_or_default();
     let phase = next_phase(current, assessment.event);
@@ -77,8 +95,16 @@ pub async fn reconcile<K: ServiceResource + Reconciler>(service: &K, ctx: &Conte
     }
 
     let mut registration_id = previous.registration_id.clone();
-    let outcome = match (assessment.event, cluster.as_deref()) {
-        (Event::NotRegistered, Some(cluster)) if !runtime::paused(service) => {
+    let outcome = match (assessment.event, cluster.as_deref(), leased) {
+        // Kept (idempotent, no router call): the lease keeper registers on every member and renews.
+        (_, Some(cluster), Some(request)) if !runtime::paused(service) => {
+            let leases = ctx.state::<Leases>();
+            let key = clusters::snapshot_key(&namespace, cluster);
+            leases.keep(&key, &members, &request);
+            registration_id = leases.view(&key, &request).registration_id.or(registration_id);
+            Ok(())
+        }
+        (Event::NotRegistered, Some(cluster), None) if !runtime::paused(service) => {
             register(service, ctx, &namespace, cluster, &members).await.map(|id| registration_id = Some(id))
         }
         _ => Ok(()),
@@ -170,6 +196,14 @@ pub async fn cleanup<K: ServiceResource + Reconciler>(service: &K, ctx: &Context
     let recorded = status.registration_id.is_some() || status.phase == Some(Phase::Provisioning);
     let members = clusters::members(&ctx.cache.pods, &cluster);
     let service_id = mapping::service_id(&namespace, &service.name_any());
+    let key = clusters::snapshot_key(&namespace, &cluster.name_any());
+    if let Ok(true) = ctx.state::<Leases>().serves_heartbeat(&members).await {
+        ctx.state::<Leases>().release(&key, &members, &service_id).await?;
+        let note =
+            format!("deregistered {service_id} from every member of EtlRouterCluster {}", cluster.name_any());
+        events::publish(ctx, service, false, "Deregistered", note).await?;
+        return Ok(Action::await_change());
+    }
     // Deregistered even when the status records no registration: the
     // operator may have stopped between Register and its status write
     // (found by the chaos suite's kill -9). Deregistering an unknown service

@@ -13,7 +13,9 @@
 //! - `conveyor-router-sim cluster --nodes 3 --listen 127.0.0.2:50051` runs a
 //!   whole cluster in one process for a local demo: node 1 on 127.0.0.2:50051,
 //!   node 2 on 127.0.0.3:50051, node 3 on 127.0.0.4:50051 (every 127.0.0.0/8
-//!   address is local on Linux).
+//!   address is local on Linux). `--leased-registry [--lease-ttl-ms 30000]`
+//!   keeps registrations as the public router does (per node, in memory,
+//!   leased, renewed by Heartbeat) instead of replicating them through Raft.
 //!
 //! Logs go to stderr (`RUST_LOG`, default `info`); it runs until Ctrl-C or SIGTERM.
 
@@ -23,7 +25,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use conveyor_router_sim::launch::{NodeArgs, launch};
-use conveyor_router_sim::{SimCluster, SimOptions, consecutive_nodes};
+use conveyor_router_sim::{RegistryMode, SimCluster, SimOptions, consecutive_nodes};
 use conveyor_telemetry as telemetry;
 
 /// Environment switch of RouterAdmin in the router's own mode.
@@ -59,6 +61,14 @@ struct ClusterArgs {
     /// Answer UNIMPLEMENTED for every RouterAdmin method, like router builds that serve only ServiceRegistry.
     #[arg(long)]
     router_admin_unimplemented: bool,
+    /// Keep registrations as the public router does: per node, in memory,
+    /// each with a lease renewed by Heartbeat (default: one registry
+    /// replicated through Raft, without leases or Heartbeat).
+    #[arg(long)]
+    leased_registry: bool,
+    /// The lease of a registration in the leased registry, in milliseconds (the public router's is 30 s).
+    #[arg(long, default_value_t = 30_000, requires = "leased_registry", value_parser = clap::value_parser!(u64).range(1..))]
+    lease_ttl_ms: u64,
 }
 
 #[tokio::main]
@@ -97,7 +107,12 @@ async fn run_cluster(args: ClusterArgs) -> anyhow::Result<()> {
     let nodes = consecutive_nodes(args.listen, args.nodes).with_context(|| {
         format!("{} nodes from {} run past the end of the address space", args.nodes, args.listen)
     })?;
-    let options = SimOptions { election_delay: Duration::from_millis(args.election_delay_ms) };
+    let registry = if args.leased_registry {
+        RegistryMode::Leased { ttl: Duration::from_millis(args.lease_ttl_ms) }
+    } else {
+        RegistryMode::Replicated
+    };
+    let options = SimOptions { election_delay: Duration::from_millis(args.election_delay_ms), registry };
     let sim = SimCluster::start(nodes, options).await.context("starting the simulated router nodes")?;
     sim.set_router_admin_unimplemented(args.router_admin_unimplemented);
     tracing::info!(members = %sim.endpoints().join(","), leader = ?sim.leader(), "router simulator running");

@@ -22,8 +22,8 @@ use conveyor_router_contract::proto::registry::service_registry_server::{
     ServiceRegistry, ServiceRegistryServer,
 };
 use conveyor_router_contract::proto::registry::{
-    DeregisterRequest, DeregisterResponse, ListServicesRequest, ListServicesResponse, RegisterRequest,
-    RegisterResponse,
+    DeregisterRequest, DeregisterResponse, HeartbeatRequest, HeartbeatResponse, ListServicesRequest,
+    ListServicesResponse, RegisterRequest, RegisterResponse,
 };
 use conveyor_router_contract::proto::router::router_admin_server::{RouterAdmin, RouterAdminServer};
 use conveyor_router_contract::proto::router::{
@@ -234,6 +234,18 @@ impl RouterAdmin for Api {
 
 #[tonic::async_trait]
 impl ServiceRegistry for Api {
+    type HeartbeatStream =
+        std::pin::Pin<Box<dyn futures::Stream<Item = Result<HeartbeatResponse, Status>> + Send>>;
+
+    async fn heartbeat(
+        &self,
+        _request: Request<tonic::Streaming<HeartbeatRequest>>,
+    ) -> Result<Response<Self::HeartbeatStream>, Status> {
+        Err(Status::unimplemented(
+            "ServiceRegistry.Heartbeat is not served: this simulator's registry is replicated through Raft, without leases",
+        ))
+    }
+
     async fn register(
         &self,
         request: Request<RegisterRequest>,
