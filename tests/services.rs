@@ -465,3 +465,39 @@ async fn a_member_whose_lease_lapses_is_named_in_the_condition() {
     })
     .await;
 }
+
+/// An operator restart (or a new leader) finds the leases from the status:
+/// the members still hold the registrations, so nothing is registered again
+/// and no status moves; the new operator's heartbeats renew them.
+#[tokio::test]
+async fn an_operator_restart_renews_leased_registrations_without_registering_or_status_writes() {
+    let mut s = Scenario::with_sim("svc-leased-restart", leased_sim()).await;
+    s.create(&seed_cluster("my-cluster")).await;
+    s.wait_phase(ClusterPhase::Ready).await;
+    create(&s, &service("EtlSource", "kafka", "kafka:50051")).await;
+    wait_ready(&s, "EtlSource", "kafka").await;
+    let sim = s.kubelet.sim.clone();
+    let id = mapping::service_id(&s.namespace, "kafka");
+    eventually(FORM_TIMEOUT, "registered on every member", || async {
+        [1, 2, 3].iter().all(|&node| ids_on(&sim, node) == [id.clone()]).then_some(())
+    })
+    .await;
+    let registers = || sim.mutation_log().iter().filter(|m| m.is("Register", &id)).count();
+    let registers_before = registers();
+    let in_namespace = format!("/namespaces/{}/etlsources", s.namespace);
+    let writes = || {
+        s.plane.writes_by(OPERATOR_USER).into_iter().filter(|w| w.request_uri.contains(&in_namespace)).count()
+    };
+    let writes_before = writes();
+
+    s.operator.take().unwrap().stop().await;
+    s.operator = Some(support::operator::RunningOperator::start(s.plane, &s.namespace).await);
+    let heartbeats = sim.heartbeats();
+    eventually(FORM_TIMEOUT, "the new operator renewing on every member", || async {
+        (sim.heartbeats() >= heartbeats + 3).then_some(())
+    })
+    .await;
+    held_throughout(&sim, &[1, 2, 3], &[id.clone()], 3 * LEASE).await;
+    assert_eq!(registers(), registers_before, "registered again after the operator restarted");
+    assert_eq!(writes(), writes_before, "status written though nothing changed");
+}
