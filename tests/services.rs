@@ -329,7 +329,11 @@ async fn ready_services_cost_no_api_writes_and_one_list_per_interval_while_the_r
 const LEASE: Duration = Duration::from_secs(2);
 
 fn leased_sim() -> SimOptions {
-    SimOptions { registry: RegistryMode::Leased { ttl: LEASE }, ..SimOptions::default() }
+    leased_sim_with(LEASE)
+}
+
+fn leased_sim_with(ttl: Duration) -> SimOptions {
+    SimOptions { registry: RegistryMode::Leased { ttl }, ..SimOptions::default() }
 }
 
 /// The service ids member `node` holds live registrations of, sorted.
@@ -468,10 +472,12 @@ async fn a_member_whose_lease_lapses_is_named_in_the_condition() {
 
 /// An operator restart (or a new leader) finds the leases from the status:
 /// the members still hold the registrations, so nothing is registered again
-/// and no status moves; the new operator's heartbeats renew them.
+/// and no status moves; the new operator's heartbeats renew them. The lease
+/// (10 s here) must outlast the restart, as the public router's 30 s does.
 #[tokio::test]
 async fn an_operator_restart_renews_leased_registrations_without_registering_or_status_writes() {
-    let mut s = Scenario::with_sim("svc-leased-restart", leased_sim()).await;
+    const LONGER: Duration = Duration::from_secs(10);
+    let mut s = Scenario::with_sim("svc-leased-restart", leased_sim_with(LONGER)).await;
     s.create(&seed_cluster("my-cluster")).await;
     s.wait_phase(ClusterPhase::Ready).await;
     create(&s, &service("EtlSource", "kafka", "kafka:50051")).await;
@@ -497,7 +503,7 @@ async fn an_operator_restart_renews_leased_registrations_without_registering_or_
         (sim.heartbeats() >= heartbeats + 3).then_some(())
     })
     .await;
-    held_throughout(&sim, &[1, 2, 3], &[id.clone()], 3 * LEASE).await;
+    held_throughout(&sim, &[1, 2, 3], &[id.clone()], 2 * LONGER).await;
     assert_eq!(registers(), registers_before, "registered again after the operator restarted");
     assert_eq!(writes(), writes_before, "status written though nothing changed");
 }

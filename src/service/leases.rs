@@ -20,9 +20,10 @@ use std::time::{Duration, Instant};
 use backon::{BackoffBuilder, ExponentialBuilder};
 use futures::StreamExt;
 use futures::channel::mpsc;
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
+use super::assess::differences;
 use crate::router::proto::registry::HeartbeatRequest;
 use crate::router::{RegisterRequest, Router, RouterError};
 
@@ -68,6 +69,8 @@ impl Drop for Member {
 
 struct Cluster {
     kept: watch::Sender<BTreeMap<String, RegisterRequest>>,
+    /// Woken after every round of every member's task.
+    rounds: Arc<Notify>,
     /// When each registration was first kept.
     since: HashMap<String, Instant>,
     members: BTreeMap<String, Member>,
@@ -134,6 +137,7 @@ impl Leases {
         let mut clusters = lock(&self.clusters);
         let cluster = clusters.entry(key.to_owned()).or_insert_with(|| Cluster {
             kept: watch::channel(BTreeMap::new()).0,
+            rounds: Arc::default(),
             since: HashMap::new(),
             members: BTreeMap::new(),
         });
@@ -154,10 +158,39 @@ impl Leases {
                     member.clone(),
                     cluster.kept.subscribe(),
                     held.clone(),
+                    cluster.rounds.clone(),
                 ));
                 cluster.members.insert(member.clone(), Member { task, held });
             }
         }
+    }
+
+    /// Waits (at most `deadline`) until `request`'s lease is known alive on
+    /// every member of cluster `key`, woken by the members' rounds.
+    pub async fn settle(&self, key: &str, request: &RegisterRequest, deadline: Duration) {
+        let Some(rounds) = lock(&self.clusters).get(key).map(|cluster| cluster.rounds.clone()) else {
+            return;
+        };
+        let until = tokio::time::Instant::now() + deadline;
+        loop {
+            let round = rounds.notified();
+            tokio::pin!(round);
+            round.as_mut().enable();
+            if self.view(key, request).lapsed.is_empty() {
+                return;
+            }
+            if tokio::time::timeout_at(until, round).await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// Whether cluster `key`'s keeper keeps this very `request`.
+    pub fn keeps(&self, key: &str, request: &RegisterRequest) -> bool {
+        let clusters = lock(&self.clusters);
+        clusters
+            .get(key)
+            .is_some_and(|cluster| cluster.kept.borrow().get(&service_id_of(request)) == Some(request))
     }
 
     /// What is known of `request`'s leases on cluster `key`.
@@ -242,10 +275,11 @@ async fn keep_member(
     member: String,
     mut kept: watch::Receiver<BTreeMap<String, RegisterRequest>>,
     held: Arc<Mutex<Held>>,
+    rounds: Arc<Notify>,
 ) {
     let mut backoff = reconnect_backoff(DEFAULT_LEASE);
     loop {
-        let error = match renew_over_one_stream(router.as_ref(), &member, &mut kept, &held).await {
+        let error = match renew_over_one_stream(router.as_ref(), &member, &mut kept, &held, &rounds).await {
             Ok(()) => return,
             Err((error, renewed)) => {
                 if renewed {
@@ -282,6 +316,7 @@ async fn renew_over_one_stream(
     member: &str,
     kept: &mut watch::Receiver<BTreeMap<String, RegisterRequest>>,
     held: &Mutex<Held>,
+    rounds: &Notify,
 ) -> Result<(), (RouterError, bool)> {
     let (requests, outgoing) = mpsc::unbounded();
     let mut answers = router.heartbeat(member, outgoing).await.map_err(|error| (error, false))?;
@@ -289,10 +324,27 @@ async fn renew_over_one_stream(
     loop {
         let wanted = kept.borrow_and_update().clone();
         lock(held).renewed.retain(|service_id, _| wanted.contains_key(service_id));
-        let mut to_renew = Vec::new();
-        for (service_id, request) in &wanted {
-            let holds =
-                lock(held).renewed.get(service_id).is_some_and(|(registered, _)| registered == request);
+        let unknown: Vec<&String> = wanted
+            .iter()
+            .filter(|(service_id, request)| {
+                lock(held).renewed.get(*service_id).is_none_or(|(registered, _)| registered != *request)
+            })
+            .map(|(service_id, _)| service_id)
+            .collect();
+        // What the member holds already (after an operator restart, or a new
+        // service the member has from before) is renewed, not registered again.
+        let listed = if unknown.is_empty() {
+            Vec::new()
+        } else {
+            router.list_services_on_member(member).await.map_err(|error| (error, renewed_once))?
+        };
+        let mut to_renew: Vec<&String> = wanted.keys().filter(|id| !unknown.contains(id)).collect();
+        for service_id in unknown {
+            let request = &wanted[service_id];
+            let holds = listed.iter().any(|service| {
+                service.identity.as_ref().is_some_and(|identity| &identity.service_id == service_id)
+                    && differences(service, request).is_empty()
+            });
             if holds {
                 to_renew.push(service_id);
             } else {
@@ -327,9 +379,13 @@ async fn renew_over_one_stream(
                 }
             };
             if answer.acknowledged {
-                if let Some((_, renewed)) = lock(held).renewed.get_mut(service_id) {
-                    *renewed = Instant::now();
+                let mut held = lock(held);
+                // The public router answers its lease as the next deadline.
+                if let Some(lease) = answer.next_heartbeat_deadline.and_then(|d| duration(d.seconds, d.nanos))
+                {
+                    held.lease = Some(lease);
                 }
+                held.renewed.insert(service_id.clone(), (wanted[service_id].clone(), Instant::now()));
             } else {
                 // The member holds no such registration (it restarted, or the lease lapsed).
                 tracing::info!(%member, %service_id, "the member does not hold the registration; registering again");
@@ -340,8 +396,11 @@ async fn renew_over_one_stream(
             }
         }
         renewed_once = true;
+        rounds.notify_waiters();
+        // A third of the lease, as this round's answers told it.
+        let pace = lock(held).lease() / 3;
         tokio::select! {
-            _ = tokio::time::sleep(wait) => {} // the renewal pace
+            _ = tokio::time::sleep(pace) => {} // the renewal pace
             changed = kept.changed() => if changed.is_err() { return Ok(()) },
         }
     }
@@ -356,11 +415,16 @@ async fn register(
     let response = router.register_on_member(member, request.clone()).await?;
     let service_id = service_id_of(request);
     let mut held = lock(held);
-    if let Some(ttl) = response.lease_ttl.filter(|ttl| ttl.seconds > 0 || ttl.nanos > 0) {
-        let ttl = Duration::new(ttl.seconds.max(0) as u64, ttl.nanos.max(0) as u32);
-        held.lease = Some(ttl);
+    if let Some(lease) = response.lease_ttl.and_then(|d| duration(d.seconds, d.nanos)) {
+        held.lease = Some(lease);
     }
     held.registration_ids.insert(service_id.clone(), response.registration_id);
     held.renewed.insert(service_id, (request.clone(), Instant::now()));
     Ok(())
+}
+
+/// A positive protobuf duration.
+fn duration(seconds: i64, nanos: i32) -> Option<Duration> {
+    let duration = Duration::new(u64::try_from(seconds).ok()?, u32::try_from(nanos).ok()?);
+    (!duration.is_zero()).then_some(duration)
 }

@@ -31,6 +31,11 @@ pub fn needs_cleanup<K: ServiceResource>(service: &K) -> bool {
     registered || mapping::parse_endpoint(&service.grpc().endpoint).is_ok()
 }
 
+/// How long a reconcile after an operator restart waits for the first
+/// heartbeats of a leased registration it resumes (a member that does not
+/// answer by then shows in the next reconciles).
+const RESUME_DEADLINE: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// What the reconcile found, and where it would register.
 struct Observed {
     assessment: Assessment,
@@ -54,9 +59,20 @@ async fn observe<K: ServiceResource>(service: &K, ctx: &Context, namespace: &str
         unreachable!("no blocker means a valid endpoint and a cluster")
     };
     let key = clusters::snapshot_key(namespace, name);
-    match ctx.state::<Leases>().serves_heartbeat(&members).await {
+    let leases = ctx.state::<Leases>();
+    match leases.serves_heartbeat(&members).await {
         Ok(true) => {
-            let assessment = assess::against_leases(&ctx.state::<Leases>().view(&key, &desired), name);
+            // The keeper lives in memory: like the machine, it is rebuilt from
+            // the status, which records what was registered where; the first
+            // round on each member then says which leases are alive.
+            let status = service.service_status();
+            let recorded =
+                status.is_some_and(|s| s.registration_id.is_some() && s.cluster.as_deref() == Some(name));
+            if recorded && !runtime::paused(service) && !leases.keeps(&key, &desired) {
+                leases.keep(&key, &members, &desired);
+                leases.settle(&key, &desired, RESUME_DEADLINE).await;
+            }
+            let assessment = assess::against_leases(&leases.view(&key, &desired), name);
             return Observed { assessment, cluster, members, leased: Some(desired) };
         }
         Ok(false) => {}

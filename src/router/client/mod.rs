@@ -117,6 +117,8 @@ pub trait Router: Send + Sync + 'static {
         member: &str,
         request: RegisterRequest,
     ) -> Result<RegisterResponse, RouterError>;
+    /// The registrations one member's own registry holds (one call, no retry).
+    async fn list_services_on_member(&self, member: &str) -> Result<Vec<RegisteredService>, RouterError>;
     /// Deregisters a service from one member's own registry; not held there is a success.
     async fn deregister_on_member(&self, member: &str, service_id: &str) -> Result<(), RouterError>;
     /// Opens one member's `Heartbeat` stream: each request sent on `requests`
@@ -319,6 +321,10 @@ impl Router for RouterClient {
 
     async fn deregister_on_member(&self, member: &str, service_id: &str) -> Result<(), RouterError> {
         self.deregister_on(member, service_id).await
+    }
+
+    async fn list_services_on_member(&self, member: &str) -> Result<Vec<RegisteredService>, RouterError> {
+        self.list_services_on(member, ServiceType::Unspecified).await
     }
 
     async fn heartbeat(
