@@ -503,7 +503,7 @@ async fn an_operator_restart_renews_leased_registrations_without_registering_or_
         (sim.heartbeats() >= heartbeats + 3).then_some(())
     })
     .await;
-    held_throughout(&sim, &[1, 2, 3], &[id.clone()], 2 * LONGER).await;
+    held_throughout(&sim, &[1, 2, 3], std::slice::from_ref(&id), 2 * LONGER).await;
     assert_eq!(registers(), registers_before, "registered again after the operator restarted");
     assert_eq!(writes(), writes_before, "status written though nothing changed");
 }
