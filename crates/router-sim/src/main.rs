@@ -9,7 +9,9 @@
 //!   `--peers` form one cluster over their `--raft-addr` ports, and keep their
 //!   vote, log and snapshot in `--data-dir`. `CONVEYOR_SIM_ROUTER_ADMIN=off`
 //!   makes it answer UNIMPLEMENTED for every RouterAdmin method, as the public
-//!   router does (`on`, the default, serves them).
+//!   router does (`on`, the default, serves them). `CONVEYOR_SIM_LEASE_TTL_MS=30000`
+//!   keeps registrations as the public router does: in the node's memory,
+//!   outside Raft, leased and renewed by Heartbeat.
 //! - `conveyor-router-sim cluster --nodes 3 --listen 127.0.0.2:50051` runs a
 //!   whole cluster in one process for a local demo: node 1 on 127.0.0.2:50051,
 //!   node 2 on 127.0.0.3:50051, node 3 on 127.0.0.4:50051 (every 127.0.0.0/8
@@ -30,6 +32,8 @@ use conveyor_telemetry as telemetry;
 
 /// Environment switch of RouterAdmin in the router's own mode.
 const ROUTER_ADMIN_ENV: &str = "CONVEYOR_SIM_ROUTER_ADMIN";
+/// Environment switch of the leased registry in the router's own mode: the lease in milliseconds.
+const LEASE_TTL_ENV: &str = "CONVEYOR_SIM_LEASE_TTL_MS";
 
 /// Simulates the Conveyor ETL router (ServiceRegistry, and RouterAdmin unless switched off, over gRPC).
 #[derive(Parser)]
@@ -87,13 +91,21 @@ async fn run_node(args: &NodeArgs) -> anyhow::Result<()> {
         Ok("off") => false,
         Ok(other) => bail!("{ROUTER_ADMIN_ENV}={other:?}: use on or off"),
     };
-    let node = launch(args, router_admin).await?;
+    let lease_ttl = match std::env::var(LEASE_TTL_ENV) {
+        Err(_) => None,
+        Ok(ms) => match ms.parse::<u64>() {
+            Ok(ms) if ms > 0 => Some(Duration::from_millis(ms)),
+            _ => bail!("{LEASE_TTL_ENV}={ms:?}: use a lease in milliseconds, above 0"),
+        },
+    };
+    let node = launch(args, router_admin, lease_ttl).await?;
     tracing::info!(
         node_id = node.node_id,
         listen_addr = %node.listen,
         raft_addr = %node.raft,
         peers = ?node.other_peers,
         router_admin,
+        leased_registry_ms = lease_ttl.map(|ttl| ttl.as_millis() as u64),
         settings = %serde_json::to_string(&node.settings)?,
         "router simulator node serving"
     );

@@ -46,7 +46,7 @@ fn beat(id: &str) -> HeartbeatRequest {
 
 #[tokio::test]
 async fn a_leased_registration_lives_on_its_node_only_while_heartbeats_renew_it() {
-    let sim = cluster(71, RegistryMode::Leased { ttl: LEASE }).await;
+    let sim = cluster(75, RegistryMode::Leased { ttl: LEASE }).await;
     let (mut one, mut two) = (client(&sim, 1).await, client(&sim, 2).await);
     let answer = one.register(register_request("ns/kept")).await.unwrap().into_inner();
     assert_eq!(answer.lease_ttl, Some(prost_types::Duration { seconds: 0, nanos: 600_000_000 }));
@@ -82,7 +82,7 @@ async fn a_leased_registration_lives_on_its_node_only_while_heartbeats_renew_it(
 
 #[tokio::test]
 async fn the_replicated_registry_serves_no_heartbeat() {
-    let sim = cluster(72, RegistryMode::Replicated).await;
+    let sim = cluster(76, RegistryMode::Replicated).await;
     let mut one = client(&sim, 1).await;
     let (_beats, outgoing) = mpsc::unbounded::<HeartbeatRequest>();
     let status = one.heartbeat(outgoing).await.unwrap_err();
