@@ -414,6 +414,7 @@ async fn leased_registrations_live_on_every_member_through_many_leases_and_a_res
     // Each registration renewed on each member at least once per lease.
     let heartbeats = sim.heartbeats() - heartbeats_before;
     assert!(heartbeats >= 2 * 3 * 24, "{heartbeats} heartbeats in 25 leases");
+    eprintln!("25 leases of {LEASE:?}: {streams} Heartbeat streams opened, {heartbeats} heartbeats");
     // Registered once per member, and once more on the restarted one.
     let log = sim.mutation_log();
     for id in &ids {
