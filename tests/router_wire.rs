@@ -150,3 +150,39 @@ fn service_names_match_the_contract() {
     assert_eq!(router_admin_server::SERVICE_NAME, "conveyor_etl.router.RouterAdmin");
     assert_eq!(service_registry_server::SERVICE_NAME, "conveyor_etl.registry.ServiceRegistry");
 }
+
+#[test]
+fn heartbeat_messages_match_the_public_routers_bytes() {
+    use conveyor_etl_operator::router::proto::common::HealthStatus;
+    use conveyor_etl_operator::router::proto::registry::{
+        HeartbeatRequest, HeartbeatResponse, ServiceHealth, ServiceLoad,
+    };
+    let request = HeartbeatRequest {
+        service_id: "a/b".into(),
+        registration_id: "r".into(),
+        health: Some(ServiceHealth { status: HealthStatus::Healthy.into(), ..Default::default() }),
+        load: Some(ServiceLoad { active_requests: 7, ..Default::default() }),
+    };
+    #[rustfmt::skip]
+    let expected = [
+        0x0a, 0x03, b'a', b'/', b'b',             // 1 service_id
+        0x12, 0x01, b'r',                         // 2 registration_id
+        0x1a, 0x02, 0x08, 0x01,                   // 3 health { 1 status = HEALTHY }
+        0x22, 0x02, 0x18, 0x07,                   // 4 load { 3 active_requests = 7 }
+    ];
+    assert_wire(&request, &expected);
+    let response = HeartbeatResponse {
+        acknowledged: true,
+        next_heartbeat_deadline: Some(prost_types::Duration { seconds: 30, nanos: 0 }),
+        commands: Vec::new(),
+    };
+    #[rustfmt::skip]
+    let expected = [
+        0x08, 0x01,                               // 1 acknowledged
+        0x12, 0x02, 0x08, 0x1e,                   // 2 next_heartbeat_deadline { 1 seconds = 30 }
+    ];
+    assert_wire(&response, &expected);
+    // A RouterCommand (here a DrainCommand { reason: "x" }, oneof field 1) decodes, its payload skipped.
+    let with_command = [0x08, 0x01, 0x1a, 0x05, 0x0a, 0x03, 0x0a, 0x01, b'x'];
+    assert_eq!(HeartbeatResponse::decode(&with_command[..]).unwrap().commands.len(), 1);
+}

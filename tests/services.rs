@@ -4,13 +4,14 @@
 
 mod support;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams};
 use serde_json::json;
 
 use conveyor_etl_operator::crd::{ClusterPhase, EtlSink, EtlSource, Phase, ServiceStatus};
 use conveyor_etl_operator::router::{Router, RouterClient, ServiceType, mapping};
+use conveyor_router_sim::{RegistryMode, SimCluster, SimOptions};
 use support::control_plane::OPERATOR_USER;
 use support::eventually;
 use support::objects::{self, SERVICE_KINDS, api_of, create};
@@ -330,9 +331,28 @@ fn on_cluster(mut object: DynamicObject, cluster: &str) -> DynamicObject {
     object
 }
 
-fn ids_on(sim: &conveyor_router_sim::SimCluster) -> Vec<String> {
+fn registered_ids_on(sim: &conveyor_router_sim::SimCluster) -> Vec<String> {
     let mut ids: Vec<String> =
         sim.services().into_iter().filter_map(|svc| svc.identity.map(|i| i.service_id)).collect();
+    ids.sort();
+    ids
+}
+
+/// The simulator's lease in the leased-registry tests (the public router's is 30 s).
+const LEASE: Duration = Duration::from_secs(2);
+
+fn leased_sim() -> SimOptions {
+    leased_sim_with(LEASE)
+}
+
+fn leased_sim_with(ttl: Duration) -> SimOptions {
+    SimOptions { registry: RegistryMode::Leased { ttl }, ..SimOptions::default() }
+}
+
+/// The service ids member `node` holds live registrations of, sorted.
+fn ids_on(sim: &SimCluster, node: u64) -> Vec<String> {
+    let mut ids: Vec<String> =
+        sim.services_on(node).into_iter().filter_map(|svc| svc.identity.map(|i| i.service_id)).collect();
     ids.sort();
     ids
 }
@@ -373,7 +393,7 @@ async fn services_moved_to_another_cluster_end_registered_there_only() {
         .await;
         assert!(status.registration_id.is_some(), "{status:?}");
     }
-    assert_eq!(ids_on(&other.sim), all, "not all registered with other");
+    assert_eq!(registered_ids_on(&other.sim), all, "not all registered with other");
     assert_eq!(registered_ids(&s), Vec::<String>::new(), "still registered with my-cluster");
     for object in examples() {
         let (kind, name) = (objects::kind_of(&object), objects::name_of(&object));
@@ -409,7 +429,7 @@ async fn a_service_moving_away_from_an_unreachable_cluster_waits_then_moves_once
     assert_eq!(ready, "False");
     assert!(message.contains("from EtlRouterCluster my-cluster to other"), "{message}");
     assert_eq!(waiting.cluster.as_deref(), Some("my-cluster"));
-    assert!(ids_on(&other.sim).is_empty(), "registered with other before leaving my-cluster");
+    assert!(registered_ids_on(&other.sim).is_empty(), "registered with other before leaving my-cluster");
 
     // The cluster it cannot leave is deleted: nothing is left to deregister from.
     s.clusters.delete("my-cluster", &DeleteParams::default()).await.unwrap();
@@ -418,7 +438,7 @@ async fn a_service_moving_away_from_an_unreachable_cluster_waits_then_moves_once
     })
     .await;
     let sink_id = mapping::service_id(&s.namespace, "clickhouse-analytics");
-    assert_eq!(ids_on(&other.sim), [sink_id]);
+    assert_eq!(registered_ids_on(&other.sim), [sink_id]);
     eventually(FORM_TIMEOUT, "a RouterClusterGone Event", || async {
         let events = events_of(&s, "EtlSink", "clickhouse-analytics").await;
         events
@@ -427,4 +447,168 @@ async fn a_service_moving_away_from_an_unreachable_cluster_waits_then_moves_once
             .then_some(())
     })
     .await;
+}
+/// Samples every 100 ms for `window` that every member holds exactly `ids`.
+async fn held_throughout(sim: &SimCluster, members: &[u64], ids: &[String], window: Duration) {
+    let until = Instant::now() + window;
+    let mut samples = 0;
+    while Instant::now() < until {
+        for &node in members {
+            assert_eq!(ids_on(sim, node), ids, "member {node} after {samples} samples");
+        }
+        samples += 1;
+        tokio::time::sleep(Duration::from_millis(100)).await; // the sampling pace, not a wait
+    }
+    assert!(samples > 10, "only {samples} samples in {window:?}");
+}
+
+/// The public router keeps registrations per node, in memory, each with a
+/// 30 s lease renewed by `Heartbeat`: a registration must live on every
+/// member for as long as its service exists. Ten minutes of the real lease
+/// are twenty lease periods; this test gives the simulator a 2 s lease
+/// (its leased-registry flag) and runs 25 of them (the equivalent of 12.5
+/// minutes at 30 s) with a member restart in the middle, sampling every
+/// member every 100 ms, then deletes the services.
+#[tokio::test]
+async fn leased_registrations_live_on_every_member_through_many_leases_and_a_restart_then_go() {
+    let s = Scenario::with_sim("svc-leased", leased_sim()).await;
+    s.create(&seed_cluster("my-cluster")).await;
+    s.wait_phase(ClusterPhase::Ready).await;
+    create(&s, &service("EtlSource", "kafka", "kafka:50051")).await;
+    create(&s, &service("EtlSink", "archive", "s3-archive:50051")).await;
+    for (kind, name) in [("EtlSource", "kafka"), ("EtlSink", "archive")] {
+        let status = wait_ready(&s, kind, name).await;
+        let message = ready_condition(&status).unwrap().2;
+        assert!(message.contains("all 3 members"), "{message}");
+    }
+    let sim = s.kubelet.sim.clone();
+    let members = [1, 2, 3];
+    let ids = vec![mapping::service_id(&s.namespace, "archive"), mapping::service_id(&s.namespace, "kafka")];
+    eventually(FORM_TIMEOUT, "both registered on every member", || async {
+        members.iter().all(|&node| ids_on(&sim, node) == ids).then_some(())
+    })
+    .await;
+    let in_namespace = format!("/namespaces/{}/", s.namespace);
+    let service_writes = || {
+        s.plane
+            .writes_by(OPERATOR_USER)
+            .into_iter()
+            .filter(|w| w.request_uri.contains(&in_namespace))
+            .filter(|w| ["etlsources", "etlsinks"].iter().any(|k| w.request_uri.contains(k)))
+            .map(|w| format!("{} {}", w.verb, w.request_uri))
+            .collect::<Vec<_>>()
+    };
+    let writes_before = service_writes().len();
+    let (streams_before, heartbeats_before) = (sim.call_count("Heartbeat"), sim.heartbeats());
+
+    held_throughout(&sim, &members, &ids, 12 * LEASE).await;
+    // A member restarts: its registry was in memory only.
+    sim.stop_node(2).await;
+    sim.restart_node(2).await.unwrap();
+    assert!(ids_on(&sim, 2).is_empty());
+    eventually(2 * LEASE, "registered again on the restarted member", || async {
+        (ids_on(&sim, 2) == ids).then_some(())
+    })
+    .await;
+    held_throughout(&sim, &members, &ids, 12 * LEASE).await;
+
+    // One stream per member (reopened once, to the restarted one), not one per service.
+    let streams = sim.call_count("Heartbeat") - streams_before;
+    assert!(streams <= 3, "{streams} Heartbeat streams opened for 2 services on 3 members");
+    // Each registration renewed on each member at least once per lease.
+    let heartbeats = sim.heartbeats() - heartbeats_before;
+    assert!(heartbeats >= 2 * 3 * 24, "{heartbeats} heartbeats in 25 leases");
+    eprintln!("25 leases of {LEASE:?}: {streams} Heartbeat streams opened, {heartbeats} heartbeats");
+    // Registered once per member, and once more on the restarted one.
+    let log = sim.mutation_log();
+    for id in &ids {
+        let registers: Vec<u64> = log.iter().filter(|m| m.is("Register", id)).map(|m| m.node).collect();
+        let per_node = |node| registers.iter().filter(|&&n| n == node).count();
+        assert_eq!((per_node(1), per_node(2), per_node(3)), (1, 2, 1), "{id}: {registers:?}");
+    }
+    let writes = service_writes()[writes_before..].to_vec();
+    assert!(writes.is_empty(), "API writes while the services did not change: {writes:?}");
+
+    api_of(&s, "EtlSource").delete("kafka", &DeleteParams::default()).await.unwrap();
+    api_of(&s, "EtlSink").delete("archive", &DeleteParams::default()).await.unwrap();
+    for kind in ["EtlSource", "EtlSink"] {
+        eventually(FORM_TIMEOUT, "the services gone", || async {
+            api_of(&s, kind).list(&Default::default()).await.unwrap().items.is_empty().then_some(())
+        })
+        .await;
+    }
+    for node in members {
+        assert!(ids_on(&sim, node).is_empty(), "member {node} still holds {:?}", ids_on(&sim, node));
+        for id in &ids {
+            let deregistered = sim.mutation_log().iter().any(|m| m.is("Deregister", id) && m.node == node);
+            assert!(deregistered, "{id} not deregistered from member {node}");
+        }
+    }
+}
+
+/// A member the operator cannot renew leases on turns the service's
+/// condition False with the member named; healing it turns it back.
+#[tokio::test]
+async fn a_member_whose_lease_lapses_is_named_in_the_condition() {
+    let s = Scenario::with_sim("svc-lapse", leased_sim()).await;
+    s.create(&seed_cluster("my-cluster")).await;
+    s.wait_phase(ClusterPhase::Ready).await;
+    create(&s, &service("EtlSource", "kafka", "kafka:50051")).await;
+    wait_ready(&s, "EtlSource", "kafka").await;
+    let sim = s.kubelet.sim.clone();
+    let cut = sim.addr(3).unwrap().to_string();
+    sim.partition_node_with(3, conveyor_router_sim::Partition::Refuse);
+    let status = wait_status(&s, "EtlSource", "kafka", "RegistrationLapsed", |st| {
+        ready_condition(st).is_some_and(|c| c.1 == "RegistrationLapsed")
+    })
+    .await;
+    let (ready, _, message) = ready_condition(&status).unwrap();
+    assert_eq!(ready, "False");
+    assert!(message.contains(&cut), "{message}");
+    assert_eq!(status.phase, Some(Phase::Degraded));
+    sim.heal_node(3);
+    wait_ready(&s, "EtlSource", "kafka").await;
+    eventually(FORM_TIMEOUT, "a Warning Event naming the lapse", || async {
+        let events = events_of(&s, "EtlSource", "kafka").await;
+        events.iter().any(|(reason, _)| reason == "RegistrationLapsed").then_some(())
+    })
+    .await;
+}
+
+/// An operator restart (or a new leader) finds the leases from the status:
+/// the members still hold the registrations, so nothing is registered again
+/// and no status moves; the new operator's heartbeats renew them. The lease
+/// (10 s here) must outlast the restart, as the public router's 30 s does.
+#[tokio::test]
+async fn an_operator_restart_renews_leased_registrations_without_registering_or_status_writes() {
+    const LONGER: Duration = Duration::from_secs(10);
+    let mut s = Scenario::with_sim("svc-leased-restart", leased_sim_with(LONGER)).await;
+    s.create(&seed_cluster("my-cluster")).await;
+    s.wait_phase(ClusterPhase::Ready).await;
+    create(&s, &service("EtlSource", "kafka", "kafka:50051")).await;
+    wait_ready(&s, "EtlSource", "kafka").await;
+    let sim = s.kubelet.sim.clone();
+    let id = mapping::service_id(&s.namespace, "kafka");
+    eventually(FORM_TIMEOUT, "registered on every member", || async {
+        [1, 2, 3].iter().all(|&node| ids_on(&sim, node) == [id.clone()]).then_some(())
+    })
+    .await;
+    let registers = || sim.mutation_log().iter().filter(|m| m.is("Register", &id)).count();
+    let registers_before = registers();
+    let in_namespace = format!("/namespaces/{}/etlsources", s.namespace);
+    let writes = || {
+        s.plane.writes_by(OPERATOR_USER).into_iter().filter(|w| w.request_uri.contains(&in_namespace)).count()
+    };
+    let writes_before = writes();
+
+    s.operator.take().unwrap().stop().await;
+    s.operator = Some(support::operator::RunningOperator::start(s.plane, &s.namespace).await);
+    let heartbeats = sim.heartbeats();
+    eventually(FORM_TIMEOUT, "the new operator renewing on every member", || async {
+        (sim.heartbeats() >= heartbeats + 3).then_some(())
+    })
+    .await;
+    held_throughout(&sim, &[1, 2, 3], std::slice::from_ref(&id), 2 * LONGER).await;
+    assert_eq!(registers(), registers_before, "registered again after the operator restarted");
+    assert_eq!(writes(), writes_before, "status written though nothing changed");
 }

@@ -98,7 +98,7 @@ async fn isolated_leader_claims_its_old_term_while_the_majority_elects_anew() {
 #[tokio::test]
 async fn survivors_report_no_leader_in_the_old_term_until_the_election() {
     // An election delay far beyond the test, so the window stays open.
-    let options = SimOptions { election_delay: Duration::from_secs(600) };
+    let options = SimOptions { election_delay: Duration::from_secs(600), ..SimOptions::default() };
     let sim = cluster(62, &[1, 2, 3], options).await;
     let members = sim.endpoints();
     let client = RouterClient::new(fast_options());

@@ -227,6 +227,7 @@ impl Operator {
         let (watches, cache) = Watches::new(watch_client, self.namespace.as_deref(), &selectors());
         let mut ctx = Context::new(self.client, self.router, self.timing, cache);
         crate::router_cluster::controller::register(&mut ctx);
+        crate::service::controller::register(&mut ctx);
         (Arc::new(ctx), watches)
     }
 

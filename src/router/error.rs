@@ -141,7 +141,7 @@ impl RouterError {
 /// The gRPC service a method belongs to, for [`RouterError::Unimplemented`].
 pub(crate) fn service_of(method: &'static str) -> &'static str {
     match method {
-        "Register" | "Deregister" | "ListServices" => "ServiceRegistry",
+        "Register" | "Deregister" | "ListServices" | "Heartbeat" => "ServiceRegistry",
         _ => "RouterAdmin",
     }
 }

@@ -6,6 +6,7 @@ use crate::router::{EndpointError, RegisterRequest, RegisteredService};
 use crate::runtime::clusters::Resolution;
 use crate::runtime::snapshot::Read;
 
+use super::leases::LeaseView;
 use super::machine::Event;
 
 #[derive(Clone, Debug, PartialEq)]
@@ -125,6 +126,36 @@ pub fn against_registry(
         }
     };
     Assessment { event, message, view: Some(registered.clone()) }
+}
+
+/// The event for a cluster whose registry is per member and leased, from
+/// what the lease keeper knows (see `super::leases`).
+pub fn against_leases(view: &LeaseView, cluster: &str) -> Assessment {
+    let held = view.members - view.lapsed.len();
+    let (event, message) = if !view.kept {
+        (Event::NotRegistered, format!("registering with every member of EtlRouterCluster {cluster}"))
+    } else if view.lapsed.is_empty() && view.members > 0 {
+        let message = format!(
+            "registered with EtlRouterCluster {cluster}; its lease is renewed on all {} members",
+            view.members
+        );
+        (Event::Registered, message)
+    } else if view.first_lease || view.members == 0 {
+        let message = format!(
+            "registering with every member of EtlRouterCluster {cluster}: {held} of {} so far",
+            view.members
+        );
+        (Event::NotRegistered, message)
+    } else {
+        let message = format!(
+            "the registration's lease lapsed on {} of {} members of EtlRouterCluster {cluster} ({}), which do not route to it: they cannot be reached for Heartbeat or Register; it is registered again there once they answer",
+            view.lapsed.len(),
+            view.members,
+            view.lapsed.join(", ")
+        );
+        (Event::LeaseLapsed, message)
+    };
+    Assessment::new(event, message)
 }
 
 /// What differs between the router's record and the registration the spec asks for.

@@ -18,6 +18,7 @@ pub fn reason(event: Event) -> &'static str {
         Event::RouterUnreachable => "RouterUnreachable",
         Event::NotRegistered => "Registering",
         Event::ServiceUnhealthy => "ServiceUnhealthy",
+        Event::LeaseLapsed => "RegistrationLapsed",
         Event::Registered => "Registered",
     }
 }

@@ -12,6 +12,11 @@ use crate::runtime::clusters::dependants;
 use crate::runtime::references::ServiceResource;
 use crate::runtime::{Reconciler, reconciler};
 
+/// Registers what the service kinds keep across reconciles with the context.
+pub fn register(ctx: &mut crate::runtime::Context) {
+    ctx.register(super::leases::Leases::new(ctx.router.clone()));
+}
+
 pub fn controller<K: ServiceResource + Reconciler>(
     services: &Watch<K>,
     store: Store<K>,

@@ -23,12 +23,15 @@ pub enum Event {
     NotRegistered,
     /// Registered as the spec says, and the router reports it unhealthy.
     ServiceUnhealthy,
+    /// A leased registry (per member): the registration's lease lapsed on some
+    /// member, which no longer routes to it.
+    LeaseLapsed,
     /// Registered as the spec says, and healthy.
     Registered,
 }
 
 impl Event {
-    pub const ALL: [Event; 9] = [
+    pub const ALL: [Event; 10] = [
         Event::EndpointInvalid,
         Event::NoCluster,
         Event::AmbiguousCluster,
@@ -37,6 +40,7 @@ impl Event {
         Event::RouterUnreachable,
         Event::NotRegistered,
         Event::ServiceUnhealthy,
+        Event::LeaseLapsed,
         Event::Registered,
     ];
 }
@@ -52,7 +56,7 @@ impl ServiceMachine {
         match event {
             Event::NotRegistered | Event::Moving => Transition(State::provisioning()),
             Event::Registered => Transition(State::ready()),
-            Event::ServiceUnhealthy => Transition(State::degraded()),
+            Event::ServiceUnhealthy | Event::LeaseLapsed => Transition(State::degraded()),
             _ => Handled,
         }
     }
@@ -62,7 +66,7 @@ impl ServiceMachine {
     fn provisioning(event: &Event) -> Outcome<State> {
         match event {
             Event::Registered => Transition(State::ready()),
-            Event::ServiceUnhealthy => Transition(State::degraded()),
+            Event::ServiceUnhealthy | Event::LeaseLapsed => Transition(State::degraded()),
             Event::EndpointInvalid | Event::NoCluster | Event::AmbiguousCluster | Event::ClusterNotReady => {
                 Transition(State::pending())
             }

@@ -12,11 +12,16 @@
 //! then deregisters in the runtime's finalizer. `states.md` is the machine's
 //! specification.
 //!
+//! A router whose registry is per member and leased (it serves `Heartbeat`,
+//! as the public router does) is served by [`leases`] instead of the shared
+//! `ListServices` snapshot: registered on every member and renewed there.
+//!
 //! [`ServiceResource`]: crate::runtime::references::ServiceResource
 
 pub mod assess;
 pub mod conditions;
 pub mod controller;
+pub mod leases;
 pub mod machine;
 mod reconcile;
 #[cfg(test)]

@@ -8,8 +8,10 @@ use kube::runtime::controller::Action;
 
 use super::assess::{self, Assessment};
 use super::conditions;
+use super::leases::Leases;
 use super::machine::{Event, next_phase};
 use crate::crd::{Phase, ServiceStatus};
+use crate::router::RegisterRequest;
 use crate::router::mapping::{self, register_request};
 use crate::router::proto::common::ServiceType;
 use crate::runtime::clusters::{self, Resolution};
@@ -29,6 +31,11 @@ pub fn needs_cleanup<K: ServiceResource>(service: &K) -> bool {
     registered || mapping::parse_endpoint(&service.grpc().endpoint).is_ok()
 }
 
+/// How long a reconcile after an operator restart waits for the first
+/// heartbeats of a leased registration it resumes (a member that does not
+/// answer by then shows in the next reconciles).
+const RESUME_DEADLINE: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// What the reconcile found, and where it would register.
 struct Observed {
     assessment: Assessment,
@@ -36,6 +43,8 @@ struct Observed {
     members: Vec<String>,
     /// The cluster the status records, when the spec now resolves to another.
     leaving: Option<Leaving>,
+    /// The cluster's registry is per member and leased: the registration to keep there.
+    leased: Option<RegisterRequest>,
 }
 
 /// A cluster the service is moving away from.
@@ -64,14 +73,39 @@ async fn observe<K: ServiceResource>(
     let leaving = leaving(ctx, namespace, recorded, cluster.as_deref());
     if let (Ok(_), Some(to), Some(Leaving { from, members: Some(_) })) = (&desired, &cluster, &leaving) {
         let assessment = assess::moving(from, to);
-        return Observed { assessment, cluster, members, leaving };
+        return Observed { assessment, cluster, members, leaving, leased: None };
     }
     if let Some(assessment) = assess::blocker(&desired, &resolution, &members, namespace) {
-        return Observed { assessment, cluster, members, leaving };
+        return Observed { assessment, cluster, members, leaving, leased: None };
     }
     let (Ok(desired), Some(name)) = (desired, cluster.as_deref()) else {
         unreachable!("no blocker means a valid endpoint and a cluster")
     };
+    let key = clusters::snapshot_key(namespace, name);
+    let leases = ctx.state::<Leases>();
+    match leases.serves_heartbeat(&members).await {
+        Ok(true) => {
+            // The keeper lives in memory: like the machine, it is rebuilt from
+            // the status, which records what was registered where; the first
+            // round on each member then says which leases are alive.
+            let status = service.service_status();
+            let recorded =
+                status.is_some_and(|s| s.registration_id.is_some() && s.cluster.as_deref() == Some(name));
+            if recorded && !runtime::paused(service) && !leases.keeps(&key, &desired) {
+                leases.keep(&key, &members, &desired);
+                leases.settle(&key, &desired, RESUME_DEADLINE).await;
+            }
+            let assessment = assess::against_leases(&leases.view(&key, &desired), name);
+            return Observed { assessment, cluster, members, leaving, leased: Some(desired) };
+        }
+        Ok(false) => {}
+        Err(error) => {
+            let message =
+                format!("could not ask EtlRouterCluster {name} whether its registry is leased: {error}");
+            let assessment = Assessment { event: Event::RouterUnreachable, message, view: None };
+            return Observed { assessment, cluster, members, leaving, leased: None };
+        }
+    }
     let registry = ctx
         .registries
         .get(&clusters::snapshot_key(namespace, name), &members, ctx.timing.health_interval, || {
@@ -79,7 +113,7 @@ async fn observe<K: ServiceResource>(
         })
         .await;
     let assessment = assess::against_registry(&registry, &desired, registration_id, name);
-    Observed { assessment, cluster, members, leaving }
+    Observed { assessment, cluster, members, leaving, leased: None }
 }
 
 /// The cluster `recorded`, when `target` is another one.
@@ -112,7 +146,7 @@ pub async fn reconcile<K: ServiceResource + Reconciler>(service: &K, ctx: &Conte
     let namespace = namespace_of(service)?;
     let previous = service.service_status().cloned().unwrap_or_default();
     let mut registration_id = previous.registration_id.clone();
-    let Observed { mut assessment, mut cluster, mut members, mut leaving } =
+    let Observed { mut assessment, mut cluster, mut members, mut leaving, mut leased } =
         observe(service, ctx, &namespace, previous.cluster.as_deref(), registration_id.as_deref()).await;
     let current = previous.phase.unwrap_or_default();
     let mut phase = step(ctx, service, current, assessment.event);
@@ -131,8 +165,13 @@ pub async fn reconcile<K: ServiceResource + Reconciler>(service: &K, ctx: &Conte
                 registration_id = None;
                 let target = cluster.clone();
                 let observed = observe(service, ctx, &namespace, target.as_deref(), None).await;
-                (assessment, cluster, members, leaving) =
-                    (observed.assessment, observed.cluster, observed.members, observed.leaving);
+                (assessment, cluster, members, leaving, leased) = (
+                    observed.assessment,
+                    observed.cluster,
+                    observed.members,
+                    observed.leaving,
+                    observed.leased,
+                );
                 phase = step(ctx, service, phase, assessment.event);
             }
             Err(error) => outcome = Err(error),
@@ -141,8 +180,16 @@ pub async fn reconcile<K: ServiceResource + Reconciler>(service: &K, ctx: &Conte
     span.record("phase", tracing::field::debug(phase));
 
     if outcome.is_ok() {
-        outcome = match (assessment.event, cluster.as_deref()) {
-            (Event::NotRegistered, Some(cluster)) if !paused => {
+        outcome = match (assessment.event, cluster.as_deref(), leased) {
+            // Kept (idempotent, no router call): the lease keeper registers on every member and renews.
+            (_, Some(cluster), Some(request)) if !paused => {
+                let leases = ctx.state::<Leases>();
+                let key = clusters::snapshot_key(&namespace, cluster);
+                leases.keep(&key, &members, &request);
+                registration_id = leases.view(&key, &request).registration_id.or(registration_id);
+                Ok(())
+            }
+            (Event::NotRegistered, Some(cluster), None) if !paused => {
                 register(service, ctx, &namespace, cluster, &members)
                     .await
                     .map(|id| registration_id = Some(id))
@@ -219,8 +266,12 @@ async fn leave<K: ServiceResource>(
             ),
         ),
         Some(members) => {
-            ctx.router.deregister(members, &service_id).await?;
-            ctx.registries.invalidate(&clusters::snapshot_key(namespace, from));
+            let key = clusters::snapshot_key(namespace, from);
+            match ctx.state::<Leases>().serves_heartbeat(members).await {
+                Ok(true) => ctx.state::<Leases>().release(&key, members, &service_id).await?,
+                _ => ctx.router.deregister(members, &service_id).await?,
+            }
+            ctx.registries.invalidate(&key);
             (
                 "Deregistered",
                 format!("deregistered {service_id} from EtlRouterCluster {from}; moving to {to}"),
@@ -273,6 +324,14 @@ pub async fn cleanup<K: ServiceResource + Reconciler>(service: &K, ctx: &Context
     let recorded = status.registration_id.is_some() || status.phase == Some(Phase::Provisioning);
     let members = clusters::members(&ctx.cache, &cluster);
     let service_id = mapping::service_id(&namespace, &service.name_any());
+    let key = clusters::snapshot_key(&namespace, &cluster.name_any());
+    if let Ok(true) = ctx.state::<Leases>().serves_heartbeat(&members).await {
+        ctx.state::<Leases>().release(&key, &members, &service_id).await?;
+        let note =
+            format!("deregistered {service_id} from every member of EtlRouterCluster {}", cluster.name_any());
+        events::publish(ctx, service, false, "Deregistered", note).await;
+        return Ok(Action::await_change());
+    }
     // Deregistered even when the status records no registration: the
     // operator may have stopped between Register and its status write
     // (found by the chaos suite's kill -9). Deregistering an unknown service

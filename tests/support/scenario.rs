@@ -9,6 +9,7 @@ use kube::Client;
 use kube::api::{Api, ListParams};
 
 use conveyor_etl_operator::crd::{ClusterPhase, EtlRouterCluster};
+use conveyor_router_sim::SimOptions;
 
 use super::kubelet::FakeKubelet;
 use super::operator::{RunningOperator, shared_with_rbac};
@@ -29,10 +30,15 @@ pub struct Scenario {
 
 impl Scenario {
     pub async fn new(prefix: &str) -> Scenario {
+        Self::with_sim(prefix, SimOptions::default()).await
+    }
+
+    /// A scenario whose simulated router nodes run with `options`.
+    pub async fn with_sim(prefix: &str, options: SimOptions) -> Scenario {
         let plane = shared_with_rbac();
         let client = plane.client().await;
         let namespace = test_namespace(&client, prefix).await;
-        let kubelet = FakeKubelet::start(client.clone(), &namespace, "my-cluster", 50051).await;
+        let kubelet = FakeKubelet::start_with(client.clone(), &namespace, "my-cluster", 50051, options).await;
         let operator = Some(RunningOperator::start(plane, &namespace).await);
         let clusters = Api::namespaced(client.clone(), &namespace);
         Scenario { plane, client, namespace, clusters, kubelet, operator }

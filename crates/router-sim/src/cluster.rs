@@ -5,19 +5,20 @@ use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use conveyor_router_contract::proto::common::ServiceType;
 use conveyor_router_contract::proto::registry::RegisteredService;
 use conveyor_router_contract::proto::router::{PipelineConfig, PipelineStatus, StageStatus};
 
-use super::SimOptions;
 use super::log::Mutation;
 use super::member::{Member, Partition};
 use super::node::NodeServer;
 use super::state::SimState;
+use super::{RegistryMode, SimOptions};
 
 /// What a call to a node meets before it is served.
 enum Gate {
@@ -105,6 +106,33 @@ impl Shared {
         }
     }
 
+    /// In leased mode, runs `apply` on the state for `node`'s own registry;
+    /// `None` in replicated mode.
+    pub fn leased<T>(
+        &self,
+        node: u64,
+        apply: impl FnOnce(&mut SimState, u64) -> Result<T, String>,
+    ) -> Option<Result<T, String>> {
+        let mut state = self.state();
+        state.lease_ttl?;
+        Some(apply(&mut state, node))
+    }
+
+    /// Fails a call in flight (a heartbeat stream) once `node` stopped or
+    /// is partitioned from its clients.
+    pub fn still_serving(&self, node: u64) -> Result<(), tonic::Status> {
+        let state = self.state();
+        match state.raft.members.get(&node) {
+            Some(member) if member.up => match member.isolation.map(|isolation| isolation.mode) {
+                Some(Partition::Hang | Partition::Refuse) => {
+                    Err(tonic::Status::unavailable(format!("node {node} is partitioned")))
+                }
+                Some(Partition::PeersOnly) | None => Ok(()),
+            },
+            _ => Err(tonic::Status::unavailable(format!("node {node} is not serving"))),
+        }
+    }
+
     /// Remembers the trace context a call arrived with (the latest 10,000).
     pub fn record_traceparent(&self, method: &str, traceparent: Option<&str>) {
         let mut state = self.state();
@@ -141,6 +169,8 @@ impl Shared {
             if let Some(member) = state.raft.members.get_mut(&node) {
                 member.up = false;
             }
+            // A leased registry lives in the node's memory only.
+            state.leased.remove(&node);
         });
         let server = self.servers().remove(&node);
         if let Some(server) = server {
@@ -156,6 +186,8 @@ impl Shared {
 pub struct SimCluster {
     shared: Arc<Shared>,
     elections: JoinHandle<()>,
+    /// Removes lapsed registrations in leased mode.
+    cleanup: Option<JoinHandle<()>>,
 }
 
 impl SimCluster {
@@ -163,8 +195,12 @@ impl SimCluster {
     /// [`SimCluster::addr`]) and elects the lowest id leader of term 1.
     pub async fn start(nodes: Vec<(u64, SocketAddr)>, options: SimOptions) -> io::Result<SimCluster> {
         let (changes, _) = watch::channel(0);
+        let lease_ttl = match options.registry {
+            RegistryMode::Replicated => None,
+            RegistryMode::Leased { ttl } => Some(ttl),
+        };
         let shared = Arc::new(Shared {
-            state: Mutex::default(),
+            state: Mutex::new(SimState { lease_ttl, ..SimState::default() }),
             changes,
             servers: Mutex::default(),
             options: options.clone(),
@@ -176,7 +212,8 @@ impl SimCluster {
             tracing::info!(leader, term = 1, "simulated cluster elected its first leader");
         }
         let elections = tokio::spawn(run_elections(shared.clone()));
-        Ok(SimCluster { shared, elections })
+        let cleanup = lease_ttl.map(|ttl| tokio::spawn(clean_up_lapsed_leases(shared.clone(), ttl)));
+        Ok(SimCluster { shared, elections, cleanup })
     }
 
     /// A new voter joins the membership (and counts for quorum from now on).
@@ -285,6 +322,7 @@ impl SimCluster {
             let mut state = self.shared.state();
             state.catalog.pipelines.clear();
             state.catalog.services.clear();
+            state.leased.clear();
         }
         for id in ids {
             self.restart_node(id).await?;
@@ -380,7 +418,20 @@ impl SimCluster {
             .map(|stored| (stored.config.clone(), stored.status.clone()))
     }
 
-    /// Every registered service.
+    /// The live registrations node `id` holds in leased mode (empty otherwise).
+    pub fn services_on(&self, id: u64) -> Vec<RegisteredService> {
+        let state = self.shared.state();
+        let registry = state.leased.get(&id);
+        let all = Default::default();
+        registry.map(|r| r.list(Instant::now(), ServiceType::Unspecified, &all)).unwrap_or_default()
+    }
+
+    /// Heartbeat messages received by every node so far (a stream carries many).
+    pub fn heartbeats(&self) -> u64 {
+        self.shared.state().heartbeats
+    }
+
+    /// Every registered service (of the replicated registry).
     pub fn services(&self) -> Vec<RegisteredService> {
         self.shared.state().catalog.services.values().map(|(service, _)| service.clone()).collect()
     }
@@ -393,6 +444,9 @@ impl SimCluster {
     /// Stops every node and the election task.
     pub async fn shutdown(self) {
         self.elections.abort();
+        if let Some(cleanup) = &self.cleanup {
+            cleanup.abort();
+        }
         let servers: Vec<NodeServer> = self.shared.servers().drain().map(|(_, server)| server).collect();
         for server in servers {
             server.stop().await;
@@ -403,6 +457,9 @@ impl SimCluster {
 impl Drop for SimCluster {
     fn drop(&mut self) {
         self.elections.abort();
+        if let Some(cleanup) = &self.cleanup {
+            cleanup.abort();
+        }
         // Without an await the listeners close when their tasks are next polled.
         for (_, server) in self.shared.servers().drain() {
             server.abort();
@@ -424,6 +481,23 @@ fn start_member(
     shared.servers().insert(id, server);
     shared.state().raft.members.insert(id, member(local));
     Ok(())
+}
+
+/// Removes lapsed registrations from every node's leased registry, a
+/// quarter of a lease after another (as the public router's cleanup does;
+/// lookups skip them before that).
+async fn clean_up_lapsed_leases(shared: Arc<Shared>, ttl: Duration) {
+    let mut ticks = tokio::time::interval(ttl / 4);
+    loop {
+        ticks.tick().await;
+        let now = Instant::now();
+        let mut state = shared.state();
+        for (node, registry) in &mut state.leased {
+            for service_id in registry.cleanup(now) {
+                tracing::info!(node, %service_id, "lease lapsed; registration removed");
+            }
+        }
+    }
 }
 
 /// Elects a new leader `election_delay` after the cluster finds itself without

@@ -88,7 +88,13 @@ fn socket_addr(flag: &str, value: &str) -> anyhow::Result<SocketAddr> {
 
 /// Reads and checks everything, then starts serving. Any error names the
 /// flag, file or field at fault.
-pub async fn launch(args: &NodeArgs, router_admin: bool) -> anyhow::Result<Launched> {
+/// `lease_ttl`: keep registrations per node and leased, as the public router
+/// does (else replicated through Raft).
+pub async fn launch(
+    args: &NodeArgs,
+    router_admin: bool,
+    lease_ttl: Option<std::time::Duration>,
+) -> anyhow::Result<Launched> {
     let node_id = args.node_id.context("--node-id is required")?;
     let text = std::fs::read_to_string(&args.config)
         .with_context(|| format!("reading --config {}", args.config.display()))?;
@@ -122,6 +128,7 @@ pub async fn launch(args: &NodeArgs, router_admin: bool) -> anyhow::Result<Launc
         data_dir: args.data_dir.clone(),
         settings: settings.clone(),
         router_admin,
+        lease_ttl,
     };
     let node = RaftNode::start(config).await.with_context(|| format!("starting Raft node {node_id}"))?;
     Ok(Launched { node_id, settings, listen, raft, other_peers, node, tasks })

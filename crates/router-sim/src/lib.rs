@@ -14,8 +14,10 @@
 //! replicate without voting. [`SimCluster`] drives failures (stop, partition in
 //! a [`Partition`] mode, slow, restart, membership changes and learners, a crash
 //! after a committed write, a RouterAdmin that answers UNIMPLEMENTED) and
-//! exposes the [`Mutation`] log. [`launch`] runs one node the way the public
-//! router is launched, from its command line and configuration file.
+//! exposes the [`Mutation`] log. [`RegistryMode::Leased`] switches the
+//! registry to the public router's: per node, in memory, leased.
+//! [`launch`] runs one node the way the public router is launched, from its
+//! command line and configuration file.
 
 mod addresses;
 mod admin;
@@ -23,6 +25,7 @@ mod catalog;
 mod cluster;
 mod conn;
 pub mod launch;
+mod leases;
 mod log;
 mod member;
 mod node;
@@ -38,15 +41,33 @@ pub use cluster::SimCluster;
 pub use log::Mutation;
 pub use member::Partition;
 
-/// Timing of a simulated cluster.
+/// Timing and registry of a simulated cluster.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SimOptions {
     /// How long after losing its leader the cluster elects a new one (default 150 ms).
     pub election_delay: Duration,
+    /// How the nodes keep registered services (default: replicated).
+    pub registry: RegistryMode,
 }
 
 impl Default for SimOptions {
     fn default() -> Self {
-        Self { election_delay: Duration::from_millis(150) }
+        Self { election_delay: Duration::from_millis(150), registry: RegistryMode::Replicated }
     }
+}
+
+/// How a simulated cluster's `ServiceRegistry` keeps registrations.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum RegistryMode {
+    /// One registry replicated through the Raft view: writes go to the
+    /// leader, every node lists the same services, nothing expires, and
+    /// `Heartbeat` answers UNIMPLEMENTED.
+    #[default]
+    Replicated,
+    /// As the public router: each node keeps its own registrations in
+    /// memory, outside Raft (any node accepts a write, for itself only, and
+    /// forgets them all when it stops); each registration holds a lease of
+    /// `ttl` (the public router's is 30 s) renewed by `Heartbeat`; lookups
+    /// skip lapsed registrations and a cleanup removes them.
+    Leased { ttl: Duration },
 }

@@ -29,6 +29,12 @@ pub(crate) struct SimState {
     pub calls: HashMap<&'static str, u64>,
     /// The `traceparent` of the latest calls (method, value; empty when absent), oldest first.
     pub traceparents: std::collections::VecDeque<(String, String)>,
+    /// In [`RegistryMode::Leased`](crate::RegistryMode::Leased): the lease
+    /// ttl, and each serving node's own registry (dropped when it stops).
+    pub lease_ttl: Option<std::time::Duration>,
+    pub leased: std::collections::BTreeMap<u64, super::leases::LeasedRegistry>,
+    /// Heartbeat messages received (a stream carries many).
+    pub heartbeats: u64,
 }
 
 impl SimState {
@@ -40,6 +46,18 @@ impl SimState {
         let index = self.raft.commit();
         self.log.push(Mutation { index, term: self.raft.term, node, method, target: target.to_string() });
         Ok(())
+    }
+
+    /// The registry of `node` in leased mode, created on first use.
+    pub fn leased_registry(&mut self, node: u64) -> Option<&mut super::leases::LeasedRegistry> {
+        let ttl = self.lease_ttl?;
+        Some(self.leased.entry(node).or_insert_with(|| super::leases::LeasedRegistry::new(ttl)))
+    }
+
+    /// Logs a write a node applied to its own leased registry (no Raft commit: the index stays).
+    pub fn log_local(&mut self, node: u64, method: &'static str, target: &str) {
+        let (index, term) = (self.raft.commit_index, self.raft.term);
+        self.log.push(Mutation { index, term, node, method, target: target.to_string() });
     }
 
     fn refuse_unless_writable(&self, node: u64) -> Result<(), String> {

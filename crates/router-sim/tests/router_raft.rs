@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use conveyor_etl_operator::router_cluster::build::router_config;
 use conveyor_router_contract::proto::common::ServiceIdentity;
 use conveyor_router_contract::proto::registry::service_registry_client::ServiceRegistryClient;
-use conveyor_router_contract::proto::registry::{ListServicesRequest, RegisterRequest};
+use conveyor_router_contract::proto::registry::{HeartbeatRequest, ListServicesRequest, RegisterRequest};
 use conveyor_router_contract::proto::router::router_admin_client::RouterAdminClient;
 use conveyor_router_contract::proto::router::{
     CreatePipelineRequest, CreatePipelineResponse, GetClusterStatusRequest, GetClusterStatusResponse,
@@ -38,6 +38,8 @@ struct Cluster {
     root: tempfile::TempDir,
     config: PathBuf,
     nodes: Vec<Option<(u64, Child)>>,
+    /// `CONVEYOR_SIM_LEASE_TTL_MS` of the nodes started from now on (leased registry).
+    lease_ttl_ms: Option<u64>,
 }
 
 impl Drop for Cluster {
@@ -70,6 +72,7 @@ impl Cluster {
             root,
             config,
             nodes: Vec::new(),
+            lease_ttl_ms: None,
         }
     }
 
@@ -113,6 +116,9 @@ impl Cluster {
             .append(true)
             .open(self.root.path().join(format!("node-{id}.log")))
             .unwrap();
+        if let Some(ms) = self.lease_ttl_ms {
+            command.env("CONVEYOR_SIM_LEASE_TTL_MS", ms.to_string());
+        }
         let child =
             command.env("RUST_LOG", "info,openraft=warn").stdout(Stdio::null()).stderr(log).spawn().unwrap();
         self.nodes.push(Some((id, child)));
@@ -400,4 +406,53 @@ async fn members_join_and_leave_as_the_peer_lists_change() {
     assert_eq!(members, [1, 2, 3], "4 and 5 left the membership: {shrunk:#?}");
     cluster.must_create(&[1, 2, 3], "ns/q").await;
     cluster.everywhere("ns/q").await;
+}
+
+/// `CONVEYOR_SIM_LEASE_TTL_MS` gives each process the public router's
+/// registry: its own, in memory, leased; a registration lives on the node
+/// that took it while heartbeats renew it, and lapses without them.
+#[tokio::test]
+async fn with_a_lease_each_process_keeps_its_own_leased_registry() {
+    const LEASE: Duration = Duration::from_millis(800);
+    let mut cluster = Cluster::new(77);
+    cluster.lease_ttl_ms = Some(LEASE.as_millis() as u64);
+    cluster.start(1, &[1, 2]);
+    cluster.start(2, &[1, 2]);
+    let registry = |id| {
+        let address = cluster.api(id);
+        async move { Some(ServiceRegistryClient::new(channel(&address).await?)) }
+    };
+    let listed = |id| async move {
+        let request = ListServicesRequest { include_unhealthy: true, ..Default::default() };
+        let services = registry(id).await?.list_services(request).await.ok()?.into_inner().services;
+        Some(services.into_iter().map(|s| s.identity.unwrap().service_id).collect::<Vec<_>>())
+    };
+    let identity = ServiceIdentity { service_id: "ns/s".into(), ..Default::default() };
+    let request = RegisterRequest { identity: Some(identity), ..Default::default() };
+    let answer = cluster
+        .until("node 2 to take a registration", || async {
+            registry(2).await?.register(request.clone()).await.ok().map(|r| r.into_inner())
+        })
+        .await;
+    assert_eq!(answer.lease_ttl, Some(prost_types::Duration { seconds: 0, nanos: 800_000_000 }));
+    assert_eq!(listed(2).await.unwrap(), ["ns/s"]);
+    let on_one = cluster.until("node 1 to list", || listed(1)).await;
+    assert!(on_one.is_empty(), "node 1 holds {on_one:?}: registries are per node");
+
+    let (beats, outgoing) = futures::channel::mpsc::unbounded();
+    let mut answers = registry(2).await.unwrap().heartbeat(outgoing).await.unwrap().into_inner();
+    let started = Instant::now();
+    while started.elapsed() < 4 * LEASE {
+        beats.unbounded_send(HeartbeatRequest { service_id: "ns/s".into(), ..Default::default() }).unwrap();
+        assert!(answers.message().await.unwrap().unwrap().acknowledged);
+        tokio::time::sleep(LEASE / 3).await; // the renewal pace
+    }
+    assert_eq!(listed(2).await.unwrap(), ["ns/s"], "renewed for four leases");
+    cluster
+        .until("the lease to lapse without heartbeats", || async {
+            listed(2).await?.is_empty().then_some(())
+        })
+        .await;
+    beats.unbounded_send(HeartbeatRequest { service_id: "ns/s".into(), ..Default::default() }).unwrap();
+    assert!(!answers.message().await.unwrap().unwrap().acknowledged);
 }

@@ -65,8 +65,19 @@ pub fn pod_ip(subnet: [u8; 2], ordinal: u32) -> Ipv4Addr {
 
 impl FakeKubelet {
     pub async fn start(client: Client, namespace: &str, cluster: &str, grpc_port: u16) -> FakeKubelet {
-        let sim =
-            Arc::new(SimCluster::start(Vec::new(), SimOptions::default()).await.expect("start simulator"));
+        Self::start_with(client, namespace, cluster, grpc_port, SimOptions::default()).await
+    }
+
+    /// Like [`FakeKubelet::start`], its simulated nodes run with `options`
+    /// (e.g. the public router's leased registry).
+    pub async fn start_with(
+        client: Client,
+        namespace: &str,
+        cluster: &str,
+        grpc_port: u16,
+        options: SimOptions,
+    ) -> FakeKubelet {
+        let sim = Arc::new(SimCluster::start(Vec::new(), options).await.expect("start simulator"));
         let knobs = Arc::new(Knobs { ready_below: AtomicU32::new(u32::MAX), ..Knobs::default() });
         let (subnet, claim) = claim_subnet(grpc_port);
         let task = tokio::spawn(run(

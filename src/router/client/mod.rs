@@ -35,6 +35,7 @@
 mod calls;
 mod connection;
 mod leader;
+mod leased;
 mod metrics;
 #[cfg(test)]
 mod tests;
@@ -47,13 +48,14 @@ use tonic::transport::Channel;
 
 use super::error::RouterError;
 use super::proto::common::ServiceType;
-use super::proto::registry::{RegisterRequest, RegisterResponse, RegisteredService};
+use super::proto::registry::{HeartbeatRequest, RegisterRequest, RegisterResponse, RegisteredService};
 use super::proto::router::router_admin_client::RouterAdminClient;
 use super::proto::router::{
     GetClusterStatusRequest, GetClusterStatusResponse, GetPipelineResponse, PipelineConfig,
 };
 use connection::{lock, with_deadline};
 use leader::members_key;
+pub use leased::HeartbeatAnswers;
 pub use metrics::CallMetrics;
 
 /// gRPC endpoints (`host:port`) of a router cluster's members, e.g. pod IPs.
@@ -108,6 +110,24 @@ pub trait Router: Send + Sync + 'static {
         members: &Members,
         type_filter: ServiceType,
     ) -> Result<Vec<RegisteredService>, RouterError>;
+    /// Registers (upserts) a service in one member's own registry: one call, no
+    /// leader routing, no retry (for routers whose registry is per member).
+    async fn register_on_member(
+        &self,
+        member: &str,
+        request: RegisterRequest,
+    ) -> Result<RegisterResponse, RouterError>;
+    /// The registrations one member's own registry holds (one call, no retry).
+    async fn list_services_on_member(&self, member: &str) -> Result<Vec<RegisteredService>, RouterError>;
+    /// Deregisters a service from one member's own registry; not held there is a success.
+    async fn deregister_on_member(&self, member: &str, service_id: &str) -> Result<(), RouterError>;
+    /// Opens one member's `Heartbeat` stream: each request sent on `requests`
+    /// gets one answer, in order. UNIMPLEMENTED when the router has no leases.
+    async fn heartbeat(
+        &self,
+        member: &str,
+        requests: futures::channel::mpsc::UnboundedReceiver<HeartbeatRequest>,
+    ) -> Result<HeartbeatAnswers, RouterError>;
     /// Adds the implementation's own metrics, if any, to the operator's registry.
     fn register_metrics(&self, _registry: &mut prometheus_client::registry::Registry) {}
 }
@@ -289,6 +309,30 @@ impl Router for RouterClient {
             self.list_services_on(&member, type_filter).await
         })
         .await
+    }
+
+    async fn register_on_member(
+        &self,
+        member: &str,
+        request: RegisterRequest,
+    ) -> Result<RegisterResponse, RouterError> {
+        self.register_on(member, request).await
+    }
+
+    async fn deregister_on_member(&self, member: &str, service_id: &str) -> Result<(), RouterError> {
+        self.deregister_on(member, service_id).await
+    }
+
+    async fn list_services_on_member(&self, member: &str) -> Result<Vec<RegisteredService>, RouterError> {
+        self.list_services_on(member, ServiceType::Unspecified).await
+    }
+
+    async fn heartbeat(
+        &self,
+        member: &str,
+        requests: futures::channel::mpsc::UnboundedReceiver<HeartbeatRequest>,
+    ) -> Result<HeartbeatAnswers, RouterError> {
+        self.open_heartbeat(member, requests).await
     }
 
     fn register_metrics(&self, registry: &mut prometheus_client::registry::Registry) {

@@ -143,3 +143,32 @@ fn registry_failures_differing_only_in_attempt_counts_give_identical_conditions(
     assert_eq!(condition_after(2), condition_after(4));
     assert!(condition_after(2).message.contains("10.0.0.1:50051 is unreachable"), "{:?}", condition_after(2));
 }
+
+#[test]
+fn leases_decide_between_registering_lapsed_and_registered() {
+    use crate::service::assess::against_leases;
+    use crate::service::leases::LeaseView;
+    let view = |kept, lapsed: &[&str], first_lease| LeaseView {
+        kept,
+        lapsed: lapsed.iter().map(|m| m.to_string()).collect(),
+        members: 3,
+        first_lease,
+        registration_id: None,
+    };
+    assert_eq!(against_leases(&view(false, &[], false), "c").event, Event::NotRegistered);
+    let alive = against_leases(&view(true, &[], false), "c");
+    assert_eq!(alive.event, Event::Registered);
+    assert!(alive.message.contains("renewed on all 3 members"), "{}", alive.message);
+    let registering = against_leases(&view(true, &["10.0.0.3:50051"], true), "c");
+    assert_eq!(registering.event, Event::NotRegistered, "within the first lease it is still registering");
+    assert!(registering.message.contains("2 of 3"), "{}", registering.message);
+    let lapsed = against_leases(&view(true, &["10.0.0.3:50051"], false), "c");
+    assert_eq!(lapsed.event, Event::LeaseLapsed);
+    assert!(
+        lapsed.message.contains("1 of 3 members") && lapsed.message.contains("10.0.0.3:50051"),
+        "{}",
+        lapsed.message
+    );
+    let nobody = LeaseView { members: 0, ..view(true, &[], false) };
+    assert_eq!(against_leases(&nobody, "c").event, Event::NotRegistered, "no member to hold it yet");
+}

@@ -7,7 +7,7 @@
 
 use std::net::SocketAddr;
 use std::sync::{Arc, PoisonError};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use openraft::error::{ClientWriteError, RaftError};
 use tokio::task::JoinHandle;
@@ -22,8 +22,8 @@ use conveyor_router_contract::proto::registry::service_registry_server::{
     ServiceRegistry, ServiceRegistryServer,
 };
 use conveyor_router_contract::proto::registry::{
-    DeregisterRequest, DeregisterResponse, ListServicesRequest, ListServicesResponse, RegisterRequest,
-    RegisterResponse,
+    DeregisterRequest, DeregisterResponse, HeartbeatRequest, HeartbeatResponse, ListServicesRequest,
+    ListServicesResponse, RegisterRequest, RegisterResponse,
 };
 use conveyor_router_contract::proto::router::router_admin_server::{RouterAdmin, RouterAdminServer};
 use conveyor_router_contract::proto::router::{
@@ -234,10 +234,44 @@ impl RouterAdmin for Api {
 
 #[tonic::async_trait]
 impl ServiceRegistry for Api {
+    type HeartbeatStream =
+        std::pin::Pin<Box<dyn futures::Stream<Item = Result<HeartbeatResponse, Status>> + Send>>;
+
+    async fn heartbeat(
+        &self,
+        request: Request<tonic::Streaming<HeartbeatRequest>>,
+    ) -> Result<Response<Self::HeartbeatStream>, Status> {
+        use futures::StreamExt;
+        if self.0.leased.is_none() {
+            return Err(Status::unimplemented(
+                "ServiceRegistry.Heartbeat is not served: this simulator's registry is replicated through Raft, without leases",
+            ));
+        }
+        let core = self.0.clone();
+        let answers = request.into_inner().map(move |request| {
+            let request = request?;
+            let mut registry =
+                core.leased.as_ref().expect("leased").lock().unwrap_or_else(PoisonError::into_inner);
+            let renewed = registry.heartbeat(&request.service_id, Instant::now());
+            Ok(HeartbeatResponse {
+                acknowledged: renewed.is_some(),
+                next_heartbeat_deadline: renewed
+                    .map(|ttl| prost_types::Duration::try_from(ttl).unwrap_or_default()),
+                commands: Vec::new(),
+            })
+        });
+        Ok(Response::new(Box::pin(answers)))
+    }
+
     async fn register(
         &self,
         request: Request<RegisterRequest>,
     ) -> Result<Response<RegisterResponse>, Status> {
+        if let Some(registry) = &self.0.leased {
+            let mut registry = registry.lock().unwrap_or_else(PoisonError::into_inner);
+            let answer = registry.register(request.into_inner(), Instant::now());
+            return answer.map(Response::new).map_err(refusal_status);
+        }
         match self.write(Write::Register(request.into_inner())).await {
             Ok(Outcome::Registered(response)) => Ok(Response::new(response)),
             Ok(outcome) => Err(Status::internal(unexpected(&outcome))),
@@ -250,6 +284,14 @@ impl ServiceRegistry for Api {
         request: Request<DeregisterRequest>,
     ) -> Result<Response<DeregisterResponse>, Status> {
         let id = request.into_inner().service_id;
+        if let Some(registry) = &self.0.leased {
+            let held =
+                registry.lock().unwrap_or_else(PoisonError::into_inner).deregister(&id, Instant::now());
+            return match held {
+                true => Ok(Response::new(DeregisterResponse { success: true, pending_records: 0 })),
+                false => Err(Status::not_found(format!("service {id} is not registered"))),
+            };
+        }
         match self.write(Write::Deregister { id: id.clone() }).await {
             Ok(Outcome::Deregistered(true)) => {
                 Ok(Response::new(DeregisterResponse { success: true, pending_records: 0 }))
@@ -267,6 +309,11 @@ impl ServiceRegistry for Api {
         request: Request<ListServicesRequest>,
     ) -> Result<Response<ListServicesResponse>, Status> {
         let request = request.into_inner();
+        if let Some(registry) = &self.0.leased {
+            let registry = registry.lock().unwrap_or_else(PoisonError::into_inner);
+            let services = registry.list(Instant::now(), request.type_filter(), &request.label_selector);
+            return Ok(Response::new(ListServicesResponse { services }));
+        }
         let state = self.0.state.read().unwrap_or_else(PoisonError::into_inner);
         let services = state.catalog.list_services(request.type_filter(), &request.label_selector);
         Ok(Response::new(ListServicesResponse { services }))

@@ -55,6 +55,9 @@ pub struct NodeConfig {
     pub settings: RouterConfig,
     /// Serve `RouterAdmin` (else it answers UNIMPLEMENTED, as the public router does).
     pub router_admin: bool,
+    /// Keep registrations in this node's own leased registry, with this
+    /// lease, as the public router does (else in the replicated state).
+    pub lease_ttl: Option<std::time::Duration>,
 }
 
 /// Why a node could not start.
@@ -80,6 +83,7 @@ pub(crate) struct Core {
     pub directory: Arc<Mutex<Directory>>,
     pub network: Network,
     pub router_admin: bool,
+    pub leased: Option<Mutex<crate::leases::LeasedRegistry>>,
 }
 
 impl Core {
@@ -105,6 +109,20 @@ impl Core {
 
     pub fn metrics(&self) -> types::Metrics {
         self.raft.metrics().borrow().clone()
+    }
+}
+
+/// Removes lapsed registrations from the leased registry a quarter of a lease apart.
+async fn clean_up_lapsed_leases(core: Arc<Core>, ttl: std::time::Duration) {
+    let mut ticks = tokio::time::interval(ttl / 4);
+    loop {
+        ticks.tick().await;
+        if let Some(registry) = &core.leased {
+            let lapsed = registry.lock().unwrap_or_else(PoisonError::into_inner).cleanup(Instant::now());
+            for service_id in lapsed {
+                tracing::info!(%service_id, "lease lapsed; registration removed");
+            }
+        }
     }
 }
 
@@ -147,6 +165,7 @@ impl RaftNode {
             directory: Arc::default(),
             network,
             router_admin: config.router_admin,
+            leased: config.lease_ttl.map(|ttl| Mutex::new(crate::leases::LeasedRegistry::new(ttl))),
         });
         if core.peer_ids().len() == 1 {
             tasks::lead_alone(&core).await;
@@ -155,13 +174,16 @@ impl RaftNode {
             .map_err(|source| StartError::Listen { addr: config.raft, source })?;
         let api_server = api::serve(core.clone(), config.listen)
             .map_err(|source| StartError::Listen { addr: config.listen, source })?;
-        let tasks = vec![
+        let mut tasks = vec![
             raft_server,
             api_server,
             tokio::spawn(tasks::announce(core.clone())),
             tokio::spawn(tasks::initialise(core.clone())),
             tokio::spawn(tasks::manage_membership(core.clone())),
         ];
+        if let Some(ttl) = config.lease_ttl {
+            tasks.push(tokio::spawn(clean_up_lapsed_leases(core.clone(), ttl)));
+        }
         Ok(RaftNode { core, tasks })
     }
 
