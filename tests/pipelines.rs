@@ -185,7 +185,8 @@ async fn a_pipeline_applied_before_its_services_names_them_all_then_goes_on_by_i
     .await;
     let reasons: Vec<&str> = events.iter().map(|(reason, _)| reason.as_str()).collect();
     assert_eq!(reasons, ["ReferencesMissing", "PipelineRunning"], "{events:#?}");
-    assert!(events[0].1.starts_with("new → Pending: missing: "), "{events:#?}");
+    // Told once the reference grace is over, after a quiet first wait.
+    assert!(events[0].1.starts_with("Pending: missing: "), "{events:#?}");
     assert!(events[1].1.starts_with("Pending → Ready: "), "{events:#?}");
 }
 
@@ -812,6 +813,92 @@ async fn a_move_away_from_an_unreachable_cluster_goes_on_once_that_cluster_is_de
     eventually(FORM_TIMEOUT, "a RouterClusterGone Event", || async {
         let events = events_about(&s, "EtlPipeline", PIPELINE).await;
         events.iter().any(|(r, n)| r == "RouterClusterGone" && n.contains("my-cluster")).then_some(())
+    })
+    .await;
+}
+
+/// How far apart the test applies a referrer and what it references: the lag
+/// of a watch cache behind one `kubectl apply`, provoked. Well inside the
+/// operator's reference grace (10 s), so nothing may be reported missing.
+const LAG: Duration = Duration::from_millis(2500);
+
+/// Reasons that tell a person a reference is missing.
+const MISSING: [&str; 2] = ["NoRouterCluster", "ReferencesMissing"];
+
+/// Holds for `LAG` that neither the pipeline nor any service shows or
+/// announces a missing reference, once the pipeline has been reconciled.
+async fn nothing_reported_missing_for_a_lag(s: &Scenario) {
+    wait_pipeline(s, "a first reconcile", |st| st.phase.is_some()).await;
+    let mut objects = vec![("EtlPipeline".to_owned(), PIPELINE.to_owned())];
+    objects.extend(objects::examples(&SERVICE_KINDS).iter().map(|o| (objects::kind_of(o), name_of(o))));
+    let deadline = tokio::time::Instant::now() + LAG;
+    while tokio::time::Instant::now() < deadline {
+        for (kind, name) in &objects {
+            let object = objects::api_of(s, kind).get_opt(name).await.unwrap();
+            let conditions = object.map(|o| o.data["status"]["conditions"].clone()).unwrap_or_default();
+            for condition in conditions.as_array().into_iter().flatten() {
+                let reason = condition["reason"].as_str().unwrap_or_default();
+                assert!(!MISSING.contains(&reason), "{kind} {name} reported {condition} within {LAG:?}");
+                assert!(
+                    condition["type"] != "Synced" || condition["status"] == "True",
+                    "{kind} {name}: {condition}"
+                );
+            }
+            let events = events_about(s, kind, name).await;
+            assert!(
+                events.is_empty(),
+                "{kind} {name} announced {events:#?} while its references were on their way"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await; // poll interval
+    }
+}
+
+#[tokio::test]
+async fn references_applied_a_moment_after_their_referrer_are_awaited_without_a_warning() {
+    // The lag of one `kubectl apply` made certain: the pipeline reaches the
+    // operator first, its services a moment later, their cluster after that.
+    let s = Scenario::new("pl-lagging").await;
+    create(&s, &seed_pipeline()).await;
+    nothing_reported_missing_for_a_lag(&s).await;
+    create_services(&s).await;
+    nothing_reported_missing_for_a_lag(&s).await;
+    s.create(&seed_cluster("my-cluster")).await;
+    wait_ready(&s, 1).await;
+    wait_services_ready(&s).await;
+    let events = eventually(FORM_TIMEOUT, "the PipelineRunning Event", || async {
+        let events = events_about(&s, "EtlPipeline", PIPELINE).await;
+        events.iter().any(|(reason, _)| reason == "PipelineRunning").then_some(events)
+    })
+    .await;
+    let reasons: Vec<&str> = events.iter().map(|(reason, _)| reason.as_str()).collect();
+    assert_eq!(reasons, ["PipelineRunning"], "{events:#?}");
+    for service in objects::examples(&SERVICE_KINDS) {
+        let events = events_about(&s, &objects::kind_of(&service), &name_of(&service)).await;
+        assert!(events.iter().all(|(reason, _)| !MISSING.contains(&reason.as_str())), "{events:#?}");
+    }
+}
+
+#[tokio::test]
+async fn a_cluster_that_never_comes_is_reported_missing_once_the_grace_is_over() {
+    let s = Scenario::new("pl-never").await;
+    create_services(&s).await;
+    let created = std::time::Instant::now();
+    create(&s, &seed_pipeline()).await;
+    let status = wait_pipeline(&s, "NoRouterCluster", |st| {
+        st.conditions.iter().any(|c| c.type_ == "Ready" && c.reason == "NoRouterCluster")
+    })
+    .await;
+    let took = created.elapsed();
+    println!("NoRouterCluster reported {took:?} after the pipeline was created");
+    // The grace is 10 s from metadata.creationTimestamp, which has whole seconds.
+    assert!(took >= Duration::from_secs(9), "reported after {took:?}, inside the grace");
+    assert!(took < Duration::from_secs(15), "reported only after {took:?}");
+    assert_eq!(status.phase, Some(Phase::Pending));
+    let (_, _, message) = condition(&status, "Ready");
+    assert!(message.contains("create one"), "{message}");
+    eventually(FORM_TIMEOUT, "a NoRouterCluster Event", || async {
+        (event_count(&s, "EtlPipeline", PIPELINE, "NoRouterCluster").await == 1).then_some(())
     })
     .await;
 }

@@ -81,7 +81,11 @@ async fn the_example_services_wait_for_the_cluster_then_register_and_reach_ready
     for object in &examples {
         create(&s, object).await;
     }
-    let waiting = wait_status(&s, "EtlSource", "kafka-users", "no cluster", |st| st.phase.is_some()).await;
+    // Reported once the reference grace after the service's creation is over.
+    let waiting = wait_status(&s, "EtlSource", "kafka-users", "no cluster", |st: &ServiceStatus| {
+        st.conditions.iter().any(|c| c.type_ == "Ready" && c.reason == "NoRouterCluster")
+    })
+    .await;
     let (status, reason, message) = ready_condition(&waiting).unwrap();
     assert_eq!((status.as_str(), reason.as_str()), ("False", "NoRouterCluster"), "{message}");
     assert_eq!(waiting.phase, Some(Phase::Pending));

@@ -6,6 +6,7 @@ use std::collections::hash_map::Entry;
 
 use super::machine::Event;
 use super::observation::{ClusterView, Observation, Reference, RouterCopy, ServiceState};
+use crate::runtime::arrival;
 
 /// The router call to make now. Chosen from the router's own copy, so an
 /// operator restart or a lost reply never creates a pipeline twice.
@@ -54,11 +55,14 @@ fn listed<'a>(references: impl Iterator<Item = &'a Reference>) -> Vec<String> {
         .collect()
 }
 
-fn references_resolved(references: &[Reference]) -> (bool, String) {
+/// `arriving`: missing references may be on their way (see [`arrival`]).
+fn references_resolved(references: &[Reference], arriving: bool) -> (bool, String) {
     let missing = listed(references.iter().filter(|r| r.state == ServiceState::Missing));
     let not_ready = listed(references.iter().filter(|r| r.state == ServiceState::NotReady));
     let mut parts = Vec::new();
-    if !missing.is_empty() {
+    if !missing.is_empty() && arriving {
+        parts.push(format!("not seen yet: {} ({})", missing.join(", "), arrival::on_its_way("pipeline")));
+    } else if !missing.is_empty() {
         parts.push(format!("missing: {}", missing.join(", ")));
     }
     if !not_ready.is_empty() {
@@ -92,7 +96,7 @@ pub fn submission(copy: &RouterCopy, generation: i64, enabled: bool) -> Option<S
 }
 
 pub fn assess(observation: &Observation) -> Assessment {
-    let references_resolved = references_resolved(&observation.references);
+    let references_resolved = references_resolved(&observation.references, observation.arriving);
     let done = |event: Event, message: String, submit: Option<Submit>| Assessment {
         event,
         message,
@@ -112,7 +116,13 @@ pub fn assess(observation: &Observation) -> Assessment {
         return done(Event::Moving, message, None);
     }
     let cluster = match &observation.cluster {
-        ClusterView::Unresolved(why) => return done(Event::NoCluster, why.clone(), None),
+        ClusterView::Absent(why) if observation.arriving => {
+            let message = format!("{why}; {}", arrival::on_its_way("pipeline"));
+            return done(Event::ClusterNotReady, message, None);
+        }
+        ClusterView::Unresolved(why) | ClusterView::Absent(why) => {
+            return done(Event::NoCluster, why.clone(), None);
+        }
         // Whether Ready or not, a router without RouterAdmin can never take the pipeline.
         ClusterView::NotReady { name } | ClusterView::Ready { name }
             if matches!(observation.router, Some(RouterCopy::Unimplemented(_))) =>
@@ -134,10 +144,11 @@ pub fn assess(observation: &Observation) -> Assessment {
         );
         return done(Event::RouterAdminUnimplemented, message, None);
     }
-    if observation.references.iter().any(|r| r.state == ServiceState::Missing) {
+    let missing = observation.references.iter().any(|r| r.state == ServiceState::Missing);
+    if missing && !observation.arriving {
         return done(Event::ReferencesMissing, references_resolved.1.clone(), None);
     }
-    if observation.references.iter().any(|r| r.state == ServiceState::NotReady) {
+    if missing || observation.references.iter().any(|r| r.state == ServiceState::NotReady) {
         return done(Event::ReferencesNotReady, references_resolved.1.clone(), None);
     }
     let generation = observation.generation;

@@ -3,8 +3,10 @@
 /// The router cluster the pipeline runs on, as resolved from its namespace.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ClusterView {
-    /// None to run on; the sentence says why (none, several, the named one missing).
+    /// Several to choose from and no `clusterRef`; the sentence names them.
     Unresolved(String),
+    /// None in the namespace, or the named one not there; the sentence says which.
+    Absent(String),
     NotReady {
         name: String,
     },
@@ -86,4 +88,7 @@ pub struct Observation {
     pub router: Option<RouterCopy>,
     /// Set while the pipeline moves away from the cluster its status records.
     pub leaving: Option<Leaving>,
+    /// The pipeline is younger than the reference grace: a cluster or
+    /// service absent from the caches may be on its way, not missing.
+    pub arriving: bool,
 }

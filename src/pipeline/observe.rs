@@ -16,6 +16,7 @@ use crate::router::mapping::{
     self, config_generation, pipeline_config, same_pipeline, submitted_by_operator,
 };
 use crate::router::{ErrorClass, GetPipelineResponse, PipelineConfig, RouterError};
+use crate::runtime::arrival;
 use crate::runtime::cache::get;
 use crate::runtime::clusters::{self, Resolution};
 use crate::runtime::references::ServiceResource;
@@ -33,6 +34,8 @@ pub struct Observed {
     pub desired: PipelineConfig,
     /// The members of the cluster the pipeline is leaving, if it is.
     pub leaving_members: Vec<String>,
+    /// What is left of the reference grace (see [`arrival`]).
+    pub grace_left: Option<std::time::Duration>,
 }
 
 pub fn namespace_of(pipeline: &EtlPipeline) -> Result<String, Error> {
@@ -62,9 +65,10 @@ pub async fn observe(pipeline: &EtlPipeline, ctx: &Context) -> Result<Observed, 
             };
             (view, Some(name), members)
         }
-        unresolved => {
-            (ClusterView::Unresolved(unresolved.problem(&namespace).unwrap_or_default()), None, vec![])
+        ambiguous @ Resolution::Ambiguous(_) => {
+            (ClusterView::Unresolved(ambiguous.problem(&namespace).unwrap_or_default()), None, vec![])
         }
+        absent => (ClusterView::Absent(absent.problem(&namespace).unwrap_or_default()), None, vec![]),
     };
     let references = references(pipeline, ctx, &namespace);
     let settled =
@@ -84,6 +88,7 @@ pub async fn observe(pipeline: &EtlPipeline, ctx: &Context) -> Result<Observed, 
     };
 
     let (leaving, leaving_members) = leaving(pipeline, ctx, &namespace, cluster.as_deref());
+    let grace_left = arrival::grace_left_now(pipeline.metadata.creation_timestamp.as_ref());
     let observation = Observation {
         generation,
         enabled: pipeline.spec.enabled,
@@ -91,8 +96,9 @@ pub async fn observe(pipeline: &EtlPipeline, ctx: &Context) -> Result<Observed, 
         references,
         router,
         leaving,
+        arriving: grace_left.is_some(),
     };
-    Ok(Observed { observation, cluster, members, desired, leaving_members })
+    Ok(Observed { observation, cluster, members, desired, leaving_members, grace_left })
 }
 
 /// The cluster the status records, when the spec now resolves to `target`,

@@ -73,7 +73,7 @@ fn references_resolved(assessment: &Assessment) -> Wanted {
 
 async fn reconcile(pipeline: &EtlPipeline, ctx: &Context) -> Result<Action, Error> {
     let generation = pipeline.metadata.generation.unwrap_or_default();
-    let Observed { mut observation, cluster, members, desired, leaving_members } =
+    let Observed { mut observation, cluster, members, desired, leaving_members, grace_left } =
         observe(pipeline, ctx).await?;
     let mut assessment = assess(&observation);
     let previous = pipeline.status.clone().unwrap_or_default();
@@ -187,7 +187,8 @@ async fn reconcile(pipeline: &EtlPipeline, ctx: &Context) -> Result<Action, Erro
         Phase::Provisioning => ctx.timing.progress_interval,
         _ => ctx.timing.health_interval,
     };
-    Ok(Action::requeue(interval))
+    // A reference still absent is reported as soon as the grace is over.
+    Ok(Action::requeue(grace_left.map_or(interval, |left| interval.min(left))))
 }
 
 fn ready_reason(status: &EtlPipelineStatus) -> Option<&str> {

@@ -19,11 +19,13 @@
 //!
 //! And what two kinds share: which router cluster a dependant belongs to
 //! ([`clusters`]); the service resources as one type and which pipelines name
-//! a service ([`references`]); the router's per-cluster snapshots (registered
+//! a service ([`references`]); how long a reference absent from the caches is
+//! taken for one on its way ([`arrival`]); the router's per-cluster snapshots (registered
 //! services, [`router_pipelines`]); and the sweep of router pipelines whose
 //! EtlPipeline is gone, run from a cluster's reconcile ([`orphans`]).
 
 pub mod apply;
+pub mod arrival;
 pub mod cache;
 pub mod clusters;
 pub mod conditions;

@@ -3,6 +3,7 @@
 
 use crate::router::proto::common::{Endpoint, HealthStatus};
 use crate::router::{EndpointError, RegisterRequest, RegisteredService};
+use crate::runtime::arrival;
 use crate::runtime::clusters::Resolution;
 use crate::runtime::snapshot::Read;
 
@@ -25,11 +26,14 @@ impl Assessment {
 
 /// What keeps the service from talking to its cluster, if anything: a bad
 /// endpoint, no cluster (or several), a cluster not Ready or without members.
+/// `arriving`: the service is younger than the reference grace, so an absent
+/// cluster may be on its way (see [`arrival`]) and is waited for.
 pub fn blocker(
     desired: &Result<RegisterRequest, EndpointError>,
     resolution: &Resolution,
     members: &[String],
     namespace: &str,
+    arriving: bool,
 ) -> Option<Assessment> {
     if let Err(error) = desired {
         return Some(Assessment::new(
@@ -41,6 +45,10 @@ pub fn blocker(
         Resolution::Found(cluster) => cluster,
         Resolution::Ambiguous(_) => {
             return Some(Assessment::new(Event::AmbiguousCluster, resolution.problem(namespace)?));
+        }
+        absent if arriving => {
+            let message = format!("{}; {}", absent.problem(namespace)?, arrival::on_its_way("service"));
+            return Some(Assessment::new(Event::ClusterNotReady, message));
         }
         _ => return Some(Assessment::new(Event::NoCluster, resolution.problem(namespace)?)),
     };

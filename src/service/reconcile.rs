@@ -14,6 +14,7 @@ use crate::crd::{Phase, ServiceStatus};
 use crate::router::RegisterRequest;
 use crate::router::mapping::{self, register_request};
 use crate::router::proto::common::ServiceType;
+use crate::runtime::arrival;
 use crate::runtime::clusters::{self, Resolution};
 use crate::runtime::references::{ServiceResource, pipelines_naming};
 use crate::runtime::status::{self, synced};
@@ -47,6 +48,11 @@ struct Observed {
     leased: Option<RegisterRequest>,
 }
 
+/// What is left of the service's reference grace (see [`arrival`]).
+fn grace_left<K: ServiceResource>(service: &K) -> Option<std::time::Duration> {
+    arrival::grace_left_now(service.meta().creation_timestamp.as_ref())
+}
+
 /// A cluster the service is moving away from.
 #[derive(Clone)]
 struct Leaving {
@@ -75,7 +81,8 @@ async fn observe<K: ServiceResource>(
         let assessment = assess::moving(from, to);
         return Observed { assessment, cluster, members, leaving, leased: None };
     }
-    if let Some(assessment) = assess::blocker(&desired, &resolution, &members, namespace) {
+    let arriving = grace_left(service).is_some();
+    if let Some(assessment) = assess::blocker(&desired, &resolution, &members, namespace, arriving) {
         return Observed { assessment, cluster, members, leaving, leased: None };
     }
     let (Ok(desired), Some(name)) = (desired, cluster.as_deref()) else {
@@ -229,7 +236,8 @@ pub async fn reconcile<K: ServiceResource + Reconciler>(service: &K, ctx: &Conte
         Phase::Provisioning => ctx.timing.progress_interval,
         _ => ctx.timing.health_interval,
     };
-    Ok(Action::requeue(interval))
+    // A cluster still absent is reported as soon as the grace is over.
+    Ok(Action::requeue(grace_left(service).map_or(interval, |left| interval.min(left))))
 }
 
 async fn register<K: ServiceResource>(

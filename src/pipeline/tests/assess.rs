@@ -21,6 +21,7 @@ fn seed(router: Option<RouterCopy>) -> Observation {
         ],
         router,
         leaving: None,
+        arriving: false,
     }
 }
 
@@ -55,6 +56,36 @@ fn the_cluster_comes_first() {
     assert!(assessment.message.contains("(a, b)"));
     observed.cluster = ClusterView::NotReady { name: "a".into() };
     assert_eq!(assess(&observed).event, Event::ClusterNotReady);
+}
+
+#[test]
+fn a_young_pipeline_waits_for_what_is_absent_and_an_older_one_reports_it_missing() {
+    let mut young = seed(None);
+    young.arriving = true;
+    young.cluster = ClusterView::Absent("no EtlRouterCluster in namespace ns".into());
+    let waiting = assess(&young);
+    assert_eq!(waiting.event, Event::ClusterNotReady);
+    assert!(
+        waiting.message.contains("on its way") && waiting.message.contains("10 s"),
+        "{}",
+        waiting.message
+    );
+    young.cluster = ClusterView::Unresolved("several clusters".into());
+    assert_eq!(assess(&young).event, Event::NoCluster, "several clusters is no lag");
+    young.cluster = ClusterView::Ready { name: "my-cluster".into() };
+    young.references[1].state = ServiceState::Missing;
+    let waiting = assess(&young);
+    assert_eq!(waiting.event, Event::ReferencesNotReady);
+    let (resolved, message) = &waiting.references_resolved;
+    assert!(!resolved && message.contains("not seen yet: EtlTransform filter-active (step 1)"), "{message}");
+
+    let mut older = young.clone();
+    older.arriving = false;
+    let missing = assess(&older);
+    assert_eq!(missing.event, Event::ReferencesMissing);
+    assert!(missing.message.contains("missing: EtlTransform filter-active"), "{}", missing.message);
+    older.cluster = ClusterView::Absent("no EtlRouterCluster in namespace ns".into());
+    assert_eq!(assess(&older).event, Event::NoCluster);
 }
 
 #[test]

@@ -41,7 +41,7 @@ const MEMBERS: &[String] = &[];
 #[test]
 fn a_bad_endpoint_comes_first_and_is_quoted() {
     let bad = register_request(ServiceKind::Sink, "ns", "x", &GrpcSpec { endpoint: "sink:99999".into() });
-    let found = blocker(&bad, &Resolution::NoneInNamespace, MEMBERS, "ns").unwrap();
+    let found = blocker(&bad, &Resolution::NoneInNamespace, MEMBERS, "ns", false).unwrap();
     assert_eq!(found.event, Event::EndpointInvalid);
     assert!(found.message.contains("\"sink:99999\""), "{}", found.message);
 }
@@ -49,30 +49,42 @@ fn a_bad_endpoint_comes_first_and_is_quoted() {
 #[test]
 fn no_cluster_several_clusters_and_a_cluster_not_ready_say_so() {
     let ok = Ok(request("kafka:1"));
-    let none = blocker(&ok, &Resolution::NoneInNamespace, MEMBERS, "ns").unwrap();
+    let none = blocker(&ok, &Resolution::NoneInNamespace, MEMBERS, "ns", false).unwrap();
     assert_eq!(none.event, Event::NoCluster);
+    // A service younger than the reference grace waits for a cluster that may be on its way.
+    let young = blocker(&ok, &Resolution::NoneInNamespace, MEMBERS, "ns", true).unwrap();
+    assert_eq!(young.event, Event::ClusterNotReady);
+    assert!(young.message.contains("on its way") && young.message.contains("10 s"), "{}", young.message);
+    let named = blocker(&ok, &Resolution::Missing("c".into()), MEMBERS, "ns", true).unwrap();
+    assert_eq!(named.event, Event::ClusterNotReady);
     let several = Resolution::Ambiguous(vec!["a".into(), "b".into()]);
-    let ambiguous = blocker(&ok, &several, MEMBERS, "ns").unwrap();
+    assert_eq!(blocker(&ok, &several, MEMBERS, "ns", true).unwrap().event, Event::AmbiguousCluster);
+    let several = Resolution::Ambiguous(vec!["a".into(), "b".into()]);
+    let ambiguous = blocker(&ok, &several, MEMBERS, "ns", false).unwrap();
     assert_eq!(ambiguous.event, Event::AmbiguousCluster);
     assert!(ambiguous.message.contains("a, b"), "{}", ambiguous.message);
     let forming = Resolution::Found(cluster(Some(ClusterPhase::RaftForming)));
     let members = ["127.0.0.1:50051".to_owned()];
-    let waiting = blocker(&ok, &forming, &members, "ns").unwrap();
+    let waiting = blocker(&ok, &forming, &members, "ns", false).unwrap();
     assert_eq!(waiting.event, Event::ClusterNotReady);
     assert!(waiting.message.contains("my-cluster is RaftForming"), "{}", waiting.message);
     let ready = Resolution::Found(cluster(Some(ClusterPhase::Ready)));
-    assert_eq!(blocker(&ok, &ready, MEMBERS, "ns").unwrap().event, Event::ClusterNotReady, "no members");
-    assert!(blocker(&ok, &ready, &members, "ns").is_none());
+    assert_eq!(
+        blocker(&ok, &ready, MEMBERS, "ns", false).unwrap().event,
+        Event::ClusterNotReady,
+        "no members"
+    );
+    assert!(blocker(&ok, &ready, &members, "ns", false).is_none());
     // Degraded with a leader (a member down, quorum held) serves; without one it does not.
     let mut degraded = (*cluster(Some(ClusterPhase::Degraded))).clone();
     assert_eq!(
-        blocker(&ok, &Resolution::Found(Arc::new(degraded.clone())), &members, "ns").unwrap().event,
+        blocker(&ok, &Resolution::Found(Arc::new(degraded.clone())), &members, "ns", false).unwrap().event,
         Event::ClusterNotReady
     );
     degraded.status.as_mut().unwrap().leader = Some("my-cluster-0".into());
-    assert!(blocker(&ok, &Resolution::Found(Arc::new(degraded)), &members, "ns").is_none());
+    assert!(blocker(&ok, &Resolution::Found(Arc::new(degraded)), &members, "ns", false).is_none());
     let unavailable = Resolution::Found(cluster(Some(ClusterPhase::Unavailable)));
-    assert_eq!(blocker(&ok, &unavailable, &members, "ns").unwrap().event, Event::ClusterNotReady);
+    assert_eq!(blocker(&ok, &unavailable, &members, "ns", false).unwrap().event, Event::ClusterNotReady);
 }
 
 #[test]
