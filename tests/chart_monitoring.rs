@@ -84,8 +84,12 @@ fn the_dashboard_configmap_is_the_dashboard_labelled_for_grafana() {
 fn the_alerting_rules_pass_their_promtool_unit_tests() {
     let documents = template(&["--set", "prometheusRule.enabled=true,forceMonitoringCRDs=true"]);
     let rule = documents.iter().find(|d| d["kind"] == "PrometheusRule").expect("a PrometheusRule");
-    let alerts: Vec<&str> =
-        rule["spec"]["groups"][0]["rules"].as_array().unwrap().iter().filter_map(|r| r["alert"].as_str()).collect();
+    let alerts: Vec<&str> = rule["spec"]["groups"][0]["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["alert"].as_str())
+        .collect();
     // Each alert has its runbook.
     let runbooks = std::fs::read_to_string(repo_path("docs/runbooks.md")).unwrap();
     for alert in &alerts {
@@ -97,7 +101,11 @@ fn the_alerting_rules_pass_their_promtool_unit_tests() {
     let tests = dir.path().join("rules-test.yaml");
     std::fs::copy(repo_path("tests/fixtures/prometheus-rules-test.yaml"), &tests).unwrap();
     let promtool = tools_dir().join("promtool");
-    assert!(promtool.is_file(), "{} is missing: run `bash tests/harness/install-tools.sh`", promtool.display());
+    assert!(
+        promtool.is_file(),
+        "{} is missing: run `bash tests/harness/install-tools.sh`",
+        promtool.display()
+    );
     let output = Command::new(promtool).args(["test", "rules"]).arg(&tests).output().expect("promtool runs");
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
@@ -129,9 +137,16 @@ fn installed() -> &'static ControlPlane {
         let out = helm_ok(
             Some(plane),
             &[
-                "install", RELEASE, &chart, "-n", "conveyor-mon", "--create-namespace", "--set",
+                "install",
+                RELEASE,
+                &chart,
+                "-n",
+                "conveyor-mon",
+                "--create-namespace",
+                "--set",
                 "crds.install=false,grafanaDashboard.enabled=true",
-                "--set", ENABLED,
+                "--set",
+                ENABLED,
             ],
         );
         assert!(out.contains("STATUS: deployed"), "{out}");
@@ -154,7 +169,8 @@ async fn with_the_prometheus_operator_crds_the_chart_installs_its_monitoring_obj
         let object: Value = serde_json::from_str(&got).unwrap();
         assert_eq!(object["metadata"]["labels"]["app.kubernetes.io/instance"], RELEASE, "{resource}/{name}");
     }
-    let rule = kubectl_new_ok(plane, &["get", "-n", "conveyor-mon", "prometheusrule", FULLNAME, "-o", "json"]);
+    let rule =
+        kubectl_new_ok(plane, &["get", "-n", "conveyor-mon", "prometheusrule", FULLNAME, "-o", "json"]);
     assert!(rule.contains("ConveyorRouterClusterNoQuorum"), "{rule}");
 }
 
