@@ -219,3 +219,67 @@ async fn a_user_bound_to_the_builtin_edit_role_creates_a_pipeline_and_a_viewer_o
     );
     assert!(created.contains("by-an-editor created"), "{created}");
 }
+
+#[test]
+fn bad_monitoring_values_are_refused_naming_the_value_and_global_is_accepted() {
+    let chart = path("deploy/helm/conveyor-etl-operator");
+    let cases = [
+        ("prometheusRule.quorumLostFor=soon", "/prometheusRule/quorumLostFor"),
+        ("prometheusRule.reconcileErrorsPerSecond=0", "/prometheusRule/reconcileErrorsPerSecond"),
+        ("prometheusRule.runbookBaseURL=wiki", "/prometheusRule/runbookBaseURL"),
+        ("serviceMonitor.interval=often", "/serviceMonitor/interval"),
+        ("podMonitor.enabled=maybe", "/podMonitor/enabled"),
+        ("metricsService.enabled=on", "/metricsService/enabled"),
+        ("grafanaDashboard.enabled=1", "/grafanaDashboard/enabled"),
+        ("rbac.aggregateToDefaultRoles=yes", "/rbac/aggregateToDefaultRoles"),
+        ("logFormat=pretty", "/logFormat"),
+    ];
+    for (set, named) in cases {
+        let output = support::tools::helm(None, &["template", RELEASE, &chart, "--set", set]);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "--set {set} was accepted");
+        assert!(stderr.contains(named), "--set {set}: the message does not name {named}: {stderr}");
+    }
+    // A parent chart's global values reach a subchart: they must be allowed.
+    template(&["--set", "global.imageRegistry=registry.example"]);
+    for format in ["auto", "json", "text"] {
+        template(&["--set", &format!("logFormat={format}")]);
+    }
+}
+
+/// Every value in values.yaml is in the schema, and every schema property has a description.
+#[test]
+fn the_schema_documents_every_value() {
+    let schema: Value = serde_json::from_str(
+        &std::fs::read_to_string(repo_path("deploy/helm/conveyor-etl-operator/values.schema.json")).unwrap(),
+    )
+    .unwrap();
+    let values: Value = serde_norway::from_str(
+        &std::fs::read_to_string(repo_path("deploy/helm/conveyor-etl-operator/values.yaml")).unwrap(),
+    )
+    .unwrap();
+    fn undocumented(schema: &Value, prefix: &str, found: &mut Vec<String>) {
+        for (key, property) in schema["properties"].as_object().into_iter().flatten() {
+            let name = format!("{prefix}{key}");
+            if !property["description"].is_string() {
+                found.push(name.clone());
+            }
+            undocumented(property, &format!("{name}."), found);
+        }
+    }
+    fn unknown(values: &Value, schema: &Value, prefix: &str, found: &mut Vec<String>) {
+        let Some(properties) = schema["properties"].as_object() else { return };
+        for (key, value) in values.as_object().into_iter().flatten() {
+            match properties.get(key) {
+                None => found.push(format!("{prefix}{key}")),
+                Some(property) => unknown(value, property, &format!("{prefix}{key}."), found),
+            }
+        }
+    }
+    let mut missing = Vec::new();
+    undocumented(&schema, "", &mut missing);
+    assert!(missing.is_empty(), "schema properties without a description: {missing:?}");
+    let mut extra = Vec::new();
+    unknown(&values, &schema, "", &mut extra);
+    assert!(extra.is_empty(), "values.yaml keys the schema does not list: {extra:?}");
+}
