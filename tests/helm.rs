@@ -91,6 +91,10 @@ fn lint_passes_and_template_renders_what_the_values_ask() {
     let defaults = template(&[]);
     let mut expected = vec![
         "ClusterRole",
+        // Aggregated into the built-in view, edit and admin roles.
+        "ClusterRole",
+        "ClusterRole",
+        "ClusterRole",
         "ClusterRoleBinding",
         "CustomResourceDefinition",
         "CustomResourceDefinition",
@@ -100,6 +104,7 @@ fn lint_passes_and_template_renders_what_the_values_ask() {
         "Deployment",
         "Role",
         "RoleBinding",
+        "Service",
         "ServiceAccount",
     ];
     assert_eq!(kinds(&defaults), expected);
@@ -107,7 +112,8 @@ fn lint_passes_and_template_renders_what_the_values_ask() {
     assert_restricted_operator_deployment(deployment, 8080);
     assert_eq!(deployment["spec"]["replicas"], 1);
     let container = &deployment["spec"]["template"]["spec"]["containers"][0];
-    assert_eq!(container["image"], "conveyor-etl-operator:latest");
+    assert_eq!(container["image"], "ghcr.io/conveyor-etl/conveyor-etl-operator:0.1.0", "tag: the appVersion");
+    assert_eq!(env(deployment, "CONVEYOR_LOG_FORMAT"), "auto", "the binary's default: JSON in pods");
     assert_eq!(container["resources"]["limits"], serde_json::json!({"cpu": "200m", "memory": "256Mi"}));
     assert_eq!(env(deployment, "CONVEYOR_LEADER_ELECTION"), "true");
     assert_eq!(env(deployment, "CONVEYOR_LEASE_DURATION"), "15s");
@@ -171,7 +177,7 @@ fn lint_passes_and_template_renders_what_the_values_ask() {
 
     // The toggles leave their objects out.
     let bare = template(&["crds.install=false", "rbac.create=false", "serviceAccount.create=false"]);
-    assert_eq!(kinds(&bare), ["Deployment"]);
+    assert_eq!(kinds(&bare), ["Deployment", "Service"]);
     assert_eq!(find(&bare, "Deployment")["spec"]["template"]["spec"]["serviceAccountName"], "default");
     expected.retain(|kind| *kind != "CustomResourceDefinition");
     assert_eq!(kinds(&template(&["crds.install=false"])), expected);
@@ -234,7 +240,10 @@ fn chart_crds_and_deploy_crds_come_from_the_same_generator() {
 fn chart_rbac_is_deploy_rbac_and_least_privilege() {
     let documents = template(&[]);
     let file = yaml_documents(&std::fs::read_to_string(repo_path("deploy/rbac/cluster-role.yaml")).unwrap());
-    let role = find(&documents, "ClusterRole");
+    let role = documents
+        .iter()
+        .find(|d| d["kind"] == "ClusterRole" && d["metadata"]["name"] == RELEASE)
+        .expect("the operator's ClusterRole");
     assert_eq!(
         rules(role),
         rules(&file[0]),

@@ -217,6 +217,64 @@ async fn transitions_link_to_exported_traces_and_metrics_follow_the_objects() {
     .await;
 }
 
+/// The per-object gauges the alerts read: a router cluster's phase, Ready,
+/// members and leader by name, a Degraded one told as such, and its series
+/// gone once it is deleted.
+#[tokio::test(flavor = "multi_thread")]
+async fn per_object_metrics_name_a_degraded_cluster_and_go_with_it() {
+    let plane = shared_with_crds();
+    let namespace = namespace(plane, "obs-objects").await;
+    let kubelet = FakeKubelet::start(plane.client().await, &namespace, "my-cluster", 50051).await;
+    let operator =
+        OperatorProcess::start(plane, &namespace, &[("CONVEYOR_HEALTH_INTERVAL", "1s".into())], &[]);
+    apply_seed(plane, &namespace);
+    let object = |metric: &str| {
+        format!(r#"{metric}{{kind="EtlRouterCluster",namespace="{namespace}",name="my-cluster"}}"#)
+    };
+    let cluster = |metric: &str| format!(r#"{metric}{{namespace="{namespace}",name="my-cluster"}}"#);
+    let phase = |phase: &str| {
+        format!(
+            r#"conveyor_object_phase{{kind="EtlRouterCluster",namespace="{namespace}",name="my-cluster",phase="{phase}"}}"#
+        )
+    };
+    let ready =
+        scrape_until(&operator, "the cluster Ready by name", |s| value(s, &phase("Ready")) == Some(1.0))
+            .await;
+    assert_eq!(value(&ready, &object("conveyor_object_ready")), Some(1.0));
+    assert_eq!(value(&ready, &phase("Degraded")), Some(0.0));
+    assert_eq!(value(&ready, &cluster("conveyor_router_cluster_members")), Some(3.0));
+    assert_eq!(value(&ready, &cluster("conveyor_router_cluster_members_healthy")), Some(3.0));
+    assert_eq!(value(&ready, &cluster("conveyor_router_cluster_leader")), Some(1.0));
+    assert!(
+        value(&ready, &cluster("conveyor_router_cluster_term")).is_some_and(|term| term >= 1.0),
+        "{ready:?}"
+    );
+
+    // A follower that stops answering: Degraded, not Ready, one member unhealthy.
+    let leader = kubelet.sim.leader().expect("a leader");
+    let follower = (1..=3).find(|id| *id != leader).unwrap();
+    kubelet.sim.slow_node(follower, Duration::from_secs(3600));
+    let degraded = scrape_until(&operator, "the cluster Degraded by name", |s| {
+        value(s, &phase("Degraded")) == Some(1.0)
+    })
+    .await;
+    assert_eq!(value(&degraded, &phase("Ready")), Some(0.0));
+    assert_eq!(value(&degraded, &object("conveyor_object_ready")), Some(0.0));
+    assert_eq!(value(&degraded, &cluster("conveyor_router_cluster_members_healthy")), Some(2.0));
+    assert_eq!(value(&degraded, &cluster("conveyor_router_cluster_leader")), Some(1.0));
+
+    // Deleted: every series naming it goes.
+    kubelet.sim.slow_node(follower, Duration::ZERO);
+    kubectl_ok(plane, &["delete", "-n", &namespace, "etlrc", "my-cluster", "--wait=false"]);
+    let gone = scrape_until(&operator, "no series naming the deleted cluster", |s| {
+        !s.keys().any(|series| series.contains(r#"name="my-cluster""#))
+    })
+    .await;
+    assert!(gone.keys().any(|series| series.starts_with("conveyor_objects{")), "{gone:?}");
+    drop(operator);
+    kubelet.stop().await;
+}
+
 /// `kubectl get <kind> <name>`'s `.status.phase`, empty when there is none yet.
 fn phase(plane: &ControlPlane, namespace: &str, kind: &str, name: &str) -> String {
     let output =

@@ -92,13 +92,17 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    /// The operator's metrics, the router client's, the watch caches' restarts
-    /// and the objects the caches hold, by kind and phase.
+    /// The operator's metrics, the router client's, the watch caches' restarts,
+    /// the objects the caches hold by kind and phase, and each object's own
+    /// gauges (`object_metrics`).
     pub fn new(router: &dyn Router, cache: &Cache) -> Metrics {
         let mut metrics = Metrics::default();
         router.register_metrics(&mut metrics.registry);
         cache.register_metrics(&mut metrics.registry);
         metrics.registry.register_collector(Box::new(ObjectsByPhase { cache: cache.clone() }));
+        metrics
+            .registry
+            .register_collector(Box::new(super::object_metrics::PerObject { cache: cache.clone() }));
         metrics
     }
 
@@ -153,7 +157,7 @@ impl std::fmt::Debug for ObjectsByPhase {
     }
 }
 
-const CLUSTER_PHASES: [ClusterPhase; 6] = [
+pub(super) const CLUSTER_PHASES: [ClusterPhase; 6] = [
     ClusterPhase::Pending,
     ClusterPhase::Provisioning,
     ClusterPhase::RaftForming,
@@ -161,7 +165,7 @@ const CLUSTER_PHASES: [ClusterPhase; 6] = [
     ClusterPhase::Degraded,
     ClusterPhase::Unavailable,
 ];
-const PHASES: [Phase; 4] = [Phase::Pending, Phase::Provisioning, Phase::Ready, Phase::Degraded];
+pub(super) const PHASES: [Phase; 4] = [Phase::Pending, Phase::Provisioning, Phase::Ready, Phase::Degraded];
 
 /// Sets the gauge of each of `known` phases of `kind` to how many objects in `store` are in it.
 fn count<K, P>(

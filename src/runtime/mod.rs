@@ -33,6 +33,7 @@ mod context;
 mod error;
 pub mod events;
 pub mod metrics;
+mod object_metrics;
 pub mod orphans;
 mod phase_machine;
 pub mod policy;

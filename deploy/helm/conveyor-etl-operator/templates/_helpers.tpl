@@ -48,3 +48,8 @@ annotations:
 {{- default "default" .Values.serviceAccount.name }}
 {{- end }}
 {{- end }}
+
+{{/* True when a Prometheus Operator object may be rendered: the API is served, or forced. */}}
+{{- define "conveyor-etl-operator.monitoringAPI" -}}
+{{- if or .Values.forceMonitoringCRDs (.Capabilities.APIVersions.Has "monitoring.coreos.com/v1") }}true{{- end }}
+{{- end }}
