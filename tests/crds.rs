@@ -98,7 +98,7 @@ async fn seed_examples_apply_unchanged_and_list_with_columns() {
 
     let pipelines = kubectl_ok(plane, &["get", "etlp", "-n", &namespace]);
     let header: Vec<&str> = pipelines.lines().next().unwrap().split_whitespace().collect();
-    assert_eq!(header, ["NAME", "SOURCE", "SINK", "PHASE", "READY", "AGE"]);
+    assert_eq!(header, ["NAME", "SOURCE", "SINK", "CLUSTER", "ENABLED", "PHASE", "READY", "AGE"]);
     let row: Vec<&str> = pipelines.lines().nth(1).unwrap().split_whitespace().collect();
     assert_eq!(&row[..3], ["user-analytics", "kafka-users", "clickhouse-analytics"]);
 
