@@ -291,6 +291,45 @@ async fn scaling_3_to_5_to_3_moves_one_member_at_a_time_and_keeps_the_pdb_right(
 }
 
 #[tokio::test]
+async fn kubectl_scale_moves_the_cluster_one_member_at_a_time_through_the_scale_subresource() {
+    let s = Scenario::new("kubectl-scale").await;
+    s.create(&seed_cluster("my-cluster")).await;
+    s.wait_for("3 healthy members", ready_with_members(3)).await;
+    let (recorder, seen) = record_replicas(s.client.clone(), &s.namespace).await;
+
+    support::kubectl_ok(s.plane, &["scale", "etlrc", "my-cluster", "--replicas", "5", "-n", &s.namespace]);
+    let scaled = s.wait_for("5 healthy members", ready_with_members(5)).await;
+    recorder.abort();
+    assert_eq!(scaled.spec.replicas, 5);
+    assert_eq!(*seen.lock().unwrap(), [3, 4, 5], "the StatefulSet skipped a step");
+
+    // The scale subresource reads the size back from status, and selects the pods.
+    let scale = |path: &str| {
+        support::kubectl_ok(
+            s.plane,
+            &[
+                "get",
+                "etlrc",
+                "my-cluster",
+                "-n",
+                &s.namespace,
+                "--subresource=scale",
+                "-o",
+                &format!("jsonpath={path}"),
+            ],
+        )
+    };
+    eventually(FORM_TIMEOUT, "the scale subresource reporting 5 replicas", || async {
+        (scale("{.status.replicas}") == "5").then_some(())
+    })
+    .await;
+    let selector = scale("{.status.selector}");
+    let pods =
+        support::kubectl_ok(s.plane, &["get", "pods", "-n", &s.namespace, "-l", &selector, "-o", "name"]);
+    assert_eq!(pods.lines().count(), 5, "selector {selector:?} selects the router pods: {pods}");
+}
+
+#[tokio::test]
 async fn an_image_change_rolls_one_pod_at_a_time_with_the_leader_last() {
     let s = Scenario::new("roll").await;
     s.create(&seed_cluster("my-cluster")).await;
