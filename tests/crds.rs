@@ -28,6 +28,44 @@ fn crds_subcommand_output_equals_deploy_file() {
     );
 }
 
+/// Paths of the properties under `schema` (at `path`) that have no description.
+fn undescribed(schema: &serde_json::Value, path: &str, missing: &mut Vec<String>) {
+    if let Some(properties) = schema.get("properties").and_then(|p| p.as_object()) {
+        for (name, property) in properties {
+            let here = format!("{path}.{name}");
+            let described =
+                property.get("description").and_then(|d| d.as_str()).is_some_and(|d| !d.trim().is_empty());
+            if !described {
+                missing.push(here.clone());
+            }
+            undescribed(property, &here, missing);
+        }
+    }
+    if let Some(items) = schema.get("items") {
+        undescribed(items, &format!("{path}[]"), missing);
+    }
+    if let Some(values) = schema.get("additionalProperties").filter(|v| v.is_object()) {
+        undescribed(values, &format!("{path}{{}}"), missing);
+    }
+}
+
+#[test]
+fn every_property_of_every_crd_has_a_description_for_kubectl_explain() {
+    let mut missing = Vec::new();
+    for crd in conveyor_etl_operator::crd::all() {
+        for version in &crd.spec.versions {
+            let schema = serde_json::to_value(&version.schema.as_ref().unwrap().open_api_v3_schema).unwrap();
+            undescribed(&schema, &crd.spec.names.kind, &mut missing);
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "{} properties without a description:\n{}",
+        missing.len(),
+        missing.join("\n")
+    );
+}
+
 #[test]
 fn crds_install_and_are_established_with_status_subresource() {
     let plane = shared_with_crds();

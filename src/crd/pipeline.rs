@@ -120,10 +120,13 @@ pub struct PipelineStage {
     /// Partitions the router assigned to the service.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub assigned_partitions: Vec<u32>,
+    /// Records the stage has processed, as the router counts them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub records_processed: Option<u64>,
+    /// Records the router holds in the stage's buffer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub records_buffered: Option<u64>,
+    /// Records the stage failed to process, as the router counts them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub errors: Option<u64>,
 }
