@@ -179,6 +179,23 @@ fn kubectl_explain_reads_field_descriptions() {
     assert!(words.contains("Must be below electionTimeoutMs"), "{explained}");
 }
 
+#[test]
+fn kubectl_explain_describes_the_pod_template_and_the_scale_fields() {
+    let plane = shared_with_crds();
+    let explained =
+        kubectl_eventually(plane, &["explain", "etlroutercluster.spec.podTemplate"], Duration::from_secs(60));
+    let words = explained.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(words.contains("Additions to the router pods the operator generates"), "{explained}");
+    for field in
+        ["imagePullSecrets", "serviceAccountName", "priorityClassName", "labels", "annotations", "env"]
+    {
+        assert!(explained.contains(field), "no {field} in:\n{explained}");
+    }
+    let explained =
+        kubectl_eventually(plane, &["explain", "etlroutercluster.status.selector"], Duration::from_secs(60));
+    assert!(explained.contains("Label selector of the router pods"), "{explained}");
+}
+
 #[tokio::test]
 async fn invalid_objects_are_rejected_naming_the_field() {
     let plane = shared_with_crds();
