@@ -125,7 +125,7 @@ fn pod_template(ctx: &Ctx<'_>) -> PodTemplateSpec {
 }
 
 /// `None` for an empty collection, so an unset field stays absent from the object.
-fn non_empty<T: Clone + IntoIterator>(items: &T) -> Option<T>
+fn non_empty<T: Clone>(items: &T) -> Option<T>
 where
     for<'a> &'a T: IntoIterator,
 {
