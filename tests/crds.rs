@@ -28,6 +28,44 @@ fn crds_subcommand_output_equals_deploy_file() {
     );
 }
 
+/// Paths of the properties under `schema` (at `path`) that have no description.
+fn undescribed(schema: &serde_json::Value, path: &str, missing: &mut Vec<String>) {
+    if let Some(properties) = schema.get("properties").and_then(|p| p.as_object()) {
+        for (name, property) in properties {
+            let here = format!("{path}.{name}");
+            let described =
+                property.get("description").and_then(|d| d.as_str()).is_some_and(|d| !d.trim().is_empty());
+            if !described {
+                missing.push(here.clone());
+            }
+            undescribed(property, &here, missing);
+        }
+    }
+    if let Some(items) = schema.get("items") {
+        undescribed(items, &format!("{path}[]"), missing);
+    }
+    if let Some(values) = schema.get("additionalProperties").filter(|v| v.is_object()) {
+        undescribed(values, &format!("{path}{{}}"), missing);
+    }
+}
+
+#[test]
+fn every_property_of_every_crd_has_a_description_for_kubectl_explain() {
+    let mut missing = Vec::new();
+    for crd in conveyor_etl_operator::crd::all() {
+        for version in &crd.spec.versions {
+            let schema = serde_json::to_value(&version.schema.as_ref().unwrap().open_api_v3_schema).unwrap();
+            undescribed(&schema, &crd.spec.names.kind, &mut missing);
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "{} properties without a description:\n{}",
+        missing.len(),
+        missing.join("\n")
+    );
+}
+
 #[test]
 fn crds_install_and_are_established_with_status_subresource() {
     let plane = shared_with_crds();
@@ -98,7 +136,7 @@ async fn seed_examples_apply_unchanged_and_list_with_columns() {
 
     let pipelines = kubectl_ok(plane, &["get", "etlp", "-n", &namespace]);
     let header: Vec<&str> = pipelines.lines().next().unwrap().split_whitespace().collect();
-    assert_eq!(header, ["NAME", "SOURCE", "SINK", "PHASE", "READY", "AGE"]);
+    assert_eq!(header, ["NAME", "SOURCE", "SINK", "CLUSTER", "ENABLED", "PHASE", "READY", "AGE"]);
     let row: Vec<&str> = pipelines.lines().nth(1).unwrap().split_whitespace().collect();
     assert_eq!(&row[..3], ["user-analytics", "kafka-users", "clickhouse-analytics"]);
 
@@ -139,6 +177,23 @@ fn kubectl_explain_reads_field_descriptions() {
     );
     let words = explained.split_whitespace().collect::<Vec<_>>().join(" ");
     assert!(words.contains("Must be below electionTimeoutMs"), "{explained}");
+}
+
+#[test]
+fn kubectl_explain_describes_the_pod_template_and_the_scale_fields() {
+    let plane = shared_with_crds();
+    let explained =
+        kubectl_eventually(plane, &["explain", "etlroutercluster.spec.podTemplate"], Duration::from_secs(60));
+    let words = explained.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(words.contains("Additions to the router pods the operator generates"), "{explained}");
+    for field in
+        ["imagePullSecrets", "serviceAccountName", "priorityClassName", "labels", "annotations", "env"]
+    {
+        assert!(explained.contains(field), "no {field} in:\n{explained}");
+    }
+    let explained =
+        kubectl_eventually(plane, &["explain", "etlroutercluster.status.selector"], Duration::from_secs(60));
+    assert!(explained.contains("Label selector of the router pods"), "{explained}");
 }
 
 #[tokio::test]

@@ -902,3 +902,40 @@ async fn a_cluster_that_never_comes_is_reported_missing_once_the_grace_is_over()
     })
     .await;
 }
+
+#[tokio::test]
+async fn kubectl_get_etlpipelines_shows_cluster_and_enabled_and_a_disabled_pipeline_not_ready() {
+    let s = ready_example_set("pl-columns").await;
+    let patch = json!({"spec": {"enabled": false}});
+    pipelines(&s).patch(PIPELINE, &PatchParams::default(), &Patch::Merge(patch)).await.unwrap();
+    let status = wait_pipeline(&s, "disabled, read back from the router", |st| {
+        st.applied_generation == Some(2)
+            && st.conditions.iter().any(|c| c.type_ == "Ready" && c.message.contains("disabled"))
+    })
+    .await;
+    assert!(!s.kubelet.sim.pipeline(&id(&s)).unwrap().1.enabled);
+    assert_eq!(condition(&status, "Ready").0, "False", "a disabled pipeline is not Ready: {status:#?}");
+    assert_eq!(condition(&status, "Ready").1, "Disabled");
+
+    let listing = support::kubectl_ok(s.plane, &["get", "etlpipelines", "-n", &s.namespace]);
+    let mut lines = listing.lines();
+    let header: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        header,
+        ["NAME", "SOURCE", "SINK", "CLUSTER", "ENABLED", "PHASE", "READY", "AGE"],
+        "{listing}"
+    );
+    let row: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        &row[..7],
+        [PIPELINE, "kafka-users", "clickhouse-analytics", "my-cluster", "false", "Disabled", "False"]
+    );
+
+    // Enabled again, it is Ready again, and says so in the same columns.
+    let patch = json!({"spec": {"enabled": true}});
+    pipelines(&s).patch(PIPELINE, &PatchParams::default(), &Patch::Merge(patch)).await.unwrap();
+    wait_ready(&s, 3).await;
+    let listing = support::kubectl_ok(s.plane, &["get", "etlpipelines", "-n", &s.namespace, "--no-headers"]);
+    let row: Vec<&str> = listing.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(&row[3..7], ["my-cluster", "true", "Ready", "True"], "{listing}");
+}

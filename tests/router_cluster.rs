@@ -291,6 +291,128 @@ async fn scaling_3_to_5_to_3_moves_one_member_at_a_time_and_keeps_the_pdb_right(
 }
 
 #[tokio::test]
+async fn kubectl_scale_moves_the_cluster_one_member_at_a_time_through_the_scale_subresource() {
+    let s = Scenario::new("kubectl-scale").await;
+    s.create(&seed_cluster("my-cluster")).await;
+    s.wait_for("3 healthy members", ready_with_members(3)).await;
+    let (recorder, seen) = record_replicas(s.client.clone(), &s.namespace).await;
+
+    support::kubectl_ok(s.plane, &["scale", "etlrc", "my-cluster", "--replicas", "5", "-n", &s.namespace]);
+    let scaled = s.wait_for("5 healthy members", ready_with_members(5)).await;
+    recorder.abort();
+    assert_eq!(scaled.spec.replicas, 5);
+    assert_eq!(*seen.lock().unwrap(), [3, 4, 5], "the StatefulSet skipped a step");
+
+    // The scale subresource reads the size back from status, and selects the pods.
+    let scale = |path: &str| {
+        support::kubectl_ok(
+            s.plane,
+            &[
+                "get",
+                "etlrc",
+                "my-cluster",
+                "-n",
+                &s.namespace,
+                "--subresource=scale",
+                "-o",
+                &format!("jsonpath={path}"),
+            ],
+        )
+    };
+    eventually(FORM_TIMEOUT, "the scale subresource reporting 5 replicas", || async {
+        (scale("{.status.replicas}") == "5").then_some(())
+    })
+    .await;
+    let selector = scale("{.status.selector}");
+    let pods =
+        support::kubectl_ok(s.plane, &["get", "pods", "-n", &s.namespace, "-l", &selector, "-o", "name"]);
+    assert_eq!(pods.lines().count(), 5, "selector {selector:?} selects the router pods: {pods}");
+}
+
+/// The router pods once every one of them satisfies `check` and the cluster is Ready again.
+async fn pods_once_rolled(s: &Scenario, what: &str, check: impl Fn(&Pod) -> bool) -> Vec<Pod> {
+    let pods: Api<Pod> = Api::namespaced(s.client.clone(), &s.namespace);
+    let config = ListParams::default().labels("conveyor.etl/cluster=my-cluster");
+    eventually(FORM_TIMEOUT, what, || async {
+        let listed = pods.list(&config).await.ok()?.items;
+        let cluster = s.clusters.get("my-cluster").await.ok()?;
+        (listed.len() == 3 && listed.iter().all(&check) && ready_with_members(3)(&cluster)).then_some(listed)
+    })
+    .await
+}
+
+#[tokio::test]
+async fn the_pod_template_reaches_the_pods_and_editing_it_rolls_them() {
+    let s = Scenario::new("pod-template").await;
+    s.create(&seed_cluster("my-cluster")).await;
+    s.wait_for("3 healthy members", ready_with_members(3)).await;
+    let pods: Api<Pod> = Api::namespaced(s.client.clone(), &s.namespace);
+    let first_uids: Vec<String> = pods
+        .list(&ListParams::default().labels("conveyor.etl/cluster=my-cluster"))
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .map(|pod| pod.uid().unwrap())
+        .collect();
+
+    let patch = serde_json::json!({"spec": {
+        "podTemplate": {
+            "labels": {"team": "data", "conveyor.etl/cluster": "someone-else"},
+            "annotations": {"example.com/owner": "data-team"},
+            "imagePullSecrets": [{"name": "regcred"}],
+            "env": [{"name": "RUST_LOG", "value": "debug"}],
+        },
+        "placement": {
+            "nodeSelector": {"disktype": "ssd"},
+            "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "etl", "effect": "NoSchedule"}],
+        },
+    }});
+    s.clusters.patch("my-cluster", &PatchParams::default(), &Patch::Merge(patch)).await.unwrap();
+    let rolled =
+        pods_once_rolled(&s, "every pod with the template's label, secret, selector and toleration", |pod| {
+            let spec = pod.spec.as_ref().unwrap();
+            pod.labels().get("team").map(String::as_str) == Some("data")
+                && spec.image_pull_secrets.as_ref().is_some_and(|secrets| secrets[0].name == "regcred")
+                && spec.node_selector.as_ref().and_then(|n| n.get("disktype")).map(String::as_str)
+                    == Some("ssd")
+                && spec
+                    .tolerations
+                    .as_ref()
+                    .is_some_and(|t| t.iter().any(|t| t.key.as_deref() == Some("dedicated")))
+        })
+        .await;
+    for pod in &rolled {
+        assert!(!first_uids.contains(&pod.uid().unwrap()), "{} was not replaced", pod.name_any());
+        // The operator's selector label wins over the template's.
+        assert_eq!(pod.labels().get("conveyor.etl/cluster").map(String::as_str), Some("my-cluster"));
+        assert_eq!(pod.annotations().get("example.com/owner").map(String::as_str), Some("data-team"));
+        let env = pod.spec.as_ref().unwrap().containers[0].env.clone().unwrap();
+        assert!(env.iter().any(|e| e.name == "RUST_LOG" && e.value.as_deref() == Some("debug")), "{env:?}");
+    }
+    let warned = s.clusters.get("my-cluster").await.unwrap();
+    let (status, _, message) = condition(&warned, "SpecWarning");
+    assert_eq!(status, "True");
+    assert!(
+        message.contains("spec.podTemplate.labels") && message.contains("conveyor.etl/cluster"),
+        "{message}"
+    );
+
+    // An edit of the label alone rolls every pod again.
+    let second_uids: Vec<String> = rolled.iter().map(|pod| pod.uid().unwrap()).collect();
+    let patch = serde_json::json!({"spec": {"podTemplate": {"labels": {"team": "analytics"}}}});
+    s.clusters.patch("my-cluster", &PatchParams::default(), &Patch::Merge(patch)).await.unwrap();
+    let relabelled = pods_once_rolled(&s, "every pod relabelled", |pod| {
+        pod.labels().get("team").map(String::as_str) == Some("analytics")
+    })
+    .await;
+    assert!(
+        relabelled.iter().all(|pod| !second_uids.contains(&pod.uid().unwrap())),
+        "a pod was not replaced"
+    );
+}
+
+#[tokio::test]
 async fn an_image_change_rolls_one_pod_at_a_time_with_the_leader_last() {
     let s = Scenario::new("roll").await;
     s.create(&seed_cluster("my-cluster")).await;

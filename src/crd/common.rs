@@ -23,6 +23,8 @@ pub enum Phase {
     Ready,
     /// Applied, but the router reports a problem or cannot be reached.
     Degraded,
+    /// Pipelines only: held by the router, paused because `spec.enabled` is false.
+    Disabled,
 }
 
 /// Schema of `status.conditions`: the standard `metav1.Condition` list, keyed by

@@ -14,7 +14,7 @@ pub use pipeline::{DlqSpec, EtlPipeline, EtlPipelineSpec, EtlPipelineStatus, Pip
 pub use router_cluster::{
     ClusterPhase, EtlRouterCluster, EtlRouterClusterSpec, EtlRouterClusterStatus, ImagePullPolicy,
     LaunchSpec, MAX_CLUSTER_NAME_LENGTH, MemberStatus, PdbSpec, PlacementSpec, PortsSpec, RaftSpec,
-    RouterSettingsSpec, StorageRetention, StorageSpec,
+    RouterPodTemplate, RouterSettingsSpec, StorageRetention, StorageSpec,
 };
 pub use service::{
     EtlSink, EtlSinkSpec, EtlSource, EtlSourceSpec, EtlTransform, EtlTransformSpec, GrpcSpec, ServiceStatus,

@@ -19,6 +19,8 @@ use super::common::{ClusterRef, Phase, conditions_schema};
     category = "conveyor",
     printcolumn = r#"{"name":"Source","type":"string","jsonPath":".spec.source"}"#,
     printcolumn = r#"{"name":"Sink","type":"string","jsonPath":".spec.sink"}"#,
+    printcolumn = r#"{"name":"Cluster","type":"string","jsonPath":".status.cluster"}"#,
+    printcolumn = r#"{"name":"Enabled","type":"boolean","jsonPath":".spec.enabled"}"#,
     printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
@@ -77,7 +79,7 @@ impl Default for DlqSpec {
 #[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct EtlPipelineStatus {
-    /// Where the pipeline's state machine stands: Pending, Provisioning, Ready or Degraded.
+    /// Where the pipeline's state machine stands: Pending, Provisioning, Ready, Degraded or Disabled.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<Phase>,
     /// The `metadata.generation` this status describes.
@@ -118,10 +120,13 @@ pub struct PipelineStage {
     /// Partitions the router assigned to the service.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub assigned_partitions: Vec<u32>,
+    /// Records the stage has processed, as the router counts them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub records_processed: Option<u64>,
+    /// Records the router holds in the stage's buffer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub records_buffered: Option<u64>,
+    /// Records the stage failed to process, as the router counts them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub errors: Option<u64>,
 }

@@ -1,6 +1,8 @@
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{Affinity, ResourceRequirements, Toleration};
+use k8s_openapi::api::core::v1::{
+    Affinity, EnvVar, LocalObjectReference, ResourceRequirements, Toleration, TopologySpreadConstraint,
+};
 use k8s_openapi::apimachinery::pkg::{api::resource::Quantity, apis::meta::v1::Condition};
 use kube::CustomResource;
 use schemars::JsonSchema;
@@ -26,6 +28,11 @@ pub const MAX_CLUSTER_NAME_LENGTH: usize = 52;
     shortname = "etlrc",
     category = "conveyor",
     validation = rules::cluster_name(),
+    scale(
+        spec_replicas_path = ".spec.replicas",
+        status_replicas_path = ".status.replicas",
+        label_selector_path = ".status.selector"
+    ),
     printcolumn = r#"{"name":"Replicas","type":"integer","jsonPath":".spec.replicas"}"#,
     printcolumn = r#"{"name":"Ready","type":"integer","jsonPath":".status.readyReplicas"}"#,
     printcolumn = r#"{"name":"Leader","type":"string","jsonPath":".status.leader"}"#,
@@ -68,6 +75,35 @@ pub struct EtlRouterClusterSpec {
     /// Where the router pods may run.
     #[serde(default)]
     pub placement: PlacementSpec,
+    /// Additions to the router pods the operator generates. A change rolls the pods like any other spec change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_template: Option<RouterPodTemplate>,
+}
+
+/// Additions merged over the generated router pod. The operator's own labels,
+/// annotation and environment variables win over these on conflict (a
+/// SpecWarning condition names each one overridden).
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RouterPodTemplate {
+    /// Labels added to each router pod. The selector labels `app.kubernetes.io/name`, `app.kubernetes.io/instance` and `conveyor.etl/cluster` keep the operator's values.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// Annotations added to each router pod. `conveyor.etl/config-hash` keeps the operator's value.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+    /// Secrets (in this namespace) the kubelet uses to pull the router image from a private registry.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub image_pull_secrets: Vec<LocalObjectReference>,
+    /// ServiceAccount the router pods run as. Its token is not mounted: the router does not call the Kubernetes API.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_account_name: Option<String>,
+    /// PriorityClass of the router pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority_class_name: Option<String>,
+    /// Environment variables added to the router container, after the operator's own `CONVEYOR_*` variables (which keep their values on conflict and may be referenced as `$(NAME)`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env: Vec<EnvVar>,
 }
 
 fn image_pull_policy_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
@@ -255,6 +291,9 @@ pub struct PlacementSpec {
     /// Affinity of the router pods. When omitted, the operator spreads pods across nodes with a soft anti-affinity.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub affinity: Option<Affinity>,
+    /// How the router pods spread across zones, nodes or other topology domains.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub topology_spread_constraints: Vec<TopologySpreadConstraint>,
 }
 
 /// Phase of a router cluster's state machine (see states.md).
@@ -285,6 +324,13 @@ pub struct EtlRouterClusterStatus {
     /// The `metadata.generation` this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+    /// Router pods the StatefulSet runs now: while scaling one member at a
+    /// time, the size reached so far (the scale subresource's replicas).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replicas: Option<i32>,
+    /// Label selector of the router pods, as a string (the scale subresource's selector).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<String>,
     /// Router pods that are ready.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ready_replicas: Option<i32>,

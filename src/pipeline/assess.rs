@@ -185,6 +185,13 @@ pub fn assess(observation: &Observation) -> Assessment {
         let message = format!("router cluster {cluster} does not hold generation {generation} yet: {what}");
         return done(Event::OutOfSync, message, Some(submit));
     }
+    if !observation.enabled {
+        let message = format!(
+            "router cluster {cluster} holds generation {generation}, disabled: it processes no records \
+             until spec.enabled is true"
+        );
+        return done(Event::Disabled, message, None);
+    }
     let unhealthy: Vec<String> = observation
         .references
         .iter()
@@ -197,6 +204,5 @@ pub fn assess(observation: &Observation) -> Assessment {
         let message = format!("the router reports {} unhealthy", unhealthy.join(", "));
         return done(Event::ServiceUnhealthy, message, None);
     }
-    let state = if observation.enabled { "running" } else { "disabled" };
-    done(Event::InSync, format!("router cluster {cluster} holds generation {generation}, {state}"), None)
+    done(Event::InSync, format!("router cluster {cluster} holds generation {generation}, running"), None)
 }

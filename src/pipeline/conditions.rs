@@ -20,6 +20,7 @@ pub fn reason(event: Event) -> &'static str {
         Event::OutOfSync => "Submitting",
         Event::ServiceUnhealthy => "ServiceUnhealthy",
         Event::InSync => "PipelineRunning",
+        Event::Disabled => "Disabled",
     }
 }
 

@@ -32,6 +32,8 @@ pub enum Event {
     ServiceUnhealthy,
     /// The router confirmed this generation and every service is healthy.
     InSync,
+    /// The router holds this generation, paused as `spec.enabled: false` asks.
+    Disabled,
 }
 
 impl Event {
@@ -40,7 +42,7 @@ impl Event {
         matches!(self, Event::ClusterNotReady | Event::ReferencesNotReady)
     }
 
-    pub const ALL: [Event; 11] = [
+    pub const ALL: [Event; 12] = [
         Event::NoCluster,
         Event::ClusterNotReady,
         Event::ReferencesMissing,
@@ -52,6 +54,7 @@ impl Event {
         Event::OutOfSync,
         Event::ServiceUnhealthy,
         Event::InSync,
+        Event::Disabled,
     ];
 }
 
@@ -67,6 +70,7 @@ impl PipelineMachine {
         match event {
             Event::OutOfSync | Event::Moving => Transition(State::provisioning()),
             Event::InSync => Transition(State::ready()),
+            Event::Disabled => Transition(State::disabled()),
             Event::ServiceUnhealthy => Transition(State::degraded()),
             _ => Handled,
         }
@@ -77,6 +81,7 @@ impl PipelineMachine {
     fn provisioning(event: &Event) -> Outcome<State> {
         match event {
             Event::InSync => Transition(State::ready()),
+            Event::Disabled => Transition(State::disabled()),
             Event::ServiceUnhealthy => Transition(State::degraded()),
             Event::NoCluster
             | Event::ClusterNotReady
@@ -94,6 +99,7 @@ impl PipelineMachine {
     fn operational(event: &Event) -> Outcome<State> {
         match event {
             Event::InSync => Transition(State::ready()),
+            Event::Disabled => Transition(State::disabled()),
             Event::OutOfSync | Event::Moving => Transition(State::provisioning()),
             _ => Transition(State::degraded()),
         }
@@ -110,10 +116,20 @@ impl PipelineMachine {
     #[state(superstate = "operational")]
     fn degraded(event: &Event) -> Outcome<State> {
         match event {
-            Event::InSync | Event::OutOfSync | Event::Moving => Super,
+            Event::InSync | Event::Disabled | Event::OutOfSync | Event::Moving => Super,
             _ => Handled,
+        }
+    }
+
+    /// Held by the router and paused, as the spec asks; a problem degrades it
+    /// like a running one.
+    #[state(superstate = "operational")]
+    fn disabled(event: &Event) -> Outcome<State> {
+        match event {
+            Event::Disabled => Handled,
+            _ => Super,
         }
     }
 }
 
-crate::phase_machine!(PipelineMachine, Event);
+crate::phase_machine!(PipelineMachine, Event, disabled);

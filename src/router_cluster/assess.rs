@@ -24,6 +24,8 @@ pub struct Assessment {
     pub term: Option<u64>,
     pub members: Vec<MemberStatus>,
     pub ready_replicas: i32,
+    /// The StatefulSet's size as observed; `None` before it exists.
+    pub deployed_replicas: Option<i32>,
     /// The StatefulSet size to apply now: one member away from the current
     /// size while scaling, never breaking quorum.
     pub replicas_step: i32,
@@ -78,6 +80,7 @@ pub fn assess(observation: &Observation) -> Assessment {
         term: None,
         members: Vec::new(),
         ready_replicas,
+        deployed_replicas: None,
         replicas_step: target,
         roll_next: None,
         router_admin: None,
@@ -96,6 +99,7 @@ pub fn assess(observation: &Observation) -> Assessment {
     };
     let current = stateful_set.replicas;
     assessment.replicas_step = current;
+    assessment.deployed_replicas = Some(current);
     let view = best_view(&observation.probes);
     if let Some(view) = view {
         assessment.term = Some(view.term);

@@ -41,6 +41,8 @@ pub fn next_status(
     EtlRouterClusterStatus {
         phase: Some(phase),
         observed_generation: cluster.metadata.generation,
+        replicas: assessment.deployed_replicas,
+        selector: cluster.metadata.name.as_deref().map(pod_selector),
         ready_replicas: Some(assessment.ready_replicas),
         leader: assessment.leader_pod.clone(),
         leader_id: assessment.leader_id,
@@ -48,6 +50,12 @@ pub fn next_status(
         members: assessment.members.clone(),
         conditions: conditions::merge(existing, &wanted, cluster.metadata.generation, &status::now()),
     }
+}
+
+/// The router pods' selector labels as `kubectl -l` takes them.
+fn pod_selector(cluster_name: &str) -> String {
+    let labels = super::build::selector_labels(cluster_name);
+    labels.iter().map(|(key, value)| format!("{key}={value}")).collect::<Vec<_>>().join(",")
 }
 
 /// Writes status only when it changed, and records an Event when the phase

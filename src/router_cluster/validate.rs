@@ -67,6 +67,7 @@ pub fn validate(name: &str, spec: &EtlRouterClusterSpec) -> Validation {
             )),
         }
     }
+    result.warnings.extend(super::build::overridden_by_operator(spec));
     if spec.replicas % 2 == 0 {
         result.warnings.push(format!(
             "spec.replicas is {}: an even-sized Raft cluster tolerates no more failures than {} members",

@@ -166,6 +166,8 @@ pub(super) const CLUSTER_PHASES: [ClusterPhase; 6] = [
     ClusterPhase::Unavailable,
 ];
 pub(super) const PHASES: [Phase; 4] = [Phase::Pending, Phase::Provisioning, Phase::Ready, Phase::Degraded];
+pub(super) const PIPELINE_PHASES: [Phase; 5] =
+    [Phase::Pending, Phase::Provisioning, Phase::Ready, Phase::Degraded, Phase::Disabled];
 
 /// Sets the gauge of each of `known` phases of `kind` to how many objects in `store` are in it.
 fn count<K, P>(
@@ -196,7 +198,7 @@ impl prometheus_client::collector::Collector for ObjectsByPhase {
         count(&family, "EtlSource", &PHASES, &cache.sources, |o| o.status.as_ref()?.phase);
         count(&family, "EtlTransform", &PHASES, &cache.transforms, |o| o.status.as_ref()?.phase);
         count(&family, "EtlSink", &PHASES, &cache.sinks, |o| o.status.as_ref()?.phase);
-        count(&family, "EtlPipeline", &PHASES, &cache.pipelines, |o| o.status.as_ref()?.phase);
+        count(&family, "EtlPipeline", &PIPELINE_PHASES, &cache.pipelines, |o| o.status.as_ref()?.phase);
         let metric = encoder.encode_descriptor(
             "objects",
             "Objects the operator manages, by kind and phase",

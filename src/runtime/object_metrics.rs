@@ -14,7 +14,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::ResourceExt;
 
 use super::Cache;
-use super::metrics::{CLUSTER_PHASES, PHASES};
+use super::metrics::{CLUSTER_PHASES, PHASES, PIPELINE_PHASES};
 use crate::crd::EtlRouterCluster;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -105,7 +105,13 @@ impl ObjectGauges {
         }
         for pipeline in cache.pipelines.state() {
             let status = pipeline.status.clone().unwrap_or_default();
-            gauges.object("EtlPipeline", pipeline.as_ref(), &PHASES, status.phase, &status.conditions);
+            gauges.object(
+                "EtlPipeline",
+                pipeline.as_ref(),
+                &PIPELINE_PHASES,
+                status.phase,
+                &status.conditions,
+            );
         }
         macro_rules! services {
             ($($store:ident => $kind:literal),*) => {$(

@@ -5,10 +5,19 @@
 
 /// Generates `State::of`, `State::phase` and `pub fn next_phase(current, event)`
 /// for `$machine`, whose states are `pending`, `provisioning`, `ready` and
-/// `degraded`.
+/// `degraded`, and `disabled` when called with `disabled` (pipelines only: a
+/// kind without it never stores `Disabled`, and is rebuilt as Pending from it).
 #[macro_export]
 macro_rules! phase_machine {
     ($machine:expr, $event:ty) => {
+        $crate::phase_machine!(@impl $machine, $event, State::pending(), {});
+    };
+    ($machine:expr, $event:ty, disabled) => {
+        $crate::phase_machine!(@impl $machine, $event, State::disabled(), {
+            State::Disabled {} => $crate::crd::Phase::Disabled,
+        });
+    };
+    (@impl $machine:expr, $event:ty, $disabled:expr, { $($extra:tt)* }) => {
         impl State {
             fn of(phase: $crate::crd::Phase) -> State {
                 match phase {
@@ -16,6 +25,7 @@ macro_rules! phase_machine {
                     $crate::crd::Phase::Provisioning => State::provisioning(),
                     $crate::crd::Phase::Ready => State::ready(),
                     $crate::crd::Phase::Degraded => State::degraded(),
+                    $crate::crd::Phase::Disabled => $disabled,
                 }
             }
 
@@ -25,6 +35,7 @@ macro_rules! phase_machine {
                     State::Provisioning {} => $crate::crd::Phase::Provisioning,
                     State::Ready {} => $crate::crd::Phase::Ready,
                     State::Degraded {} => $crate::crd::Phase::Degraded,
+                    $($extra)*
                 }
             }
         }

@@ -123,7 +123,8 @@ fn settled(object: &DynamicObject, phases: &[&str]) -> Option<String> {
         .map(|c| format!("{}/{}", c["status"].as_str().unwrap_or(""), c["reason"].as_str().unwrap_or("")));
     let fine = phases.contains(&phase)
         && observed == object.metadata.generation
-        && (phase != "Ready" || ready.as_deref().is_some_and(|r| r.starts_with("True/")));
+        && (phase != "Ready" || ready.as_deref().is_some_and(|r| r.starts_with("True/")))
+        && (phase != "Disabled" || ready.as_deref() == Some("False/Disabled"));
     (!fine).then(|| {
         format!(
             "phase {phase:?} (want {phases:?}), Ready {ready:?}, observedGeneration {observed:?} of {:?}",
@@ -150,7 +151,9 @@ async fn problems(world: &World, model: &Model, expect: Expect) -> anyhow::Resul
             problems.push(format!("EtlPipeline {name}: absent"));
             continue;
         };
-        if let Some(shows) = settled(object, &["Ready"]) {
+        // A disabled pipeline settles paused, not Ready.
+        let phase = if spec["enabled"].as_bool().unwrap_or(true) { "Ready" } else { "Disabled" };
+        if let Some(shows) = settled(object, &[phase]) {
             problems.push(format!("EtlPipeline {name}: {shows}"));
         }
         if !same_spec(&object.data["spec"], spec) {

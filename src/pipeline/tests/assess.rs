@@ -99,6 +99,11 @@ fn the_router_call_follows_the_routers_own_copy() {
     let mut disabled = seed(present(3, true, true));
     disabled.enabled = false;
     assert_eq!(assess(&disabled).submit, Some(Submit::Disable));
+    let mut held_disabled = seed(present(3, false, true));
+    held_disabled.enabled = false;
+    let held_disabled = assess(&held_disabled);
+    assert_eq!((held_disabled.event, held_disabled.submit), (Event::Disabled, None));
+    assert!(held_disabled.message.contains("spec.enabled"), "{}", held_disabled.message);
     let in_sync = assess(&seed(present(3, true, true)));
     assert_eq!((in_sync.event, in_sync.submit), (Event::InSync, None));
     assert!(in_sync.references_resolved.0);

@@ -13,7 +13,7 @@ impl TransitionTable for PipelineTable {
     const MARKER: &'static str = "pipeline-transitions";
 
     fn phases() -> Vec<Phase> {
-        vec![Phase::Pending, Phase::Provisioning, Phase::Ready, Phase::Degraded]
+        vec![Phase::Pending, Phase::Provisioning, Phase::Ready, Phase::Degraded, Phase::Disabled]
     }
 
     fn events() -> Vec<Event> {

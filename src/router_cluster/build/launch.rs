@@ -66,6 +66,15 @@ pub fn args(cluster: &EtlRouterCluster) -> Vec<String> {
     }
 }
 
+/// Names of the variables of [`env`], which `spec.podTemplate.env` cannot redefine.
+pub const ENV_NAMES: [&str; 5] = [
+    "CONVEYOR_POD_NAME",
+    "CONVEYOR_NAMESPACE",
+    "CONVEYOR_POD_IP",
+    "CONVEYOR_RAFT_PORT",
+    "CONVEYOR_PEERS_FILE",
+];
+
 /// The environment the wrapper (or an overriding command, through `$(NAME)`) reads.
 pub fn env(cluster: &EtlRouterCluster) -> Vec<EnvVar> {
     let field = |name: &str, path: &str| EnvVar {

@@ -18,6 +18,9 @@ mod launch;
 #[cfg(test)]
 mod launch_tests;
 mod pdb;
+mod pod_template;
+#[cfg(test)]
+mod pod_template_tests;
 mod services;
 mod statefulset;
 #[cfg(test)]
@@ -41,6 +44,7 @@ pub use config::{
     CONFIG_DIR, CONFIG_FILE, CONFIG_PATH, PEERS_FILE, PEERS_PATH, config_hash, peers, router_config,
 };
 pub use launch::{LAUNCH_SCRIPT, ROUTER_BINARY};
+pub use pod_template::overridden as overridden_by_operator;
 pub use services::{GRPC_PORT_NAME, METRICS_PORT_NAME, RAFT_PORT_NAME};
 pub use statefulset::{DATA_DIR, DATA_VOLUME, ROUTER_CONTAINER};
 

@@ -13,7 +13,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::services::{GRPC_PORT_NAME, METRICS_PORT_NAME, RAFT_PORT_NAME};
-use super::{CONFIG_DIR, CONFIG_HASH_ANNOTATION, Ctx, config_hash, launch};
+use super::{CONFIG_DIR, Ctx, launch, pod_template};
 use crate::crd::ImagePullPolicy;
 
 /// Name of the router container.
@@ -75,6 +75,7 @@ pub(super) fn stateful_set(ctx: &Ctx<'_>, replicas: i32) -> StatefulSet {
 
 fn pod_template(ctx: &Ctx<'_>) -> PodTemplateSpec {
     let placement = &ctx.cluster.spec.placement;
+    let template = ctx.cluster.spec.pod_template.as_ref();
     let mut volumes = vec![
         Volume {
             name: CONFIG_VOLUME.to_owned(),
@@ -92,19 +93,20 @@ fn pod_template(ctx: &Ctx<'_>) -> PodTemplateSpec {
     volumes.sort_by(|a, b| a.name.cmp(&b.name));
     PodTemplateSpec {
         metadata: Some(ObjectMeta {
-            labels: Some(ctx.selector()),
-            annotations: Some(BTreeMap::from([(
-                CONFIG_HASH_ANNOTATION.to_owned(),
-                config_hash(ctx.cluster),
-            )])),
+            labels: Some(pod_template::labels(ctx)),
+            annotations: Some(pod_template::annotations(ctx)),
             ..ObjectMeta::default()
         }),
         spec: Some(PodSpec {
             containers: vec![container(ctx)],
             volumes: Some(volumes),
             affinity: Some(placement.affinity.clone().unwrap_or_else(|| default_affinity(ctx))),
-            node_selector: (!placement.node_selector.is_empty()).then(|| placement.node_selector.clone()),
-            tolerations: (!placement.tolerations.is_empty()).then(|| placement.tolerations.clone()),
+            node_selector: non_empty(&placement.node_selector),
+            tolerations: non_empty(&placement.tolerations),
+            topology_spread_constraints: non_empty(&placement.topology_spread_constraints),
+            image_pull_secrets: template.and_then(|t| non_empty(&t.image_pull_secrets)),
+            service_account_name: template.and_then(|t| t.service_account_name.clone()),
+            priority_class_name: template.and_then(|t| t.priority_class_name.clone()),
             security_context: Some(PodSecurityContext {
                 run_as_non_root: Some(true),
                 run_as_user: Some(RUN_AS),
@@ -120,6 +122,14 @@ fn pod_template(ctx: &Ctx<'_>) -> PodTemplateSpec {
             ..PodSpec::default()
         }),
     }
+}
+
+/// `None` for an empty collection, so an unset field stays absent from the object.
+fn non_empty<T: Clone>(items: &T) -> Option<T>
+where
+    for<'a> &'a T: IntoIterator,
+{
+    items.into_iter().next().is_some().then(|| items.clone())
 }
 
 fn empty_dir(name: &str) -> Volume {
@@ -175,7 +185,7 @@ fn container(ctx: &Ctx<'_>) -> Container {
         }),
         command: Some(launch::command(ctx.cluster)),
         args: Some(launch::args(ctx.cluster)),
-        env: Some(launch::env(ctx.cluster)),
+        env: Some(pod_template::env(ctx)),
         ports: Some(vec![
             container_port(GRPC_PORT_NAME, spec.ports.grpc),
             container_port(RAFT_PORT_NAME, spec.ports.raft),
