@@ -477,7 +477,11 @@ async fn busy_stage_figures_write_nothing_and_rising_errors_flip_the_stage_once_
     let gets = sim.call_count("GetPipeline") - gets_before;
     assert!(gets >= 3, "{gets} stats reads in {window:?}: the figures were not read");
     let status = pipelines(&s).get(PIPELINE).await.unwrap().status.unwrap();
-    assert_eq!(status_writes() - before, 0, "status writes while only counters moved; status now {status:#?}");
+    assert_eq!(
+        status_writes() - before,
+        0,
+        "status writes while only counters moved; status now {status:#?}"
+    );
 
     sim.set_flow(Rates { records_per_second: 200.0, errors_per_second: 5.0 });
     let rising = wait_pipeline(&s, "errors rising on every stage", |st| {

@@ -143,7 +143,10 @@ async fn reconcile(pipeline: &EtlPipeline, ctx: &Context) -> Result<Action, Erro
     let stages = match &observation.router {
         Some(RouterCopy::Present { .. }) => {
             let reads = reads.as_ref().and_then(|(before, now)| {
-                Some(Reads { before: before.as_deref().and_then(Option::as_ref), now: now.as_ref().as_ref()? })
+                Some(Reads {
+                    before: before.as_deref().and_then(Option::as_ref),
+                    now: now.as_ref().as_ref()?,
+                })
             });
             stages(&desired, &observation.references, reads, &previous.stages)
         }

@@ -31,7 +31,9 @@ pub fn stages(
             let before = previous.iter().find(|p| p.id == stage.id && p.service == stage.name);
             let assignment = reference.assignment.clone().unwrap_or_default();
             let errors_rising = match &reads {
-                Some(Reads { before: Some(earlier), now }) => errors(now, &stage.id) > errors(earlier, &stage.id),
+                Some(Reads { before: Some(earlier), now }) => {
+                    errors(now, &stage.id) > errors(earlier, &stage.id)
+                }
                 _ => before.is_some_and(|b| b.errors_rising),
             };
             PipelineStage {
@@ -84,7 +86,11 @@ mod tests {
         let figures = errors
             .iter()
             .map(|(stage, errors)| {
-                let figure = StageStatus { records_processed: 100 * errors + 7, errors: *errors, ..Default::default() };
+                let figure = StageStatus {
+                    records_processed: 100 * errors + 7,
+                    errors: *errors,
+                    ..Default::default()
+                };
                 (stage.to_string(), figure)
             })
             .collect::<HashMap<_, _>>();

@@ -154,7 +154,11 @@ impl Figures {
                 format!(
                     "{:.1} ({})",
                     calls as f64 / minutes,
-                    self.busy_router_calls.iter().map(|(m, c)| format!("{c} {m}")).collect::<Vec<_>>().join(", ")
+                    self.busy_router_calls
+                        .iter()
+                        .map(|(m, c)| format!("{c} {m}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
                 &format!(
                     "health polls and N GetPipeline per stats interval ({}; ≤ {allowed:.0} in the window)",

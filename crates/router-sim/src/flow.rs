@@ -66,7 +66,10 @@ mod tests {
     fn status(created: SystemTime) -> PipelineStatus {
         PipelineStatus {
             created_at: Some(created.into()),
-            stage_statuses: HashMap::from([("sink".to_owned(), StageStatus { errors: 3, ..Default::default() })]),
+            stage_statuses: HashMap::from([(
+                "sink".to_owned(),
+                StageStatus { errors: 3, ..Default::default() },
+            )]),
             ..Default::default()
         }
     }
@@ -99,6 +102,9 @@ mod tests {
         let calm = Flow { rates: Rates { records_per_second: 1.0, errors_per_second: 0.0 }, since: later };
         let mut read = stored.clone();
         calm.advance(&mut read, later + Duration::from_secs(30));
-        assert_eq!((read.stage_statuses["sink"].records_processed, read.stage_statuses["sink"].errors), (40, 23));
+        assert_eq!(
+            (read.stage_statuses["sink"].records_processed, read.stage_statuses["sink"].errors),
+            (40, 23)
+        );
     }
 }
