@@ -425,7 +425,7 @@ async fn a_service_in_use_is_held_with_a_condition_until_its_pipeline_goes() {
 }
 
 #[tokio::test]
-async fn the_status_shows_each_stage_with_its_service_endpoint_and_figures() {
+async fn the_status_shows_each_stage_with_its_service_and_endpoint() {
     let s = ready_example_set("pl-stages").await;
     let status = wait_ready(&s, 1).await;
     let services: Vec<(&str, &str, Option<&str>)> = status
@@ -442,20 +442,69 @@ async fn the_status_shows_each_stage_with_its_service_endpoint_and_figures() {
             ("sink", "clickhouse-analytics", Some("clickhouse-sink-svc:50051")),
         ]
     );
-    let figures = conveyor_etl_operator::router::StageStatus {
-        records_processed: 1200,
-        records_buffered: 7,
-        errors: 2,
-        avg_latency_ms: 1.5,
+    assert_eq!(status.phase, Some(Phase::Ready));
+}
+
+/// Whether each stage shows its errors rising, read from the status as
+/// stored (`errorsRising`, absent when false).
+fn errors_rising(status: &EtlPipelineStatus) -> Vec<bool> {
+    let stages = serde_json::to_value(&status.stages).unwrap();
+    stages.as_array().unwrap().iter().map(|stage| stage["errorsRising"] == json!(true)).collect()
+}
+
+#[tokio::test]
+async fn busy_stage_figures_write_nothing_and_rising_errors_flip_the_stage_once_each_way() {
+    use conveyor_router_sim::Rates;
+    let s = ready_example_set("pl-busy").await;
+    let sim = s.kubelet.sim.clone();
+    let status_path = format!("/namespaces/{}/etlpipelines/{PIPELINE}/status", s.namespace);
+    let status_writes = || {
+        let all = s.plane.writes_by(OPERATOR_USER);
+        all.into_iter().filter(|w| w.request_uri.contains(&status_path)).count()
     };
-    assert!(s.kubelet.sim.set_stage_status(&id(&s), "step-1", figures));
-    let status = wait_pipeline(&s, "the router's figures for step-1", |st| {
-        st.stages.get(2).is_some_and(|stage| stage.records_processed == Some(1200))
+    let before = status_writes();
+    let gets_before = sim.call_count("GetPipeline");
+    let figures_before = sim.stage_figures(&id(&s));
+
+    sim.set_flow(Rates { records_per_second: 200.0, errors_per_second: 0.0 });
+    // Four stats intervals (3 s in tests) of records flowing.
+    let window = Duration::from_secs(12);
+    tokio::time::sleep(window).await; // the observation window, not a wait for a state
+    let moved = sim.stage_figures(&id(&s));
+    assert!(
+        moved["sink"].records_processed >= figures_before["sink"].records_processed + 1000,
+        "the router's figures must move: {figures_before:?} then {moved:?}"
+    );
+    let gets = sim.call_count("GetPipeline") - gets_before;
+    assert!(gets >= 3, "{gets} stats reads in {window:?}: the figures were not read");
+    let status = pipelines(&s).get(PIPELINE).await.unwrap().status.unwrap();
+    assert_eq!(
+        status_writes() - before,
+        0,
+        "status writes while only counters moved; status now {status:#?}"
+    );
+
+    sim.set_flow(Rates { records_per_second: 200.0, errors_per_second: 5.0 });
+    let rising = wait_pipeline(&s, "errors rising on every stage", |st| {
+        errors_rising(st).iter().all(|rising| *rising)
     })
     .await;
-    let stage = &status.stages[2];
-    assert_eq!((stage.records_buffered, stage.errors), (Some(7), Some(2)));
-    assert_eq!(status.phase, Some(Phase::Ready));
+    assert_eq!(rising.phase, Some(Phase::Ready), "errors in the data are not the pipeline's phase");
+    tokio::time::sleep(Duration::from_secs(9)).await; // three stats intervals of errors still rising
+    assert_eq!(status_writes() - before, 1, "errors starting to rise: one write");
+    eventually(FORM_TIMEOUT, "the StageErrorsRising Events", || async {
+        (event_count(&s, "EtlPipeline", PIPELINE, "StageErrorsRising").await >= 4).then_some(())
+    })
+    .await;
+
+    sim.set_flow(Rates { records_per_second: 200.0, errors_per_second: 0.0 });
+    wait_pipeline(&s, "errors no longer rising", |st| errors_rising(st).iter().all(|rising| !*rising)).await;
+    tokio::time::sleep(Duration::from_secs(9)).await; // three stats intervals of records only
+    assert_eq!(status_writes() - before, 2, "errors stopping: one more write");
+    eventually(FORM_TIMEOUT, "the StageErrorsStopped Events", || async {
+        (event_count(&s, "EtlPipeline", PIPELINE, "StageErrorsStopped").await >= 4).then_some(())
+    })
+    .await;
 }
 
 #[tokio::test]

@@ -96,8 +96,8 @@ pub struct EtlPipelineStatus {
     pub router_version: Option<u64>,
     /// Per stage, in pipeline order, once the router holds the pipeline: the
     /// service it runs on, where that service is registered and its
-    /// partitions (from the service's status), and the router's figures for
-    /// the stage (refreshed at most once per stats interval).
+    /// partitions (from the service's status), and whether the router's
+    /// errors for the stage are rising (read at most once per stats interval).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub stages: Vec<PipelineStage>,
     /// Conditions: Ready, Progressing, Degraded, ReferencesResolved, Synced.
@@ -120,13 +120,9 @@ pub struct PipelineStage {
     /// Partitions the router assigned to the service.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub assigned_partitions: Vec<u32>,
-    /// Records the stage has processed, as the router counts them.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub records_processed: Option<u64>,
-    /// Records the router holds in the stage's buffer.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub records_buffered: Option<u64>,
-    /// Records the stage failed to process, as the router counts them.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub errors: Option<u64>,
+    /// True while the router's error count for the stage rises from one
+    /// stats read to the next; false again once a read finds it unchanged.
+    /// The counts themselves are the router's metrics, not status.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub errors_rising: bool,
 }

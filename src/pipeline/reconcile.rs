@@ -13,9 +13,9 @@ use super::machine::{Event, next_phase};
 use super::observation::{Leaving, RouterCopy};
 use super::observe::{Observed, namespace_of, observe, pipeline_id};
 use super::remove::{Removal, remove};
-use super::stages::stages;
+use super::stages::{Reads, stages};
 use super::submit::submit;
-use crate::crd::{EtlPipeline, EtlPipelineStatus, Phase};
+use crate::crd::{EtlPipeline, EtlPipelineStatus, Phase, PipelineStage};
 use crate::router::ErrorClass;
 use crate::runtime::clusters::{self, Resolution};
 use crate::runtime::conditions::Wanted;
@@ -123,23 +123,32 @@ async fn reconcile(pipeline: &EtlPipeline, ctx: &Context) -> Result<Action, Erro
         _ if moved_from.is_some() => None,
         _ => previous.applied_generation,
     };
-    let read = match &observation.router {
+    // The stats read, at most once per stats interval. It serves only the
+    // stages' `errorsRising`: a new read is compared with the one before it.
+    let reads = match &observation.router {
         Some(RouterCopy::Present { .. }) => {
             let stats = ctx.timing.stats_interval;
-            let read = ctx
+            let before = ctx.pipeline_reads.latest(&desired.id, &members);
+            let (read, at) = ctx
                 .pipeline_reads
-                .get(&desired.id, &members, stats, || ctx.router.get_pipeline(&members, &desired.id))
+                .get_timed(&desired.id, &members, stats, || ctx.router.get_pipeline(&members, &desired.id))
                 .await;
-            read.ok()
+            let before = before.filter(|(before_at, _)| *before_at < at).map(|(_, before)| before);
+            read.ok().map(|now| (before, now))
         }
         _ => None,
     };
-    let response = read.as_deref().and_then(Option::as_ref);
     // Shown once the router holds the pipeline: while it waits, stages would
     // only churn the status as its services register one by one.
     let stages = match &observation.router {
         Some(RouterCopy::Present { .. }) => {
-            stages(&desired, &observation.references, response, &previous.stages)
+            let reads = reads.as_ref().and_then(|(before, now)| {
+                Some(Reads {
+                    before: before.as_deref().and_then(Option::as_ref),
+                    now: now.as_ref().as_ref()?,
+                })
+            });
+            stages(&desired, &observation.references, reads, &previous.stages)
         }
         _ => previous.stages.clone(),
     };
@@ -174,6 +183,7 @@ async fn reconcile(pipeline: &EtlPipeline, ctx: &Context) -> Result<Action, Erro
     let story = status::Story::new(previous.phase, phase, &previous.conditions, &next.conditions, warning)
         .quiet_when(phase == Phase::Pending && assessment.event.is_wait());
     status::write_changed(ctx, pipeline, &previous, &next, story).await?;
+    announce_stage_errors(ctx, pipeline, &previous.stages, &next.stages).await;
     // A repair of drift is always told; other writes only when no transition Event tells them.
     let drifted = previous.applied_generation == Some(generation) && moved_from.is_none();
     if let Ok(Some(call)) = &outcome
@@ -189,6 +199,32 @@ async fn reconcile(pipeline: &EtlPipeline, ctx: &Context) -> Result<Action, Erro
     };
     // A reference still absent is reported as soon as the grace is over.
     Ok(Action::requeue(grace_left.map_or(interval, |left| interval.min(left))))
+}
+
+/// An Event for each stage whose errors started rising (a Warning) or stopped.
+async fn announce_stage_errors(
+    ctx: &Context,
+    pipeline: &EtlPipeline,
+    previous: &[PipelineStage],
+    next: &[PipelineStage],
+) {
+    for stage in next {
+        let was = previous.iter().find(|p| p.id == stage.id).is_some_and(|p| p.errors_rising);
+        let (reason, note) = match (was, stage.errors_rising) {
+            (false, true) => (
+                "StageErrorsRising",
+                format!(
+                    "the router reports errors rising on stage {} ({}); its metrics and logs tell which records fail",
+                    stage.id, stage.service
+                ),
+            ),
+            (true, false) => {
+                ("StageErrorsStopped", format!("the router reports no new errors on stage {}", stage.id))
+            }
+            _ => continue,
+        };
+        events::publish(ctx, pipeline, stage.errors_rising, reason, note).await;
+    }
 }
 
 fn ready_reason(status: &EtlPipelineStatus) -> Option<&str> {

@@ -1,20 +1,28 @@
 //! The status's per-stage view, in pipeline order: the service each stage
 //! runs on, where it is registered and its partitions (from the services'
-//! own status, so the view is exact once they are Ready), and the router's
-//! figures (from the pipeline's last read; a failed read keeps the previous
-//! figures, so an outage does not churn the status). Pure.
+//! own status, so the view is exact once they are Ready), and whether the
+//! router's errors for it are rising. Counts stay out of status (they would
+//! rewrite it at every stats read while records flow): the flag compares a
+//! new stats read with the one before it, and without both (an unread or
+//! unchanged read, the first read after a restart) it keeps its value. Pure.
 
 use super::observation::Reference;
 use crate::crd::PipelineStage;
 use crate::router::{GetPipelineResponse, PipelineConfig};
 
+/// Two successive stats reads of the pipeline: the one before (`None` when
+/// there is none to compare with) and the new one.
+pub struct Reads<'a> {
+    pub before: Option<&'a GetPipelineResponse>,
+    pub now: &'a GetPipelineResponse,
+}
+
 pub fn stages(
     desired: &PipelineConfig,
     references: &[Reference],
-    read: Option<&GetPipelineResponse>,
+    reads: Option<Reads<'_>>,
     previous: &[PipelineStage],
 ) -> Vec<PipelineStage> {
-    let figures = read.and_then(|r| r.status.as_ref()).map(|status| &status.stage_statuses);
     desired
         .stages
         .iter()
@@ -22,29 +30,26 @@ pub fn stages(
         .map(|(stage, reference)| {
             let before = previous.iter().find(|p| p.id == stage.id && p.service == stage.name);
             let assignment = reference.assignment.clone().unwrap_or_default();
-            let mut next = PipelineStage {
+            let errors_rising = match &reads {
+                Some(Reads { before: Some(earlier), now }) => {
+                    errors(now, &stage.id) > errors(earlier, &stage.id)
+                }
+                _ => before.is_some_and(|b| b.errors_rising),
+            };
+            PipelineStage {
                 id: stage.id.clone(),
                 service: stage.name.clone(),
                 endpoint: reference.assignment.as_ref().map(|_| assignment.endpoint),
                 assigned_partitions: assignment.partitions,
-                ..Default::default()
-            };
-            match figures {
-                Some(figures) => {
-                    let figure = figures.get(&stage.id);
-                    next.records_processed = figure.map(|f| f.records_processed);
-                    next.records_buffered = figure.map(|f| f.records_buffered);
-                    next.errors = figure.map(|f| f.errors);
-                }
-                None => {
-                    next.records_processed = before.and_then(|b| b.records_processed);
-                    next.records_buffered = before.and_then(|b| b.records_buffered);
-                    next.errors = before.and_then(|b| b.errors);
-                }
+                errors_rising,
             }
-            next
         })
         .collect()
+}
+
+/// The router's error count for `stage` in `read` (none reported: 0).
+fn errors(read: &GetPipelineResponse, stage: &str) -> u64 {
+    read.status.as_ref().and_then(|s| s.stage_statuses.get(stage)).map_or(0, |f| f.errors)
 }
 
 #[cfg(test)]
@@ -77,37 +82,61 @@ mod tests {
         }
     }
 
+    fn read(errors: &[(&str, u64)]) -> GetPipelineResponse {
+        let figures = errors
+            .iter()
+            .map(|(stage, errors)| {
+                let figure = StageStatus {
+                    records_processed: 100 * errors + 7,
+                    errors: *errors,
+                    ..Default::default()
+                };
+                (stage.to_string(), figure)
+            })
+            .collect::<HashMap<_, _>>();
+        GetPipelineResponse {
+            found: true,
+            config: None,
+            status: Some(PipelineStatus { stage_statuses: figures, ..Default::default() }),
+        }
+    }
+
     #[test]
-    fn each_stage_gets_its_service_endpoint_partitions_and_figures_and_keeps_figures_when_unread() {
+    fn each_stage_gets_its_service_endpoint_and_partitions() {
         let references = [
             reference("in", Some(Assignment { endpoint: "in-svc:1".into(), partitions: vec![0, 1] })),
             reference("t", None),
             reference("out", Some(Assignment { endpoint: "out-svc:2".into(), partitions: vec![] })),
         ];
-        let figures = HashMap::from([(
-            "step-0".to_owned(),
-            StageStatus { records_processed: 10, records_buffered: 2, errors: 1, avg_latency_ms: 0.5 },
-        )]);
-        let read = GetPipelineResponse {
-            found: true,
-            config: None,
-            status: Some(PipelineStatus { stage_statuses: figures, ..Default::default() }),
-        };
-        let first = stages(&desired(), &references, Some(&read), &[]);
+        let first = stages(&desired(), &references, None, &[]);
         let ids: Vec<&str> = first.iter().map(|s| s.id.as_str()).collect();
         assert_eq!(ids, ["source", "step-0", "sink"]);
         assert_eq!(first[0].endpoint.as_deref(), Some("in-svc:1"));
         assert_eq!(first[0].assigned_partitions, [0, 1]);
         assert_eq!(first[1].endpoint, None, "not registered");
-        assert_eq!(
-            (first[1].records_processed, first[1].records_buffered, first[1].errors),
-            (Some(10), Some(2), Some(1))
-        );
-        assert_eq!(first[2].records_processed, None, "no figures for the sink");
-        assert_eq!(
-            stages(&desired(), &references, None, &first),
-            first,
-            "an unread router keeps the figures"
-        );
+        assert!(first.iter().all(|s| !s.errors_rising));
+    }
+
+    #[test]
+    fn errors_rising_flips_on_a_rising_count_and_back_on_a_still_one_and_moving_records_change_nothing() {
+        let references = [reference("in", None), reference("t", None), reference("out", None)];
+        let at = |before: &GetPipelineResponse, now: &GetPipelineResponse, previous: &[PipelineStage]| {
+            let reads = Reads { before: Some(before), now };
+            stages(&desired(), &references, Some(reads), previous)
+        };
+        let calm = stages(&desired(), &references, None, &[]);
+        let (one, two) = (read(&[("step-0", 1)]), read(&[("step-0", 2)]));
+        let rising = at(&one, &two, &calm);
+        let flags: Vec<bool> = rising.iter().map(|s| s.errors_rising).collect();
+        assert_eq!(flags, [false, true, false]);
+        // Without a read before it to compare with, the flag keeps its value.
+        let first_after_restart = Reads { before: None, now: &two };
+        assert_eq!(stages(&desired(), &references, Some(first_after_restart), &rising), rising);
+        assert_eq!(stages(&desired(), &references, None, &rising), rising, "unread keeps it");
+        assert_eq!(at(&two, &read(&[("step-0", 2)]), &rising), calm, "a still count clears it");
+        // Records moving with no new errors leave the stages as they were.
+        let mut busier = read(&[("step-0", 2)]);
+        busier.status.as_mut().unwrap().stage_statuses.get_mut("step-0").unwrap().records_buffered = 50;
+        assert_eq!(at(&two, &busier, &calm), calm);
     }
 }

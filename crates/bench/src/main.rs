@@ -5,7 +5,8 @@
 //! binary at its default settings on one router cluster, a few dozen
 //! services and N pipelines, and prints one table: time to Ready against the
 //! floor, API requests by kind (from the API server's audit log) and router
-//! calls (from the simulator) during the run and an idle window, resident
+//! calls (from the simulator) during the run, an idle window and a busy one
+//! (records flowing through every stage), resident
 //! memory, a restart's catch-up, a router node's loss and spec-edit latency.
 //! The table is written as Markdown (default `docs/benchmark.md`).
 //!
@@ -15,6 +16,7 @@ mod audit;
 mod floor;
 mod report;
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -26,7 +28,7 @@ use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 
 use audit::AuditLog;
 use conveyor_etl_operator::router::mapping::pipeline_id;
-use conveyor_router_sim::SimCluster;
+use conveyor_router_sim::{Rates, SimCluster};
 use conveyor_testbed::control_plane::{ControlPlane, OPERATOR_USER};
 use conveyor_testbed::install::{install_crds, install_rbac};
 use conveyor_testbed::kubelet::FakeKubelet;
@@ -38,6 +40,8 @@ use workload::{CLUSTER, Phases};
 const NAMESPACE: &str = "bench";
 /// The operator's default health interval (`--health-interval`).
 const HEALTH_INTERVAL: Duration = Duration::from_secs(10);
+/// The operator's default stats interval (`--stats-interval`).
+const STATS_INTERVAL: Duration = Duration::from_secs(300);
 
 #[derive(Parser)]
 #[command(about = "Measures the operator at scale against the API server's own write floor")]
@@ -54,6 +58,14 @@ struct Args {
     /// The idle window after all are Ready.
     #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
     idle: Duration,
+    /// The busy window after the idle one: records flow through every
+    /// stage. The default spans a stats interval and a health interval, so
+    /// every pipeline's stage figures are read at least once in it.
+    #[arg(long, default_value = "5m10s", value_parser = humantime::parse_duration)]
+    busy: Duration,
+    /// Records per second per stage during the busy window.
+    #[arg(long, default_value_t = 100.0)]
+    records_per_second: f64,
     /// Spec edits timed from the API to the router.
     #[arg(long, default_value_t = 100)]
     edits: usize,
@@ -108,7 +120,9 @@ async fn run(args: &Args, plane: &ControlPlane) -> anyhow::Result<Figures> {
         pipelines: args.pipelines,
         services: 3 * args.services_per_kind,
         health_interval: HEALTH_INTERVAL,
+        stats_interval: STATS_INTERVAL,
         idle: args.idle,
+        busy: args.busy,
         ..Figures::default()
     };
 
@@ -144,17 +158,19 @@ async fn run(args: &Args, plane: &ControlPlane) -> anyhow::Result<Figures> {
     let calls_before = kubelet.sim.call_counts();
     tokio::time::sleep(args.idle).await; // the window being measured
     figures.idle_requests = audit.take(OPERATOR_USER);
-    figures.idle_router_calls = kubelet
-        .sim
-        .call_counts()
-        .into_iter()
-        .map(|(method, n)| {
-            let before = calls_before.get(&method).copied().unwrap_or(0);
-            (method, n - before)
-        })
-        .filter(|(_, n)| *n > 0)
-        .collect();
+    figures.idle_router_calls = calls_since(&kubelet.sim, &calls_before);
     figures.rss_ready_mib = operator.rss_mib();
+
+    if !args.busy.is_zero() {
+        say(&format!("busy window of {}: records flowing", humantime::format_duration(args.busy)));
+        let rates = Rates { records_per_second: args.records_per_second, errors_per_second: 0.0 };
+        kubelet.sim.set_flow(rates);
+        let calls_before = kubelet.sim.call_counts();
+        tokio::time::sleep(args.busy).await; // the window being measured
+        figures.busy_requests = audit.take(OPERATOR_USER);
+        figures.busy_router_calls = calls_since(&kubelet.sim, &calls_before);
+        kubelet.sim.set_flow(Rates::default());
+    }
 
     say("restart with every object Ready");
     operator.stop()?;
@@ -205,6 +221,15 @@ async fn run(args: &Args, plane: &ControlPlane) -> anyhow::Result<Figures> {
     operator.stop()?;
     kubelet.stop().await;
     Ok(figures)
+}
+
+/// Router calls by method since `before` was counted (methods not called left out).
+fn calls_since(sim: &SimCluster, before: &BTreeMap<String, u64>) -> Vec<(String, u64)> {
+    sim.call_counts()
+        .into_iter()
+        .map(|(method, n)| (method.clone(), n - before.get(&method).copied().unwrap_or(0)))
+        .filter(|(_, n)| *n > 0)
+        .collect()
 }
 
 fn total_calls(sim: &SimCluster) -> u64 {

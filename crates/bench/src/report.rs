@@ -22,6 +22,10 @@ pub struct Figures {
     pub idle_requests: Requests,
     pub idle_router_calls: Vec<(String, u64)>,
     pub health_interval: Duration,
+    pub stats_interval: Duration,
+    pub busy: Duration,
+    pub busy_requests: Requests,
+    pub busy_router_calls: Vec<(String, u64)>,
     pub rss_ready_mib: f64,
     pub edit_latencies: Vec<Duration>,
     pub degraded_after: Option<Duration>,
@@ -129,6 +133,40 @@ impl Figures {
             &format!("health polls only (≤ {health_polls:.0} in the window)"),
             Some(idle_calls as f64 <= health_polls),
         );
+        if !self.busy.is_zero() {
+            let minutes = self.busy.as_secs_f64() / 60.0;
+            let writes = self.busy_requests.writes();
+            row(
+                &format!("Busy window ({}, records flowing): API writes per minute", secs(self.busy)),
+                format!("{:.1} ({})", writes as f64 / minutes, self.busy_requests.describe_writes()),
+                "≤ 10 in total",
+                Some(writes as f64 / minutes <= 10.0),
+            );
+            // The design's figure: the health polls, and each pipeline's
+            // stats read (one GetPipeline) once per stats interval, so at
+            // most once more than the window spans intervals.
+            let polls = 5.0 * ((self.busy.as_secs_f64() / self.health_interval.as_secs_f64()).floor() + 1.0);
+            let reads = (self.busy.as_secs_f64() / self.stats_interval.as_secs_f64()).floor() + 1.0;
+            let allowed = polls + n * reads;
+            let calls: u64 = self.busy_router_calls.iter().map(|(_, calls)| calls).sum();
+            row(
+                "Busy: router calls per minute (by method)",
+                format!(
+                    "{:.1} ({})",
+                    calls as f64 / minutes,
+                    self.busy_router_calls
+                        .iter()
+                        .map(|(m, c)| format!("{c} {m}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                &format!(
+                    "health polls and N GetPipeline per stats interval ({}; ≤ {allowed:.0} in the window)",
+                    secs(self.stats_interval)
+                ),
+                Some(calls as f64 <= allowed),
+            );
+        }
         row("RSS with N Ready", format!("{:.1} MiB", self.rss_ready_mib), "", None);
         if let Some(large) = &self.large {
             row(

@@ -97,7 +97,7 @@ impl RouterAdmin for AdminService {
     ) -> Result<Response<GetPipelineResponse>, Status> {
         self.enter("GetPipeline").await?;
         let pipeline_id = request.into_inner().pipeline_id;
-        Ok(Response::new(self.shared.state().catalog.get_pipeline(&pipeline_id)))
+        Ok(Response::new(self.shared.state().get_pipeline(&pipeline_id, std::time::SystemTime::now())))
     }
 
     async fn list_pipelines(

@@ -436,6 +436,18 @@ impl SimCluster {
         self.shared.state().catalog.services.values().map(|(service, _)| service.clone()).collect()
     }
 
+    /// A pipeline's stage figures as `GetPipeline` reports them now.
+    pub fn stage_figures(&self, id: &str) -> std::collections::HashMap<String, StageStatus> {
+        let answer = self.shared.state().get_pipeline(id, std::time::SystemTime::now());
+        answer.status.map(|status| status.stage_statuses).unwrap_or_default()
+    }
+
+    /// Sets records (and errors) flowing through every stage of every
+    /// pipeline from now on: `GetPipeline`'s figures advance at these rates.
+    pub fn set_flow(&self, rates: crate::Rates) {
+        self.shared.state().set_flow(rates, std::time::SystemTime::now());
+    }
+
     /// Sets the statistics `GetPipeline` reports for one stage. False if the pipeline is unknown.
     pub fn set_stage_status(&self, pipeline_id: &str, stage_id: &str, status: StageStatus) -> bool {
         self.shared.state().set_stage_status(pipeline_id, stage_id, status)

@@ -24,6 +24,7 @@ mod admin;
 mod catalog;
 mod cluster;
 mod conn;
+mod flow;
 pub mod launch;
 mod leases;
 mod log;
@@ -38,6 +39,7 @@ use std::time::Duration;
 
 pub use addresses::consecutive_nodes;
 pub use cluster::SimCluster;
+pub use flow::Rates;
 pub use log::Mutation;
 pub use member::Partition;
 

@@ -9,9 +9,10 @@ use std::time::SystemTime;
 
 use conveyor_router_contract::proto::common::ServiceType;
 use conveyor_router_contract::proto::registry::{RegisterRequest, RegisterResponse, RegisteredService};
-use conveyor_router_contract::proto::router::{PipelineConfig, StageStatus};
+use conveyor_router_contract::proto::router::{GetPipelineResponse, PipelineConfig, StageStatus};
 
 use super::catalog::Catalog;
+use super::flow::{Flow, Rates};
 use super::log::Mutation;
 use super::raft::RaftView;
 
@@ -35,6 +36,8 @@ pub(crate) struct SimState {
     pub leased: std::collections::BTreeMap<u64, super::leases::LeasedRegistry>,
     /// Heartbeat messages received (a stream carries many).
     pub heartbeats: u64,
+    /// Records flowing: moves the stage figures `GetPipeline` reports.
+    pub flow: Option<Flow>,
 }
 
 impl SimState {
@@ -126,6 +129,25 @@ impl SimState {
         selector: &HashMap<String, String>,
     ) -> Vec<RegisteredService> {
         self.catalog.list_services(type_filter, selector)
+    }
+
+    /// The answer to `GetPipeline` at `now`, with the flow's figures.
+    pub fn get_pipeline(&self, pipeline_id: &str, now: SystemTime) -> GetPipelineResponse {
+        let mut answer = self.catalog.get_pipeline(pipeline_id);
+        if let (Some(flow), Some(status)) = (&self.flow, answer.status.as_mut()) {
+            flow.advance(status, now);
+        }
+        answer
+    }
+
+    /// Sets the flow's rates from `now` on, keeping what flowed until then.
+    pub fn set_flow(&mut self, rates: Rates, now: SystemTime) {
+        if let Some(flow) = self.flow {
+            for stored in self.catalog.pipelines.values_mut() {
+                flow.settle(&mut stored.status, now);
+            }
+        }
+        self.flow = Some(Flow { rates, since: now });
     }
 
     pub fn set_stage_status(&mut self, pipeline_id: &str, stage_id: &str, status: StageStatus) -> bool {
