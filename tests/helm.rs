@@ -112,7 +112,10 @@ fn lint_passes_and_template_renders_what_the_values_ask() {
     assert_restricted_operator_deployment(deployment, 8080);
     assert_eq!(deployment["spec"]["replicas"], 1);
     let container = &deployment["spec"]["template"]["spec"]["containers"][0];
-    assert_eq!(container["image"], "ghcr.io/conveyor-etl/conveyor-etl-operator:0.1.0", "tag: the appVersion");
+    assert_eq!(
+        container["image"], "registry.example/conveyor-etl/conveyor-etl-operator:0.1.0",
+        "tag: the appVersion"
+    );
     assert_eq!(env(deployment, "CONVEYOR_LOG_FORMAT"), "auto", "the binary's default: JSON in pods");
     assert_eq!(container["resources"]["limits"], serde_json::json!({"cpu": "200m", "memory": "256Mi"}));
     assert_eq!(env(deployment, "CONVEYOR_LEADER_ELECTION"), "true");

@@ -12,6 +12,7 @@ use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Service};
 use k8s_openapi::api::events::v1::Event as KubeEvent;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::runtime::watcher;
@@ -658,29 +659,10 @@ async fn a_failing_reconcile_is_visible_as_synced_false_and_a_warning_event() {
     let operator = RunningOperator::start_as(plane, &namespace, RESTRICTED_USER).await;
     let clusters: Api<EtlRouterCluster> = Api::namespaced(client.clone(), &namespace);
     clusters.create(&Default::default(), &seed_cluster("my-cluster")).await.unwrap();
-    let failed = eventually(FORM_TIMEOUT, "Synced=False", || async {
-        let cluster = clusters.get("my-cluster").await.ok()?;
-        let synced = cluster.status.as_ref()?.conditions.iter().find(|c| c.type_ == "Synced")?.clone();
-        (synced.status == "False").then_some(synced)
-    })
-    .await;
+    let failed = synced_false(&clusters).await;
     assert_eq!(failed.reason, "Forbidden");
     assert!(failed.message.contains("poddisruptionbudgets"), "{}", failed.message);
-    // The Warning Event follows the status write: wait for it.
-    let events: Api<KubeEvent> = Api::namespaced(client.clone(), &namespace);
-    eventually(FORM_TIMEOUT, "a Warning Event for the failed reconcile", || async {
-        let listed = events.list(&ListParams::default()).await.ok()?;
-        listed
-            .items
-            .into_iter()
-            .any(|e| {
-                e.type_.as_deref() == Some("Warning")
-                    && e.reason.as_deref() == Some("Forbidden")
-                    && e.regarding.as_ref().and_then(|r| r.kind.as_deref()) == Some("EtlRouterCluster")
-            })
-            .then_some(())
-    })
-    .await;
+    warning_event(&client, &namespace, "Forbidden").await;
     operator.stop().await;
 }
 
@@ -733,24 +715,10 @@ async fn a_reconcile_whose_caches_never_fill_fails_visibly_at_its_deadline() {
     let operator = RunningOperator::start_with_timing(operator_client, &namespace, timing);
     let clusters: Api<EtlRouterCluster> = Api::namespaced(client.clone(), &namespace);
     clusters.create(&Default::default(), &seed_cluster("my-cluster")).await.unwrap();
-    let failed = eventually(FORM_TIMEOUT, "Synced=False", || async {
-        let cluster = clusters.get("my-cluster").await.ok()?;
-        let synced = cluster.status.as_ref()?.conditions.iter().find(|c| c.type_ == "Synced")?.clone();
-        (synced.status == "False").then_some(synced)
-    })
-    .await;
+    let failed = synced_false(&clusters).await;
     assert_eq!(failed.reason, "CachesNotSynced");
     assert!(failed.message.contains("may list and watch"), "{}", failed.message);
-    let events: Api<KubeEvent> = Api::namespaced(client.clone(), &namespace);
-    eventually(FORM_TIMEOUT, "a Warning Event for the unfilled caches", || async {
-        let listed = events.list(&ListParams::default()).await.ok()?;
-        listed
-            .items
-            .into_iter()
-            .any(|e| e.type_.as_deref() == Some("Warning") && e.reason.as_deref() == Some("CachesNotSynced"))
-            .then_some(())
-    })
-    .await;
+    warning_event(&client, &namespace, "CachesNotSynced").await;
     operator.stop().await;
 }
 
@@ -870,4 +838,33 @@ async fn an_eviction_hits_only_the_pods_current_incarnation_and_a_budget_can_ref
     assert!(asked.elapsed() < std::time::Duration::from_secs(10), "the refusal took {:?}", asked.elapsed());
     let still = pods.get("running").await.unwrap();
     assert!(still.metadata.deletion_timestamp.is_none(), "a refused eviction deleted the pod");
+}
+
+/// my-cluster's `Synced` condition once it is False.
+async fn synced_false(clusters: &Api<EtlRouterCluster>) -> Condition {
+    eventually(FORM_TIMEOUT, "Synced=False", || async {
+        let cluster = clusters.get("my-cluster").await.ok()?;
+        let synced = cluster.status.as_ref()?.conditions.iter().find(|c| c.type_ == "Synced")?.clone();
+        (synced.status == "False").then_some(synced)
+    })
+    .await
+}
+
+/// Waits for a Warning Event with `reason` about an EtlRouterCluster: it
+/// follows the status write that told the same failure.
+async fn warning_event(client: &Client, namespace: &str, reason: &str) {
+    let events: Api<KubeEvent> = Api::namespaced(client.clone(), namespace);
+    eventually(FORM_TIMEOUT, &format!("a Warning Event {reason}"), || async {
+        let listed = events.list(&ListParams::default()).await.ok()?;
+        listed
+            .items
+            .into_iter()
+            .any(|e| {
+                e.type_.as_deref() == Some("Warning")
+                    && e.reason.as_deref() == Some(reason)
+                    && e.regarding.as_ref().and_then(|r| r.kind.as_deref()) == Some("EtlRouterCluster")
+            })
+            .then_some(())
+    })
+    .await
 }
