@@ -139,7 +139,7 @@ fn lint_passes_and_template_renders_what_the_values_ask() {
         "logFormat=json",
         "otlpEndpoint=http://collector.observability:4317",
         "metricsPort=9090",
-        "watchNamespace=pipelines",
+        "watchNamespaces={pipelines,staging}",
         "commonLabels.team=data",
         "commonAnnotations.owner=data-team",
         "nodeSelector.disk=ssd",
@@ -163,7 +163,7 @@ fn lint_passes_and_template_renders_what_the_values_ask() {
     assert_eq!(env(deployment, "CONVEYOR_RETRY_PERIOD"), "4s");
     assert_eq!(env(deployment, "CONVEYOR_LOG_FORMAT"), "json");
     assert_eq!(env(deployment, "OTEL_EXPORTER_OTLP_ENDPOINT"), "http://collector.observability:4317");
-    assert_eq!(env(deployment, "CONVEYOR_WATCH_NAMESPACE"), "pipelines");
+    assert_eq!(env(deployment, "CONVEYOR_WATCH_NAMESPACE"), "pipelines,staging");
     assert_eq!(env(deployment, "KUBERNETES_SERVICE_HOST"), "10.1.2.3");
     assert_eq!(pod["nodeSelector"]["disk"], "ssd");
     assert_eq!(pod["tolerations"][0]["key"], "dedicated");
@@ -422,4 +422,197 @@ async fn upgrade_updates_the_crds_and_uninstall_keeps_them_unless_asked() {
         left.is_empty().then_some(())
     })
     .await;
+}
+
+/// The chart as last shipped (0.1.0, packaged from the stop that shipped it:
+/// see tests/fixtures/charts/README.md).
+fn previous_chart() -> String {
+    let path = repo_path("tests/fixtures/charts/conveyor-etl-operator-0.1.0.tgz");
+    path.to_str().unwrap().to_owned()
+}
+
+/// `helm upgrade` from the previous chart version, with a live cluster,
+/// services and pipeline: the CRDs and RBAC are replaced, the operator comes
+/// back under the new release (as the Deployment's rollout would start it),
+/// every object stays Ready, nothing is submitted or registered twice and
+/// nothing of theirs is written.
+#[tokio::test]
+async fn an_upgrade_from_the_previous_chart_keeps_every_object_ready_and_submits_nothing_twice() {
+    // Its own control plane: the release owns the cluster-wide CRDs.
+    let plane = ControlPlane::start();
+    let admin = plane.client().await;
+    let installed = helm_ok(
+        Some(&plane),
+        &["install", RELEASE, &previous_chart(), "-n", NAMESPACE, "--create-namespace"],
+    );
+    assert!(installed.contains("STATUS: deployed"), "{installed}");
+    let namespace = test_namespace(&admin, "chart-upgrade").await;
+    let kubelet = FakeKubelet::start(admin.clone(), &namespace, "my-cluster", 50051).await;
+    let operator = RunningOperator::start_with_client(service_account_client(&plane).await, &namespace);
+    for object in example_set() {
+        api_in(&admin, &namespace, &kind_of(&object)).create(&Default::default(), &object).await.unwrap();
+    }
+    wait_all_ready(&admin, &namespace).await;
+    let sim = kubelet.sim.clone();
+    let submissions = || {
+        let mut log: Vec<String> = sim
+            .mutation_log()
+            .iter()
+            .filter(|m| ["CreatePipeline", "UpdatePipeline", "Register"].contains(&m.method))
+            .map(|m| format!("{} {}", m.method, m.target))
+            .collect();
+        log.sort();
+        log
+    };
+    let submitted = submissions();
+    assert!(submitted.iter().any(|m| m.starts_with("CreatePipeline")), "{submitted:?}");
+    operator.stop().await;
+
+    let upgraded = helm_ok(Some(&plane), &["upgrade", RELEASE, &chart(), "-n", NAMESPACE, "--wait=false"]);
+    assert!(upgraded.contains("has been upgraded"), "{upgraded}");
+    let history = helm_ok(Some(&plane), &["history", RELEASE, "-n", NAMESPACE, "-o", "json"]);
+    let history: Value = serde_json::from_str(&history).unwrap();
+    let charts: Vec<&str> =
+        history.as_array().unwrap().iter().map(|r| r["chart"].as_str().unwrap()).collect();
+    let current = format!("conveyor-etl-operator-{}", chart_version());
+    assert_eq!(charts, ["conveyor-etl-operator-0.1.0", current.as_str()]);
+    // The CRDs are the new chart's.
+    let crds: Api<CustomResourceDefinition> = Api::all(admin.clone());
+    let served =
+        serde_json::to_value(crds.get("etlrouterclusters.conveyor.etl").await.unwrap().spec).unwrap();
+    let shipped: Value =
+        yaml_documents(&std::fs::read_to_string(format!("{}/files/crds.yaml", chart())).unwrap())
+            .into_iter()
+            .find(|crd| crd["metadata"]["name"] == "etlrouterclusters.conveyor.etl")
+            .unwrap();
+    assert_eq!(
+        served["versions"][0]["schema"], shipped["spec"]["versions"][0]["schema"],
+        "the upgrade left the previous CRD schema in place"
+    );
+
+    let writes_before = plane.writes_by(&format!("system:serviceaccount:{NAMESPACE}:{RELEASE}")).len();
+    let reads =
+        || ["ListPipelines", "GetPipeline", "ListServices"].iter().map(|m| sim.call_count(m)).sum::<u64>();
+    let reads_before = reads();
+    let operator = RunningOperator::start_with_client(service_account_client(&plane).await, &namespace);
+    // Caught up: the new operator has read the pipeline and the registry.
+    eventually(Duration::from_secs(60), "the upgraded operator reading the router", || {
+        std::future::ready((reads() >= reads_before + 2).then_some(()))
+    })
+    .await;
+    wait_all_ready(&admin, &namespace).await;
+    assert_eq!(submissions(), submitted, "submitted or registered again after the upgrade");
+    let writes: Vec<String> = plane
+        .writes_by(&format!("system:serviceaccount:{NAMESPACE}:{RELEASE}"))
+        .into_iter()
+        .skip(writes_before)
+        .filter(|w| w.request_uri.contains(&format!("/namespaces/{namespace}/")))
+        .map(|w| format!("{} {}", w.verb, w.request_uri))
+        .collect();
+    assert!(writes.is_empty(), "the upgraded operator rewrote unchanged objects: {writes:#?}");
+    operator.stop().await;
+    kubelet.stop().await;
+}
+
+/// The chart's own version, from its Chart.yaml.
+fn chart_version() -> String {
+    let text = std::fs::read_to_string(format!("{}/Chart.yaml", chart())).unwrap();
+    let line = text.lines().find(|line| line.starts_with("version:")).expect("Chart.yaml has a version");
+    line.trim_start_matches("version:").trim().to_owned()
+}
+
+/// `watchNamespaces`: the chart's RBAC applied as rendered (a Role in each
+/// namespace listed, a ClusterRole that only reads CRDs); the operator under
+/// that service account takes the example set to Ready in both namespaces,
+/// cannot list anything cluster-wide, and never writes in a third namespace.
+#[tokio::test]
+async fn with_watch_namespaces_namespaced_rbac_is_enough_and_other_namespaces_are_left_alone() {
+    const RELEASE_NS: &str = "conveyor-ns";
+    let plane = support::shared_with_crds();
+    let admin = plane.client().await;
+    let system = test_namespace(&admin, "chart-ns-system").await;
+    let watched = [test_namespace(&admin, "chart-ns-a").await, test_namespace(&admin, "chart-ns-b").await];
+    let other = test_namespace(&admin, "chart-ns-other").await;
+    let list = format!("watchNamespaces={{{}}}", watched.join(","));
+    let rendered = helm_ok(None, &["template", RELEASE_NS, &chart(), "-n", &system, "--set", &list]);
+    let rbac: Vec<Value> = yaml_documents(&rendered)
+        .into_iter()
+        .filter(|d| ["ServiceAccount", "Role", "RoleBinding"].contains(&d["kind"].as_str().unwrap()))
+        .chain(yaml_documents(&rendered).into_iter().filter(|d| {
+            ["ClusterRole", "ClusterRoleBinding"].contains(&d["kind"].as_str().unwrap())
+                && d["metadata"]["name"] == format!("{RELEASE_NS}-conveyor-etl-operator")
+        }))
+        .collect();
+    let cluster_role = rbac.iter().find(|d| d["kind"] == "ClusterRole").unwrap();
+    let crd_read = vec![(
+        vec!["apiextensions.k8s.io".to_owned()],
+        vec!["customresourcedefinitions".to_owned()],
+        vec!["get".to_owned(), "list".to_owned()],
+    )];
+    assert_eq!(rules(cluster_role), crd_read, "cluster-wide rights beyond reading CRDs");
+    let roles: Vec<&Value> = rbac
+        .iter()
+        .filter(|d| {
+            d["kind"] == "Role"
+                && d["metadata"]["name"] != format!("{RELEASE_NS}-conveyor-etl-operator-leader-election")
+        })
+        .collect();
+    let mut role_namespaces: Vec<&str> =
+        roles.iter().map(|r| r["metadata"]["namespace"].as_str().unwrap()).collect();
+    role_namespaces.sort();
+    let mut expected: Vec<&str> = watched.iter().map(String::as_str).collect();
+    expected.sort();
+    assert_eq!(role_namespaces, expected);
+    let file = tempfile::NamedTempFile::new().unwrap();
+    let documents: Vec<String> = rbac.iter().map(|d| serde_json::to_string(d).unwrap()).collect();
+    std::fs::write(file.path(), documents.join("\n---\n")).unwrap();
+    kubectl_new_ok(plane, &["apply", "-f", file.path().to_str().unwrap()]);
+
+    let account = format!("{RELEASE_NS}-conveyor-etl-operator");
+    let token = support::service_account_token(plane, &system, &account).await;
+    install_crypto_provider();
+    let client = Client::try_from(plane.config_with_token(&token).await).unwrap();
+    let everywhere: Api<conveyor_etl_operator::crd::EtlPipeline> = Api::all(client.clone());
+    match everywhere.list(&Default::default()).await {
+        Err(kube::Error::Api(status)) => assert_eq!(status.code, 403, "{status:?}"),
+        other => panic!("listing EtlPipelines cluster-wide with the namespaced account: {other:?}"),
+    }
+
+    let mut kubelets = Vec::new();
+    for namespace in &watched {
+        kubelets.push(FakeKubelet::start(admin.clone(), namespace, "my-cluster", 50051).await);
+    }
+    let namespaces = conveyor_etl_operator::runtime::namespaces::Namespaces::from_list(&watched);
+    let operator = RunningOperator::start_watching(client, namespaces, support::operator::timing());
+    for namespace in watched.iter().chain([&other]) {
+        for object in example_set() {
+            api_in(&admin, namespace, &kind_of(&object)).create(&Default::default(), &object).await.unwrap();
+        }
+    }
+    for namespace in &watched {
+        wait_all_ready(&admin, namespace).await;
+    }
+    let user = format!("system:serviceaccount:{system}:{account}");
+    let writes = plane.writes_by(&user);
+    let refused: Vec<String> = writes
+        .iter()
+        .filter(|w| w.response_status.as_ref().and_then(|s| s["code"].as_u64()) == Some(403))
+        .map(|w| format!("{} {}", w.verb, w.request_uri))
+        .collect();
+    assert!(refused.is_empty(), "writes refused to the namespaced account: {refused:#?}");
+    let elsewhere: Vec<String> = writes
+        .iter()
+        .filter(|w| w.request_uri.contains(&format!("/namespaces/{other}/")))
+        .map(|w| format!("{} {}", w.verb, w.request_uri))
+        .collect();
+    assert!(elsewhere.is_empty(), "wrote in a namespace it does not watch: {elsewhere:#?}");
+    let clusters: Api<EtlRouterCluster> = Api::namespaced(admin.clone(), &other);
+    assert!(
+        clusters.get("my-cluster").await.unwrap().status.is_none(),
+        "a cluster it does not watch has a status"
+    );
+    operator.stop().await;
+    for kubelet in kubelets {
+        kubelet.stop().await;
+    }
 }

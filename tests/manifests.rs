@@ -126,12 +126,14 @@ async fn everything_in_deploy_passes_a_server_side_dry_run() {
     entries.sort();
     assert_eq!(
         entries,
-        ["crds", "examples", "helm", "observability", "operator", "rbac"],
+        ["crds", "examples", "helm", "krew", "observability", "operator", "rbac"],
         "a new entry in deploy/"
     );
-    // deploy/observability holds no Kubernetes objects: a Grafana dashboard
-    // (its queries are held to the exported metrics by a unit test) and an
-    // OpenTelemetry Collector config. Both must at least parse.
+    // deploy/krew holds the plugin's krew manifest (checked by
+    // crates/kubectl-conveyor's tests). deploy/observability holds no
+    // Kubernetes objects: a Grafana dashboard (its queries are held to the
+    // exported metrics by a unit test) and an OpenTelemetry Collector
+    // config. Both must at least parse.
     let dashboard =
         std::fs::read_to_string(repo_path("deploy/observability/grafana-dashboard.json")).unwrap();
     serde_json::from_str::<serde_json::Value>(&dashboard).expect("the dashboard is JSON");

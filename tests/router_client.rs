@@ -517,8 +517,13 @@ async fn a_pipeline_list_past_grpcs_default_four_mebibytes_is_read() {
         client.create_pipeline(&members, fat).await.unwrap();
     }
     let listed = client.list_pipelines(&members).await.unwrap();
-    assert_eq!(listed.len(), 5);
-    let bytes: usize = listed.iter().map(|p| p.metadata.values().map(String::len).sum::<usize>()).sum();
-    assert!(bytes > 4 * 1024 * 1024, "{bytes}");
+    let mut ids: Vec<&str> = listed.iter().map(|(id, _)| id.as_str()).collect();
+    ids.sort();
+    assert_eq!(ids, ["team-a/fat-0", "team-a/fat-1", "team-a/fat-2", "team-a/fat-3", "team-a/fat-4"]);
+    let fat = client.get_pipeline(&members, "team-a/fat-0").await.unwrap().unwrap().config.unwrap();
+    let bytes: usize = fat.metadata.values().map(String::len).sum();
+    assert!(5 * bytes > 4 * 1024 * 1024, "{bytes}");
+    // Each summarised as the whole config would be.
+    assert!(listed.iter().all(|(id, summary)| id != "team-a/fat-0" || summary.same_shape_as(&fat)));
     drop(sim);
 }

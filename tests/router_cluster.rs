@@ -20,7 +20,7 @@ use kube::{Client, ResourceExt};
 
 use conveyor_etl_operator::crd::{ClusterPhase, EtlRouterCluster, StorageRetention};
 use support::operator::{RunningOperator, shared_with_rbac};
-use support::scenario::{FORM_TIMEOUT, Scenario, condition, phase_of, seed_cluster};
+use support::scenario::{FORM_TIMEOUT, ROLL_TIMEOUT, Scenario, condition, phase_of, seed_cluster};
 use support::{eventually, test_namespace};
 
 #[tokio::test]
@@ -334,7 +334,7 @@ async fn kubectl_scale_moves_the_cluster_one_member_at_a_time_through_the_scale_
 async fn pods_once_rolled(s: &Scenario, what: &str, check: impl Fn(&Pod) -> bool) -> Vec<Pod> {
     let pods: Api<Pod> = Api::namespaced(s.client.clone(), &s.namespace);
     let config = ListParams::default().labels("conveyor.etl/cluster=my-cluster");
-    eventually(FORM_TIMEOUT, what, || async {
+    eventually(ROLL_TIMEOUT, what, || async {
         let listed = pods.list(&config).await.ok()?.items;
         let cluster = s.clusters.get("my-cluster").await.ok()?;
         (listed.len() == 3 && listed.iter().all(&check) && ready_with_members(3)(&cluster)).then_some(listed)
@@ -448,7 +448,7 @@ async fn an_image_change_rolls_one_pod_at_a_time_with_the_leader_last() {
     .await;
     let sets: Api<StatefulSet> = Api::namespaced(s.client.clone(), &s.namespace);
     let rolled = s
-        .wait_for("every pod on the new template", |c| {
+        .wait_within(ROLL_TIMEOUT, "every pod on the new template", |c| {
             phase_of(c) == Some(ClusterPhase::Ready) && deleted.lock().unwrap().len() >= 3
         })
         .await;

@@ -20,7 +20,7 @@ use conveyor_etl_operator::router::{Router, mapping};
 use conveyor_router_sim::Partition;
 use support::control_plane::OPERATOR_USER;
 use support::router_sim::OtherWriter;
-use support::scenario::{Scenario, condition, phase_of, seed_cluster};
+use support::scenario::{ROLL_TIMEOUT, Scenario, condition, phase_of, seed_cluster};
 
 fn image_of(pod: &Pod) -> String {
     pod.spec.as_ref().and_then(|spec| spec.containers[0].image.clone()).unwrap_or_default()
@@ -169,7 +169,12 @@ async fn ready_never_describes_a_new_generation_before_every_pod_runs_it() {
             }
         })
     };
-    s.wait_for("every pod on v2 and Ready", healthy_on("conveyor-etl-router:v2", generation)).await;
+    s.wait_within(
+        ROLL_TIMEOUT,
+        "every pod on v2 and Ready",
+        healthy_on("conveyor-etl-router:v2", generation),
+    )
+    .await;
     done.store(true, Ordering::Relaxed);
     sampler.await.unwrap();
 
@@ -206,7 +211,12 @@ async fn reverting_a_bad_image_recovers_without_anyone_deleting_pods() {
     assert!(broken.len() <= 1, "the roll must halt at the first broken pod: {images:?}");
 
     let generation = set_image(&s, "conveyor-etl-router:latest").await;
-    s.wait_for("recovered on the old image", healthy_on("conveyor-etl-router:latest", generation)).await;
+    s.wait_within(
+        ROLL_TIMEOUT,
+        "recovered on the old image",
+        healthy_on("conveyor-etl-router:latest", generation),
+    )
+    .await;
     let images = pod_images(&s).await;
     assert_eq!(images.len(), 3);
     assert!(images.iter().all(|(_, image)| image == "conveyor-etl-router:latest"), "{images:?}");

@@ -224,11 +224,12 @@ async fn deleting_a_service_deregisters_it() {
     assert!(s.kubelet.sim.mutation_log().iter().any(|m| m.is("Deregister", &id)));
 }
 
-#[tokio::test]
-async fn a_registration_the_status_never_recorded_is_deregistered_on_deletion() {
-    // The operator killed between Register and its status write (found by
-    // the chaos suite): the status shows no registration, the router holds one.
-    let mut s = ready_cluster("svc-unrecorded").await;
+/// EtlSink `archive` registered, then, with the operator stopped, its
+/// status made to record no registration (as when the operator is killed
+/// between Register and its status write) and the sink deleted. The
+/// operator is left stopped.
+async fn registered_then_deleted_unrecorded(prefix: &str) -> (Scenario, Api<EtlSink>) {
+    let mut s = ready_cluster(prefix).await;
     create(&s, &service("EtlSink", "archive", "s3-archive:50051")).await;
     wait_ready(&s, "EtlSink", "archive").await;
     s.operator.take().unwrap().stop().await;
@@ -236,8 +237,48 @@ async fn a_registration_the_status_never_recorded_is_deregistered_on_deletion() 
     let forget = json!({"status": {"registrationId": null, "phase": "Pending", "conditions": []}});
     sinks.patch_status("archive", &PatchParams::default(), &Patch::Merge(&forget)).await.unwrap();
     sinks.delete("archive", &DeleteParams::default()).await.unwrap();
+    (s, sinks)
+}
+
+#[tokio::test]
+async fn a_registration_the_status_never_recorded_is_deregistered_on_deletion() {
+    // The operator killed between Register and its status write (found by
+    // the chaos suite): the status shows no registration, the router holds one.
+    let (mut s, sinks) = registered_then_deleted_unrecorded("svc-unrecorded").await;
     s.operator = Some(support::operator::RunningOperator::start(s.plane, &s.namespace).await);
     eventually(FORM_TIMEOUT, "the sink gone", || async {
+        sinks.get_opt("archive").await.unwrap().is_none().then_some(())
+    })
+    .await;
+    assert!(registered_ids(&s).is_empty(), "{:?}", registered_ids(&s));
+}
+
+#[tokio::test]
+async fn an_unrecorded_registration_is_not_let_go_while_its_router_cannot_be_asked() {
+    // The chaos suite's kill -9: the status never recorded the Register, and
+    // the first Deregister after the restart fails. Letting the service go
+    // then leaves its registration on the router for good.
+    let (mut s, sinks) = registered_then_deleted_unrecorded("svc-unrecorded-refused").await;
+    for node in 1..=3 {
+        s.kubelet.sim.partition_node_with(node, conveyor_router_sim::Partition::Refuse);
+    }
+    s.operator = Some(support::operator::RunningOperator::start(s.plane, &s.namespace).await);
+    let held = wait_status(&s, "EtlSink", "archive", "Synced=False while the router refuses", |st| {
+        st.conditions.iter().any(|c| c.type_ == "Synced" && c.status == "False")
+    })
+    .await;
+    let synced = held.conditions.iter().find(|c| c.type_ == "Synced").unwrap();
+    assert!(synced.message.contains("router"), "{synced:?}");
+    assert!(
+        sinks.get_opt("archive").await.unwrap().is_some(),
+        "released while the router could not be asked"
+    );
+    assert_eq!(registered_ids(&s), [mapping::service_id(&s.namespace, "archive")]);
+
+    for node in 1..=3 {
+        s.kubelet.sim.heal_node(node);
+    }
+    eventually(FORM_TIMEOUT, "the sink gone once the router answers", || async {
         sinks.get_opt("archive").await.unwrap().is_none().then_some(())
     })
     .await;

@@ -19,15 +19,18 @@ use leader::{Elector, Leadership, LeaseConfig, Role};
 use crate::router::{ClientOptions, Router, RouterClient};
 use crate::router_cluster::build::{CLUSTER_LABEL, FIELD_MANAGER};
 use crate::runtime::cache::{Selectors, Watches};
+use crate::runtime::namespaces::Namespaces;
 use crate::runtime::{Context, Timing, reconciler};
 use crate::service::controller as service;
 
 /// Settings of the `run` subcommand.
 #[derive(Clone, Debug, clap::Args)]
 pub struct Settings {
-    /// Only watch this namespace (default: all namespaces).
-    #[arg(long, env = "CONVEYOR_WATCH_NAMESPACE")]
-    pub namespace: Option<String>,
+    /// Only watch these namespaces, comma-separated or the flag repeated
+    /// (default: all namespaces). With a list, namespaced RBAC (a Role in
+    /// each) is all the operator needs besides reading the CRDs.
+    #[arg(long = "namespace", env = "CONVEYOR_WATCH_NAMESPACE", value_delimiter = ',')]
+    pub namespaces: Vec<String>,
     /// Deadline of every Kubernetes API request (reads, writes, the lease):
     /// an API server that stops answering fails the request, and the object
     /// is retried with backoff instead of waiting forever. Not watches: they
@@ -74,6 +77,11 @@ pub struct Settings {
 }
 
 impl Settings {
+    /// The namespaces to watch.
+    pub fn watched(&self) -> Namespaces {
+        Namespaces::from_list(&self.namespaces)
+    }
+
     /// The Lease to elect a leader on, when leader election is on. The
     /// identity is POD_NAME, else the host name and a random suffix.
     pub fn lease(&self) -> Option<LeaseConfig> {
@@ -82,7 +90,7 @@ impl Settings {
             namespace: lease_namespace(
                 self.lease_namespace.as_deref(),
                 std::env::var("POD_NAMESPACE").ok().as_deref(),
-                self.namespace.as_deref(),
+                self.watched().first(),
             ),
             identity: leader::default_identity(),
             lease_duration: self.lease_duration,
@@ -157,7 +165,7 @@ pub async fn run(settings: Settings) -> Result<(), StartupError> {
         max_concurrent_reconciles: settings.max_concurrent_reconciles,
         ..Default::default()
     };
-    let mut operator = Operator::new(client, Arc::new(router), timing, settings.namespace.clone())
+    let mut operator = Operator::new(client, Arc::new(router), timing, settings.watched())
         .with_http(settings.http_address)
         .with_watch_client(clients.watches);
     if let Some(lease) = settings.lease() {
@@ -165,7 +173,7 @@ pub async fn run(settings: Settings) -> Result<(), StartupError> {
         operator = operator.with_leader_election(lease);
     }
     let shutdown = shutdown_signal();
-    tracing::info!(namespace = settings.namespace.as_deref().unwrap_or("<all>"), "operator started");
+    tracing::info!(namespaces = %settings.watched(), "operator started");
     operator.run(shutdown).await?;
     tracing::info!("operator stopped");
     Ok(())
@@ -187,7 +195,7 @@ pub struct Operator {
     client: Client,
     router: Arc<dyn Router>,
     timing: Timing,
-    namespace: Option<String>,
+    namespaces: Namespaces,
     http: Option<std::net::SocketAddr>,
     lease: Option<LeaseConfig>,
     /// The client the watch caches use, when not `client`.
@@ -199,9 +207,10 @@ impl Operator {
         client: Client,
         router: Arc<dyn Router>,
         timing: Timing,
-        namespace: Option<String>,
+        namespaces: impl Into<Namespaces>,
     ) -> Operator {
-        Operator { client, router, timing, namespace, http: None, lease: None, watch_client: None }
+        let namespaces = namespaces.into();
+        Operator { client, router, timing, namespaces, http: None, lease: None, watch_client: None }
     }
 
     /// Watch with `client` (see [`api_clients`]); every other call uses the
@@ -224,7 +233,7 @@ impl Operator {
     /// each kind registers.
     fn prepare(self) -> (Arc<Context>, Watches) {
         let watch_client = self.watch_client.as_ref().unwrap_or(&self.client);
-        let (watches, cache) = Watches::new(watch_client, self.namespace.as_deref(), &selectors());
+        let (watches, cache) = Watches::new(watch_client, &self.namespaces, &selectors());
         let mut ctx = Context::new(self.client, self.router, self.timing, cache);
         crate::router_cluster::controller::register(&mut ctx);
         crate::service::controller::register(&mut ctx);
@@ -310,11 +319,12 @@ async fn run_controllers(
     shutdown: futures::future::Shared<impl Future<Output = ()> + Send + Sync + 'static>,
 ) {
     let clusters = crate::router_cluster::controller::controller(&watches, &ctx.cache);
-    let (cache, watched) = (&ctx.cache, &watches.router_clusters);
+    let cache = &ctx.cache;
+    let watched = || (&watches.router_clusters, cache.router_clusters.clone());
     let referrers = &watches.pipelines;
-    let sources = service::controller(&watches.sources, cache.sources.clone(), watched, referrers);
-    let transforms = service::controller(&watches.transforms, cache.transforms.clone(), watched, referrers);
-    let sinks = service::controller(&watches.sinks, cache.sinks.clone(), watched, referrers);
+    let sources = service::controller(&watches.sources, cache.sources.clone(), watched(), referrers);
+    let transforms = service::controller(&watches.transforms, cache.transforms.clone(), watched(), referrers);
+    let sinks = service::controller(&watches.sinks, cache.sinks.clone(), watched(), referrers);
     let pipelines = crate::pipeline::controller::controller(&watches, cache);
     // One task per controller, so a busy kind never holds up another; the
     // set aborts them all when dropped.

@@ -16,7 +16,7 @@ pub enum ClusterView {
 }
 
 /// How a referenced service stands.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum ServiceState {
     Missing,
     /// Exists but not registered with the router (not Ready).

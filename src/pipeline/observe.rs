@@ -12,12 +12,10 @@ use super::observation::{
     Assignment, ClusterView, Leaving, Observation, Reference, RouterCopy, ServiceState,
 };
 use crate::crd::{EtlPipeline, Phase, ServiceStatus};
-use crate::router::mapping::{
-    self, config_generation, pipeline_config, same_pipeline, submitted_by_operator,
-};
-use crate::router::{ErrorClass, GetPipelineResponse, PipelineConfig, RouterError};
+use crate::router::mapping::{self, PipelineRead, PipelineSummary, pipeline_config};
+use crate::router::{ErrorClass, PipelineConfig, RouterError};
 use crate::runtime::arrival;
-use crate::runtime::cache::get;
+use crate::runtime::cache::{Cache, get};
 use crate::runtime::clusters::{self, Resolution};
 use crate::runtime::references::ServiceResource;
 use crate::runtime::router_pipelines::{PipelineIndex, listed, newer_read};
@@ -70,7 +68,7 @@ pub async fn observe(pipeline: &EtlPipeline, ctx: &Context) -> Result<Observed, 
         }
         absent => (ClusterView::Absent(absent.problem(&namespace).unwrap_or_default()), None, vec![]),
     };
-    let references = references(pipeline, ctx, &namespace);
+    let references = references(pipeline, &ctx.cache, &namespace);
     let settled =
         references.iter().all(|r| !matches!(r.state, ServiceState::Missing | ServiceState::NotReady));
     let router = match (&cluster_view, &cluster) {
@@ -124,13 +122,10 @@ fn leaving(
 }
 
 /// The router's copy of `desired` in a `GetPipeline` answer, and its version.
-pub fn read_copy(
-    response: Option<&GetPipelineResponse>,
-    desired: &PipelineConfig,
-) -> (RouterCopy, Option<u64>) {
-    match response.and_then(|r| r.config.as_ref().map(|config| (config, r.status.as_ref()))) {
+pub fn read_copy(read: Option<&PipelineRead>, desired: &PipelineConfig) -> (RouterCopy, Option<u64>) {
+    match read.and_then(|read| read.copy.as_ref().map(|copy| (copy, read.version))) {
         None => (RouterCopy::Absent, None),
-        Some((config, status)) => (copy_of(config, desired), status.map(|s| s.version)),
+        Some((copy, version)) => (copy_of(copy, desired), version),
     }
 }
 
@@ -148,24 +143,22 @@ pub fn router_copy(list: Result<&PipelineIndex, &RouterError>, desired: &Pipelin
     }
 }
 
-/// The router's copy `stored`, compared with `desired`.
-pub fn copy_of(stored: &PipelineConfig, desired: &PipelineConfig) -> RouterCopy {
-    if !submitted_by_operator(stored) {
-        return RouterCopy::Foreign;
-    }
-    // `enabled` is compared on its own: a copy that differs only there is
-    // enabled or disabled, not replaced.
-    let as_desired = PipelineConfig { enabled: desired.enabled, ..stored.clone() };
-    RouterCopy::Present {
-        generation: config_generation(stored),
-        enabled: stored.enabled,
-        matches: same_pipeline(&as_desired, desired),
+/// The router's copy `stored`, compared with `desired`. `enabled` is
+/// compared on its own: a copy that differs only there is enabled or
+/// disabled, not replaced.
+pub fn copy_of(stored: &PipelineSummary, desired: &PipelineConfig) -> RouterCopy {
+    match stored.generation {
+        None => RouterCopy::Foreign,
+        generation => RouterCopy::Present {
+            generation,
+            enabled: stored.enabled,
+            matches: stored.same_shape_as(desired),
+        },
     }
 }
 
 /// The source, steps and sink in pipeline order, each as its service stands.
-fn references(pipeline: &EtlPipeline, ctx: &Context, namespace: &str) -> Vec<Reference> {
-    let cache = &ctx.cache;
+pub fn references(pipeline: &EtlPipeline, cache: &Cache, namespace: &str) -> Vec<Reference> {
     let spec = &pipeline.spec;
     let mut references = Vec::with_capacity(spec.steps.len() + 2);
     references.push(reference("source".into(), namespace, &spec.source, &cache.sources));

@@ -17,6 +17,7 @@ use super::stages::{Reads, stages};
 use super::submit::submit;
 use crate::crd::{EtlPipeline, EtlPipelineStatus, Phase, PipelineStage};
 use crate::router::ErrorClass;
+use crate::router::mapping::PipelineRead;
 use crate::runtime::clusters::{self, Resolution};
 use crate::runtime::conditions::Wanted;
 use crate::runtime::status::{self, synced};
@@ -131,7 +132,9 @@ async fn reconcile(pipeline: &EtlPipeline, ctx: &Context) -> Result<Action, Erro
             let before = ctx.pipeline_reads.latest(&desired.id, &members);
             let (read, at) = ctx
                 .pipeline_reads
-                .get_timed(&desired.id, &members, stats, || ctx.router.get_pipeline(&members, &desired.id))
+                .get_timed(&desired.id, &members, stats, || async {
+                    Ok(ctx.router.get_pipeline(&members, &desired.id).await?.as_ref().map(PipelineRead::of))
+                })
                 .await;
             let before = before.filter(|(before_at, _)| *before_at < at).map(|(_, before)| before);
             read.ok().map(|now| (before, now))
@@ -180,9 +183,18 @@ async fn reconcile(pipeline: &EtlPipeline, ctx: &Context) -> Result<Action, Erro
     };
     let transition = next.phase != previous.phase || ready_reason(&next) != ready_reason(&previous);
     let warning = conditions::event_type(phase, assessment.event) == "Warning";
-    let story = status::Story::new(previous.phase, phase, &previous.conditions, &next.conditions, warning)
-        .quiet_when(phase == Phase::Pending && assessment.event.is_wait());
-    status::write_changed(ctx, pipeline, &previous, &next, story).await?;
+    let quiet_wait = phase == Phase::Pending && assessment.event.is_wait();
+    // A pipeline starts Pending, written or not (its first wait may be held back below).
+    let story = status::Story::new(Some(current), phase, &previous.conditions, &next.conditions, warning)
+        .quiet_when(quiet_wait);
+    // A pipeline applied with what it names (one `kubectl apply`, a Helm
+    // release) would write a Pending status that the next moment supersedes
+    // when the cluster and services come: its first status waits for that
+    // moment, or for the end of the reference grace (the requeue below).
+    let first_wait_held = pipeline.status.is_none() && quiet_wait && grace_left.is_some() && outcome.is_ok();
+    if !first_wait_held {
+        status::write_changed(ctx, pipeline, &previous, &next, story).await?;
+    }
     announce_stage_errors(ctx, pipeline, &previous.stages, &next.stages).await;
     // A repair of drift is always told; other writes only when no transition Event tells them.
     let drifted = previous.applied_generation == Some(generation) && moved_from.is_none();

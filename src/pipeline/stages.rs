@@ -8,13 +8,14 @@
 
 use super::observation::Reference;
 use crate::crd::PipelineStage;
-use crate::router::{GetPipelineResponse, PipelineConfig};
+use crate::router::PipelineConfig;
+use crate::router::mapping::PipelineRead;
 
 /// Two successive stats reads of the pipeline: the one before (`None` when
 /// there is none to compare with) and the new one.
 pub struct Reads<'a> {
-    pub before: Option<&'a GetPipelineResponse>,
-    pub now: &'a GetPipelineResponse,
+    pub before: Option<&'a PipelineRead>,
+    pub now: &'a PipelineRead,
 }
 
 pub fn stages(
@@ -32,7 +33,7 @@ pub fn stages(
             let assignment = reference.assignment.clone().unwrap_or_default();
             let errors_rising = match &reads {
                 Some(Reads { before: Some(earlier), now }) => {
-                    errors(now, &stage.id) > errors(earlier, &stage.id)
+                    now.errors(&stage.id) > earlier.errors(&stage.id)
                 }
                 _ => before.is_some_and(|b| b.errors_rising),
             };
@@ -47,11 +48,6 @@ pub fn stages(
         .collect()
 }
 
-/// The router's error count for `stage` in `read` (none reported: 0).
-fn errors(read: &GetPipelineResponse, stage: &str) -> u64 {
-    read.status.as_ref().and_then(|s| s.stage_statuses.get(stage)).map_or(0, |f| f.errors)
-}
-
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
@@ -59,6 +55,7 @@ mod tests {
     use super::*;
     use crate::crd::EtlPipelineSpec;
     use crate::pipeline::observation::{Assignment, ServiceState};
+    use crate::router::GetPipelineResponse;
     use crate::router::mapping::pipeline_config;
     use crate::router::{PipelineStatus, StageStatus};
 
@@ -82,23 +79,29 @@ mod tests {
         }
     }
 
-    fn read(errors: &[(&str, u64)]) -> GetPipelineResponse {
+    fn read(errors: &[(&str, u64)]) -> PipelineRead {
+        read_buffered(errors, 0)
+    }
+
+    /// A read of the router's figures, with `buffered` records in every stage.
+    fn read_buffered(errors: &[(&str, u64)], buffered: u64) -> PipelineRead {
         let figures = errors
             .iter()
             .map(|(stage, errors)| {
                 let figure = StageStatus {
                     records_processed: 100 * errors + 7,
+                    records_buffered: buffered,
                     errors: *errors,
                     ..Default::default()
                 };
                 (stage.to_string(), figure)
             })
             .collect::<HashMap<_, _>>();
-        GetPipelineResponse {
+        PipelineRead::of(&GetPipelineResponse {
             found: true,
             config: None,
             status: Some(PipelineStatus { stage_statuses: figures, ..Default::default() }),
-        }
+        })
     }
 
     #[test]
@@ -120,7 +123,7 @@ mod tests {
     #[test]
     fn errors_rising_flips_on_a_rising_count_and_back_on_a_still_one_and_moving_records_change_nothing() {
         let references = [reference("in", None), reference("t", None), reference("out", None)];
-        let at = |before: &GetPipelineResponse, now: &GetPipelineResponse, previous: &[PipelineStage]| {
+        let at = |before: &PipelineRead, now: &PipelineRead, previous: &[PipelineStage]| {
             let reads = Reads { before: Some(before), now };
             stages(&desired(), &references, Some(reads), previous)
         };
@@ -135,8 +138,7 @@ mod tests {
         assert_eq!(stages(&desired(), &references, None, &rising), rising, "unread keeps it");
         assert_eq!(at(&two, &read(&[("step-0", 2)]), &rising), calm, "a still count clears it");
         // Records moving with no new errors leave the stages as they were.
-        let mut busier = read(&[("step-0", 2)]);
-        busier.status.as_mut().unwrap().stage_statuses.get_mut("step-0").unwrap().records_buffered = 50;
+        let busier = read_buffered(&[("step-0", 2)], 50);
         assert_eq!(at(&two, &busier, &calm), calm);
     }
 }

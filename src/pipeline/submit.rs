@@ -7,7 +7,8 @@
 use super::assess::{Submit, submission};
 use super::observation::RouterCopy;
 use super::observe::read_copy as read;
-use crate::router::{GetPipelineResponse, PipelineConfig, RouterError};
+use crate::router::mapping::PipelineRead;
+use crate::router::{PipelineConfig, RouterError};
 use crate::runtime::Context;
 
 /// The router's copy after a submission.
@@ -19,8 +20,8 @@ pub struct Submitted {
     pub copy: RouterCopy,
     /// The router's version of it, when it holds it.
     pub version: Option<u64>,
-    /// What the router answered to the last read.
-    pub response: Option<GetPipelineResponse>,
+    /// What is kept of the router's answer to the last read.
+    pub response: Option<PipelineRead>,
 }
 
 /// Brings the router's copy of `desired` to `generation` (enabled or not).
@@ -31,7 +32,7 @@ pub async fn submit(
     generation: i64,
 ) -> Result<Submitted, RouterError> {
     let id = desired.id.as_str();
-    let before = ctx.router.get_pipeline(members, id).await?;
+    let before = ctx.router.get_pipeline(members, id).await?.as_ref().map(PipelineRead::of);
     let (copy, version) = read(before.as_ref(), desired);
     let Some(call) = submission(&copy, generation, desired.enabled) else {
         return Ok(Submitted { call: None, copy, version, response: before });
@@ -42,7 +43,7 @@ pub async fn submit(
         Submit::Enable => ctx.router.set_pipeline_enabled(members, id, true).await?,
         Submit::Disable => ctx.router.set_pipeline_enabled(members, id, false).await?,
     }
-    let after = ctx.router.get_pipeline(members, id).await?;
+    let after = ctx.router.get_pipeline(members, id).await?.as_ref().map(PipelineRead::of);
     let (copy, version) = read(after.as_ref(), desired);
     Ok(Submitted { call: Some(call), copy, version, response: after })
 }

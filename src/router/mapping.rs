@@ -23,7 +23,9 @@ use crate::crd::{EtlPipelineSpec, GrpcSpec};
 
 use super::proto::common::{Endpoint, ServiceIdentity, ServiceType};
 use super::proto::registry::{RegisterRequest, ServiceMetadata};
-use super::proto::router::{Edge, LoadBalanceStrategy, PipelineConfig, ServiceSelector, Stage, StageType};
+use super::proto::router::{
+    Edge, GetPipelineResponse, LoadBalanceStrategy, PipelineConfig, ServiceSelector, Stage, StageType,
+};
 
 /// Metadata key carrying `spec.dlq.enabled` (`"true"` or `"false"`).
 pub const METADATA_DLQ_ENABLED: &str = "conveyor.etl/dlq-enabled";
@@ -136,24 +138,102 @@ pub fn same_submission(stored: &PipelineConfig, sent: &PipelineConfig) -> bool {
 /// fill in with defaults (description, parallelism, load balancing, routing
 /// rules it adds) are not compared, so only a real change is drift.
 pub fn same_pipeline(stored: &PipelineConfig, desired: &PipelineConfig) -> bool {
-    type Selected<'a> = Option<(&'a str, Vec<(&'a String, &'a String)>)>;
-    fn stage_key(stage: &Stage) -> (&str, &str, i32, Selected<'_>) {
-        let selector = stage.service_selector.as_ref().map(|selector| {
-            let mut labels: Vec<_> = selector.labels.iter().collect();
-            labels.sort();
-            (selector.service_name.as_str(), labels)
-        });
-        (&stage.id, &stage.name, stage.stage_type, selector)
+    stored.enabled == desired.enabled && Shape::of(stored) == Shape::of(desired)
+}
+
+/// What [`same_pipeline`] compares, but `enabled`.
+#[derive(PartialEq, Eq, Hash)]
+struct Shape<'a> {
+    id: &'a str,
+    metadata: Vec<(&'a String, &'a String)>,
+    stages: Vec<StageShape<'a>>,
+    edges: Vec<(&'a str, &'a str)>,
+}
+
+/// A stage's id, name, type and the service it selects with its labels.
+type StageShape<'a> = (&'a str, &'a str, i32, Option<(&'a str, Vec<(&'a String, &'a String)>)>);
+
+impl<'a> Shape<'a> {
+    fn of(config: &'a PipelineConfig) -> Shape<'a> {
+        let sorted = |map: &'a HashMap<String, String>| {
+            let mut pairs: Vec<_> = map.iter().collect();
+            pairs.sort();
+            pairs
+        };
+        let stage = |stage: &'a Stage| -> StageShape<'a> {
+            let selector =
+                stage.service_selector.as_ref().map(|s| (s.service_name.as_str(), sorted(&s.labels)));
+            (&stage.id, &stage.name, stage.stage_type, selector)
+        };
+        Shape {
+            id: &config.id,
+            metadata: sorted(&config.metadata),
+            stages: config.stages.iter().map(stage).collect(),
+            edges: config.edges.iter().map(|e| (e.from_stage.as_str(), e.to_stage.as_str())).collect(),
+        }
     }
-    let edges = |config: &PipelineConfig| -> Vec<(String, String)> {
-        config.edges.iter().map(|e| (e.from_stage.clone(), e.to_stage.clone())).collect()
-    };
-    stored.id == desired.id
-        && stored.enabled == desired.enabled
-        && stored.metadata == desired.metadata
-        && stored.stages.len() == desired.stages.len()
-        && stored.stages.iter().zip(&desired.stages).all(|(a, b)| stage_key(a) == stage_key(b))
-        && edges(stored) == edges(desired)
+
+    fn hash(&self) -> u64 {
+        use std::hash::{DefaultHasher, Hash, Hasher};
+        let mut hasher = DefaultHasher::new();
+        Hash::hash(self, &mut hasher);
+        hasher.finish()
+    }
+}
+
+/// What decisions read of a router's copy of a pipeline, kept instead of the
+/// whole config for each of the thousands a `ListPipelines` answer holds:
+/// the generation this operator's marker carries (`None`: not its
+/// submission), the enabled flag, and a hash of what [`same_pipeline`]
+/// compares besides it. The hash is only compared within one process.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PipelineSummary {
+    pub generation: Option<i64>,
+    pub enabled: bool,
+    pub shape: u64,
+}
+
+impl PipelineSummary {
+    pub fn of(config: &PipelineConfig) -> PipelineSummary {
+        PipelineSummary {
+            generation: config_generation(config),
+            enabled: config.enabled,
+            shape: Shape::of(config).hash(),
+        }
+    }
+
+    /// Whether the copy summarised runs as `desired` does, `enabled` aside.
+    pub fn same_shape_as(&self, desired: &PipelineConfig) -> bool {
+        self.shape == Shape::of(desired).hash()
+    }
+}
+
+/// What is kept of a `GetPipeline` answer, for the stats interval: the
+/// copy's summary (`None`: the answer held no config), the router's version
+/// of it, and each stage's error count (status shows only whether they rise).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PipelineRead {
+    pub copy: Option<PipelineSummary>,
+    pub version: Option<u64>,
+    pub stage_errors: Vec<(String, u64)>,
+}
+
+impl PipelineRead {
+    pub fn of(response: &GetPipelineResponse) -> PipelineRead {
+        let status = response.status.as_ref();
+        PipelineRead {
+            copy: response.config.as_ref().map(PipelineSummary::of),
+            version: response.config.as_ref().and(status).map(|status| status.version),
+            stage_errors: status
+                .map(|status| status.stage_statuses.iter().map(|(id, f)| (id.clone(), f.errors)).collect())
+                .unwrap_or_default(),
+        }
+    }
+
+    /// The router's error count for `stage` (none reported: 0).
+    pub fn errors(&self, stage: &str) -> u64 {
+        self.stage_errors.iter().find(|(id, _)| id == stage).map_or(0, |(_, errors)| *errors)
+    }
 }
 
 /// The three kinds of registered service.
@@ -340,6 +420,21 @@ mod tests {
         let mut disabled = desired.clone();
         disabled.enabled = false;
         assert!(!same_pipeline(&disabled, &desired));
+
+        // The summary a router's list keeps agrees with the whole comparison.
+        let summary = |config: &PipelineConfig| PipelineSummary::of(config);
+        assert!(summary(&defaulted).same_shape_as(&desired));
+        assert!(summary(&disabled).same_shape_as(&desired), "enabled is compared apart");
+        assert!(!summary(&disabled).enabled);
+        for drifted in [&reordered, &retargeted, &dlq_changed] {
+            assert!(!summary(drifted).same_shape_as(&desired));
+        }
+        assert_eq!(summary(&desired).generation, Some(2));
+        let mut relabelled = desired.clone();
+        let labels = &mut relabelled.stages[0].service_selector.as_mut().unwrap().labels;
+        labels.insert("another".into(), "label".into());
+        assert!(!same_pipeline(&relabelled, &desired));
+        assert!(!summary(&relabelled).same_shape_as(&desired));
     }
 
     #[test]

@@ -139,17 +139,18 @@ pub async fn apply_changed(
 /// cluster, by deletion (its budget allows no disruption, so an eviction
 /// would be refused forever, and there is no quorum to guard: the roll the
 /// user asked for takes it down whatever way it goes). Either only hits the
-/// pod's current incarnation.
+/// pod's current incarnation. Returns the refusal a user should read, if
+/// the eviction was refused.
 pub async fn roll(
     cluster: &EtlRouterCluster,
     ctx: &Context,
     step: &RollStep,
     live: &Live,
-) -> Result<(), Error> {
+) -> Result<Option<String>, Error> {
     let Some(pod) =
         live.pods.iter().find(|pod| pod.name_any() == step.pod && pod.uid().as_deref() == Some(&step.uid))
     else {
-        return Ok(());
+        return Ok(None);
     };
     let namespace = cluster.namespace().unwrap_or_default();
     if step.healthy && cluster.spec.replicas > 1 {
@@ -158,11 +159,16 @@ pub async fn roll(
                 tracing::info!(cluster = %cluster.name_any(), pod = %step.pod, "evicted pod to roll it to the current template")
             }
             Evicted::Refused(why) => {
-                tracing::info!(cluster = %cluster.name_any(), pod = %step.pod, %why, "eviction refused for now; will retry")
+                tracing::info!(cluster = %cluster.name_any(), pod = %step.pod, %why, "eviction refused for now; will retry");
+                return Ok(Some(format!(
+                    "the eviction of {} is refused for now, retrying: {why} (kubectl get pdb {} shows the budget)",
+                    step.pod,
+                    cluster.name_any()
+                )));
             }
             Evicted::Gone => {}
         }
-        return Ok(());
+        return Ok(None);
     }
     let params = DeleteParams {
         preconditions: Some(Preconditions { uid: Some(step.uid.clone()), resource_version: None }),
@@ -171,9 +177,9 @@ pub async fn roll(
     match Api::<Pod>::namespaced(ctx.client.clone(), &namespace).delete(&step.pod, &params).await {
         Ok(_) => {
             tracing::info!(cluster = %cluster.name_any(), pod = %step.pod, healthy = step.healthy, "deleted a pod that ran an old template");
-            Ok(())
+            Ok(None)
         }
-        Err(kube::Error::Api(status)) if status.code == 404 || status.code == 409 => Ok(()),
+        Err(kube::Error::Api(status)) if status.code == 404 || status.code == 409 => Ok(None),
         Err(error) => Err(error.into()),
     }
 }

@@ -78,7 +78,7 @@ impl Reconciler for EtlRouterCluster {
             without_admin: polled.without_admin,
             registry_check,
         };
-        let assessment = assess(&observation);
+        let mut assessment = assess(&observation);
         let current = self.status.as_ref().and_then(|status| status.phase).unwrap_or_default();
         let phase = next_phase(current, assessment.event);
         let span = tracing::Span::current();
@@ -91,10 +91,13 @@ impl Reconciler for EtlRouterCluster {
         }
 
         let outcome = if paused || !validation.is_valid() {
-            Ok(())
+            Ok(None)
         } else {
             self.act(ctx, &assessment, &live, &applied, desired_now).await
         };
+        if let Ok(Some(refusal)) = &outcome {
+            assessment.message = format!("{}; {refusal}", assessment.message);
+        }
         let status = next_status(self, phase, &assessment, &validation, paused, outcome.as_ref().map(|_| ()));
         write_on_change(self, ctx, status, assessment.event).await?;
         outcome.map_err(|error| Error::Reported(Box::new(error)))?;
@@ -134,7 +137,8 @@ impl Reconciler for EtlRouterCluster {
 }
 
 impl EtlRouterCluster {
-    /// Applies this step's objects (all of them this cluster's, or none) and takes one roll step.
+    /// Applies this step's objects (all of them this cluster's, or none) and
+    /// takes one roll step; returns the roll's refusal, if there was one.
     /// `desired_now` is what the current size builds, already computed; it is
     /// reused when this step keeps the size.
     async fn act(
@@ -144,7 +148,7 @@ impl EtlRouterCluster {
         live: &Live,
         applied: &AppliedHashes,
         desired_now: Option<Desired>,
-    ) -> Result<(), Error> {
+    ) -> Result<Option<String>, Error> {
         let uid = self.uid().unwrap_or_default();
         let current = live.own_stateful_set(&uid).map(replicas_of);
         let desired = match desired_now {
@@ -155,10 +159,10 @@ impl EtlRouterCluster {
         act::check_ownership_on_server(self, ctx, &desired, live).await?;
         let shrinking = current.is_some_and(|replicas| replicas > assessment.replicas_step);
         act::apply_changed(self, ctx, &desired, applied, shrinking).await?;
-        if let Some(step) = &assessment.roll_next {
-            act::roll(self, ctx, step, live).await?;
+        match &assessment.roll_next {
+            Some(step) => act::roll(self, ctx, step, live).await,
+            None => Ok(None),
         }
-        Ok(())
     }
 }
 

@@ -4,12 +4,11 @@
 //! `managedFields` are stripped before an object is stored: they are large
 //! and the operator never reads them.
 
-use std::collections::HashMap;
-use std::hash::{Hash, Hasher};
+use std::hash::Hash;
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
-use futures::{FutureExt, Stream, StreamExt};
+use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
@@ -21,6 +20,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use serde::de::DeserializeOwned;
 
+use super::namespaces::{MergedRelists, Namespaces};
 use super::subscription::Subscription;
 use crate::crd::{EtlPipeline, EtlRouterCluster, EtlSink, EtlSource, EtlTransform};
 
@@ -34,7 +34,8 @@ where
     K: Resource + Clone + 'static,
     K::DynamicType: Eq + Hash + Clone,
 {
-    api: Api<K>,
+    /// One watch per namespace listed (one for all namespaces).
+    sources: Vec<Source<K>>,
     config: watcher::Config,
     writer: Writer<K>,
     synced: Synced,
@@ -47,12 +48,12 @@ where
     K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
     K::DynamicType: Eq + Hash + Clone + Default + Send + Sync,
 {
-    fn new(api: Api<K>, config: watcher::Config, synced: &Synced) -> (Watch<K>, Store<K>) {
+    fn new(sources: Vec<Source<K>>, config: watcher::Config, synced: &Synced) -> (Watch<K>, Store<K>) {
         let writer = Writer::new_shared(SUBSCRIBER_BUFFER, Default::default());
         let store = writer.as_reader();
-        synced.listed.send_modify(|count| count.watches += 1);
+        synced.listed.send_modify(|count| count.watches += sources.len());
         let restarts = synced.restarts_of(&K::kind(&Default::default()));
-        (Watch { api, config, writer, synced: synced.clone(), restarts }, store)
+        (Watch { sources, config, writer, synced: synced.clone(), restarts }, store)
     }
 
     /// A stream of every object the watch applies, read from the store.
@@ -68,7 +69,7 @@ where
 {
     /// A cache without subscribers, for a type that is only read, never followed.
     fn unshared(
-        api: Api<K>,
+        sources: Vec<Source<K>>,
         config: watcher::Config,
         dyntype: K::DynamicType,
         synced: &Synced,
@@ -76,23 +77,52 @@ where
         let restarts = synced.restarts_of(&K::kind(&dyntype));
         let writer = Writer::new(dyntype);
         let store = writer.as_reader();
-        synced.listed.send_modify(|count| count.watches += 1);
-        (Watch { api, config, writer, synced: synced.clone(), restarts }, store)
+        synced.listed.send_modify(|count| count.watches += sources.len());
+        (Watch { sources, config, writer, synced: synced.clone(), restarts }, store)
     }
 
     fn run(self) -> BoxFuture<'static, ()> {
         let kind = std::any::type_name::<K>();
-        let Watch { api, config, writer, synced, restarts } = self;
+        let Watch { sources, config, writer, synced, restarts } = self;
+        let store = writer.as_reader();
+        let several = sources.len() > 1;
+        let namespaces: Vec<Option<String>> = sources.iter().map(|source| source.namespace.clone()).collect();
+        let count = sources.len();
+        let streams = sources.into_iter().map(|Source { namespace, api }| {
+            watcher(api, config.clone())
+                .default_backoff()
+                .modify(|object| object.managed_fields_mut().clear())
+                .map(move |event| (namespace.clone(), event))
+                .boxed()
+        });
+        let merged = futures::stream::select_all(streams);
+        let events = if several {
+            let namespaces: Vec<String> = namespaces.into_iter().flatten().collect();
+            let mut relists = MergedRelists::new(&namespaces, store);
+            merged
+                .flat_map(move |(namespace, event)| {
+                    let events: Vec<_> = match (event, namespace) {
+                        (Ok(event), Some(namespace)) => {
+                            relists.translate(&namespace, event).into_iter().map(Ok).collect()
+                        }
+                        (event, _) => vec![event],
+                    };
+                    futures::stream::iter(events)
+                })
+                .boxed()
+        } else {
+            merged.map(|(_, event)| event).boxed()
+        };
+        // The store's first InitDone: every source has listed (merged
+        // relists end the first lists of all namespaces with one).
         let mut listed = false;
-        watcher(api, config)
-            .default_backoff()
-            .modify(|object| object.managed_fields_mut().clear())
+        events
             .reflect_shared(writer)
             .for_each(move |event| {
                 match event {
                     Ok(watcher::Event::InitDone) if !listed => {
                         listed = true;
-                        synced.listed.send_modify(|count| count.listed += 1);
+                        synced.listed.send_modify(|counts| counts.listed += count);
                     }
                     Err(error) => {
                         restarts.inc();
@@ -104,6 +134,12 @@ where
             })
             .boxed()
     }
+}
+
+/// One namespace's watch (`None`: every namespace).
+struct Source<K> {
+    namespace: Option<String>,
+    api: Api<K>,
 }
 
 /// What every watch reports to: how many watches there are and how many have
@@ -192,20 +228,29 @@ pub struct Watches {
     pub pipelines: Watch<EtlPipeline>,
 }
 
-fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+/// One watch source per scope of `namespaces`.
+fn api<K>(client: &Client, namespaces: &Namespaces) -> Vec<Source<K>>
 where
     K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
     K::DynamicType: Default,
 {
-    match namespace {
-        Some(namespace) => Api::namespaced(client.clone(), namespace),
-        None => Api::all(client.clone()),
-    }
+    namespaces
+        .scopes()
+        .into_iter()
+        .map(|scope| Source {
+            namespace: scope.map(str::to_owned),
+            api: match scope {
+                Some(namespace) => Api::namespaced(client.clone(), namespace),
+                None => Api::all(client.clone()),
+            },
+        })
+        .collect()
 }
 
 impl Watches {
-    /// The watches of `namespace` (all namespaces when `None`).
-    pub fn new(client: &Client, namespace: Option<&str>, selectors: &Selectors) -> (Watches, Cache) {
+    /// The watches of `namespaces`.
+    pub fn new(client: &Client, namespaces: &Namespaces, selectors: &Selectors) -> (Watches, Cache) {
+        let namespace = namespaces;
         let owned = || watcher::Config::default().labels(&selectors.owned);
         let synced: Synced = Arc::new(Reports {
             listed: tokio::sync::watch::Sender::new(Listed::default()),
@@ -301,57 +346,9 @@ where
     store.get(&reflector::ObjectRef::new(name).within(namespace))
 }
 
-/// What a user changes on a resource: its spec (generation), labels,
-/// annotations, finalizers and deletion. Status writes change none of these.
-fn user_facing_hash<K: Resource>(object: &K) -> u64 {
-    let meta = object.meta();
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    meta.generation.hash(&mut hasher);
-    meta.labels.hash(&mut hasher);
-    meta.annotations.hash(&mut hasher);
-    meta.finalizers.hash(&mut hasher);
-    meta.deletion_timestamp.is_some().hash(&mut hasher);
-    hasher.finish()
-}
-
-/// Passes an object on only when something a user changes moved since the
-/// last time this object passed, so the operator's own status writes do not
-/// trigger another reconcile. Entries of deleted objects are pruned against
-/// `store` once they outnumber the live objects.
-pub fn user_changes<K>(stream: impl Stream<Item = Arc<K>>, store: Store<K>) -> impl Stream<Item = Arc<K>>
-where
-    K: Resource + Clone + 'static,
-    K::DynamicType: Eq + Hash + Clone,
-{
-    let mut seen: HashMap<String, u64> = HashMap::new();
-    stream.filter(move |object| {
-        let hash = user_facing_hash(object.as_ref());
-        let changed = seen.insert(object.uid().unwrap_or_default(), hash) != Some(hash);
-        if seen.len() > 2 * store.len() + 64 {
-            let live: std::collections::HashSet<String> =
-                store.state().iter().filter_map(|object| object.uid()).collect();
-            seen.retain(|uid, _| live.contains(uid));
-        }
-        std::future::ready(changed)
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use futures::stream;
-
-    fn cluster(generation: i64, phase: Option<crate::crd::ClusterPhase>) -> Arc<EtlRouterCluster> {
-        let yaml = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/examples/seed.yaml"))
-            .unwrap();
-        let mut cluster: EtlRouterCluster =
-            serde_norway::from_str(yaml.split("\n---\n").next().unwrap()).unwrap();
-        cluster.metadata.uid = Some("uid-1".into());
-        cluster.metadata.generation = Some(generation);
-        cluster.status = phase
-            .map(|phase| crate::crd::EtlRouterClusterStatus { phase: Some(phase), ..Default::default() });
-        Arc::new(cluster)
-    }
 
     #[tokio::test]
     async fn every_concurrent_waiter_wakes_when_the_last_watch_has_listed() {
@@ -373,25 +370,5 @@ mod tests {
                 .expect("a waiter was never woken")
                 .unwrap();
         }
-    }
-
-    #[tokio::test]
-    async fn status_writes_do_not_pass_spec_and_metadata_changes_do() {
-        use crate::crd::ClusterPhase::*;
-        let (store, _writer) = reflector::store::<EtlRouterCluster>();
-        let mut annotated = (*cluster(2, Some(Ready))).clone();
-        annotated.annotations_mut().insert("conveyor.etl/paused".into(), "true".into());
-        let inputs = vec![
-            cluster(1, None),
-            cluster(1, Some(Provisioning)),
-            cluster(1, Some(Ready)),
-            cluster(2, Some(Ready)),
-            Arc::new(annotated),
-        ];
-        let passed: Vec<(Option<i64>, bool)> = user_changes(stream::iter(inputs), store)
-            .map(|c| (c.metadata.generation, c.annotations().contains_key("conveyor.etl/paused")))
-            .collect()
-            .await;
-        assert_eq!(passed, [(Some(1), false), (Some(2), false), (Some(2), true)]);
     }
 }

@@ -70,6 +70,26 @@ pub fn serves_dependants(cluster: &EtlRouterCluster) -> bool {
     }
 }
 
+/// What its dependants read of a router cluster: whether it is there to
+/// stay, serves, answers RouterAdmin, and its members as its status reports
+/// them (their pods' endpoints follow the pods, which the status follows).
+/// Not its phase while it forms, nor its term or other conditions.
+pub fn dependants_view(cluster: &EtlRouterCluster) -> impl std::hash::Hash + use<> {
+    let status = cluster.status.as_ref();
+    let members: Vec<(u64, String, bool)> = status
+        .map(|s| s.members.iter().map(|m| (m.node_id, m.pod.clone(), m.healthy)).collect())
+        .unwrap_or_default();
+    (
+        cluster.uid(),
+        cluster.metadata.deletion_timestamp.is_some(),
+        serves_dependants(cluster),
+        without_router_admin(cluster),
+        members,
+        status.and_then(|s| s.leader.clone()),
+        cluster.spec.ports.grpc,
+    )
+}
+
 /// The cluster's own word that its router serves no `RouterAdmin`, when it
 /// says so: dependants need not ask the router what it cannot answer.
 pub fn without_router_admin(cluster: &EtlRouterCluster) -> Option<String> {

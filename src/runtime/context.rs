@@ -3,8 +3,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::event_series::Publisher;
 use kube::Client;
-use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
 
 use super::cache::Cache;
@@ -12,7 +12,8 @@ use super::metrics::Metrics;
 use super::retry::Retries;
 use super::router_pipelines::PipelineIndex;
 use super::snapshot::Snapshots;
-use crate::router::{GetPipelineResponse, RegisteredService, Router};
+use crate::router::mapping::PipelineRead;
+use crate::router::{RegisteredService, Router};
 
 /// How often and how fast the controllers look again.
 #[derive(Clone, Debug)]
@@ -71,7 +72,8 @@ impl KindStates {
 pub struct Context {
     pub client: Client,
     pub router: Arc<dyn Router>,
-    pub recorder: Recorder,
+    /// Publishes Events, remembering only recent ones (for series).
+    pub events: Publisher,
     pub timing: Timing,
     /// The watch caches reconciles read instead of the API server.
     pub cache: Cache,
@@ -83,7 +85,7 @@ pub struct Context {
     /// pipelines and its orphan sweep (keyed by namespace/cluster; see [`super::router_pipelines`]).
     pub pipeline_lists: Snapshots<PipelineIndex>,
     /// Each pipeline's config and status as the router last reported them (keyed by pipeline id).
-    pub pipeline_reads: Snapshots<Option<GetPipelineResponse>>,
+    pub pipeline_reads: Snapshots<Option<PipelineRead>>,
     /// Objects (by uid) whose finalizer this process added but whose cached
     /// copy may not show it yet: a reconcile of such a copy goes ahead as if
     /// it did, instead of testing the list again and being refused.
@@ -94,11 +96,9 @@ pub struct Context {
 
 impl Context {
     pub fn new(client: Client, router: Arc<dyn Router>, timing: Timing, cache: Cache) -> Context {
-        let reporter =
-            Reporter { controller: "conveyor-etl-operator".into(), instance: std::env::var("POD_NAME").ok() };
         let metrics = Arc::new(Metrics::new(router.as_ref(), &cache));
         Context {
-            recorder: Recorder::new(client.clone(), reporter),
+            events: Publisher::new(client.clone(), "conveyor-etl-operator", std::env::var("POD_NAME").ok()),
             client,
             router,
             retries: Retries::new(timing.min_retry_delay, timing.max_retry_delay),

@@ -1,9 +1,9 @@
 //! Kubernetes Events, the story `kubectl describe` tells.
 
 use kube::Resource;
-use kube::runtime::events::{Event, EventType};
 
 use super::Context;
+use super::event_series::Draft;
 
 /// The API server refuses Event notes over 1 kB.
 const NOTE_LIMIT: usize = 1000;
@@ -31,14 +31,16 @@ where
         tracing::debug!(name, reason, "no Event: the object's name leaves no room for an Event's name");
         return;
     }
-    let event = Event {
-        type_: if warning { EventType::Warning } else { EventType::Normal },
-        reason: reason.to_owned(),
-        note: Some(with_trace_id(note, crate::telemetry::current_trace_id().as_deref())),
-        action: "Reconcile".into(),
-        secondary: None,
+    let regarding = object.object_ref(&());
+    let draft = Draft {
+        regarding: &regarding,
+        warning,
+        reason,
+        action: "Reconcile",
+        note: with_trace_id(note.clone(), crate::telemetry::current_trace_id().as_deref()),
+        same_as: &note,
     };
-    if let Err(error) = ctx.recorder.publish(&event, &object.object_ref(&())).await {
+    if let Err(error) = ctx.events.publish(draft).await {
         ctx.metrics.event_unpublished(K::kind(&()).as_ref());
         if namespace_terminating(&error) {
             tracing::debug!(name, reason, %error, "no Event: the namespace is being deleted");

@@ -284,7 +284,11 @@ mod tests {
         let config = kube::Config::new("http://127.0.0.1:9".parse().unwrap());
         let client = kube::Client::try_from(config).unwrap();
         let selectors = crate::runtime::cache::Selectors { owned: "a=b".into(), pods: "c".into() };
-        let (_watches, cache) = crate::runtime::cache::Watches::new(&client, None, &selectors);
+        let (_watches, cache) = crate::runtime::cache::Watches::new(
+            &client,
+            &crate::runtime::namespaces::Namespaces::All,
+            &selectors,
+        );
         let router = crate::router::RouterClient::new(Default::default());
         // Families appear in the output once they have a sample: make one of each.
         let _ = router.member_status("not a host:1").await;

@@ -31,8 +31,10 @@ pub mod clusters;
 pub mod conditions;
 mod context;
 mod error;
+mod event_series;
 pub mod events;
 pub mod metrics;
+pub mod namespaces;
 mod object_metrics;
 pub mod orphans;
 mod phase_machine;
@@ -46,6 +48,7 @@ pub mod snapshot;
 pub mod state_table;
 pub mod status;
 pub mod subscription;
+pub mod triggers;
 
 pub use cache::Cache;
 pub use context::{Context, Timing};
@@ -57,6 +60,11 @@ pub const FIELD_MANAGER: &str = "conveyor-etl-operator";
 /// `conveyor.etl/paused: "true"` on any resource: the operator observes and
 /// reports, but changes nothing.
 pub const PAUSED_ANNOTATION: &str = "conveyor.etl/paused";
+/// `conveyor.etl/restartedAt: <time>` on an EtlRouterCluster (what
+/// `kubectl conveyor restart` sets): copied onto the router pods' template,
+/// so a new value rolls the pods through the usual path, one at a time and
+/// the leader last, as a template edit does.
+pub const RESTARTED_AT_ANNOTATION: &str = "conveyor.etl/restartedAt";
 
 /// Whether `object` carries the pause annotation.
 pub fn paused<K: kube::Resource>(object: &K) -> bool {

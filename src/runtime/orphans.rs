@@ -12,23 +12,22 @@ use super::cache::get;
 use super::router_pipelines::{listed, newer_read};
 use super::{Context, clusters, events};
 use crate::crd::{EtlPipeline, EtlRouterCluster};
-use crate::router::PipelineConfig;
-use crate::router::mapping::submitted_by_operator;
+use crate::router::mapping::PipelineSummary;
 
 /// The ids in `listed` whose EtlPipeline in `namespace` no longer exists.
 pub fn orphans<'a>(
-    listed: impl IntoIterator<Item = &'a PipelineConfig>,
+    listed: impl IntoIterator<Item = (&'a String, &'a PipelineSummary)>,
     namespace: &str,
     pipelines: &Store<EtlPipeline>,
 ) -> Vec<String> {
     let prefix = format!("{namespace}/");
     listed
         .into_iter()
-        .filter(|config| submitted_by_operator(config))
-        .filter(|config| {
-            config.id.strip_prefix(&prefix).is_some_and(|name| get(pipelines, namespace, name).is_none())
+        .filter(|(_, summary)| summary.generation.is_some())
+        .filter(|(id, _)| {
+            id.strip_prefix(&prefix).is_some_and(|name| get(pipelines, namespace, name).is_none())
         })
-        .map(|config| config.id.clone())
+        .map(|(id, _)| id.clone())
         .collect()
 }
 
@@ -47,7 +46,7 @@ pub async fn sweep(cluster: &EtlRouterCluster, ctx: &Context) {
             return;
         }
     };
-    for id in orphans(list.values(), &namespace, &ctx.cache.pipelines) {
+    for id in orphans(list.iter(), &namespace, &ctx.cache.pipelines) {
         // Deleted (by a pipeline's cleanup or an earlier sweep) since the list was read.
         if newer_read(ctx, &members, &id, listed_at).is_some_and(|read| read.is_none()) {
             continue;
@@ -85,6 +84,8 @@ mod tests {
             pipeline_config("other", "gone", 1, &spec),
             foreign,
         ];
-        assert_eq!(orphans(&listed, "ns", &store), ["ns/gone"]);
+        let summaries: Vec<(String, PipelineSummary)> =
+            listed.iter().map(|config| (config.id.clone(), PipelineSummary::of(config))).collect();
+        assert_eq!(orphans(summaries.iter().map(|(id, s)| (id, s)), "ns", &store), ["ns/gone"]);
     }
 }

@@ -85,7 +85,7 @@ async fn reconcile_and_report<K: Reconciler>(object: Arc<K>, ctx: Arc<Context>) 
         Ok(_) => ctx.forget_retries(&ObjectRef::from_obj(&*object)),
         Err(Error::Reported(_)) => {}
         Err(error) => {
-            if let Err(report_error) = report_failure(&*object, error, &ctx).await {
+            if let Err(report_error) = record_failure(&*object, error, &ctx).await {
                 tracing::warn!(%report_error, "could not record the failure on the resource's status");
             }
         }
@@ -128,11 +128,13 @@ async fn with_finalizer<K: Reconciler>(object: &Arc<K>, ctx: &Context) -> Result
     })
     .await;
     match outcome {
-        Ok(action) => {
-            if !held && !deleting {
-                ctx.finalizer_added.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(uid);
-            }
-            Ok(action)
+        Ok(action) if held || deleting => Ok(action),
+        Ok(_) => {
+            // The helper only added the finalizer, leaving the reconcile to the
+            // patch's watch event; that event does not trigger (see
+            // `triggers::user_changes`), so the reconcile runs now, on this copy.
+            ctx.finalizer_added.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(uid);
+            object.reconcile(ctx).await
         }
         Err(kube::runtime::finalizer::Error::ApplyFailed(error))
         | Err(kube::runtime::finalizer::Error::CleanupFailed(error)) => Err(error),
@@ -143,6 +145,13 @@ async fn with_finalizer<K: Reconciler>(object: &Arc<K>, ctx: &Context) -> Result
             // object again, and the requeue covers it should that be folded.
             tracing::debug!(%error, "finalizer list changed since the cached copy; looking again");
             Ok(Action::requeue(STALE_VIEW_RETRY))
+        }
+        Err(kube::runtime::finalizer::Error::RemoveFinalizer(kube::Error::Api(status)))
+            if status.code == 404 =>
+        {
+            // Released by an earlier process (or reconcile) whose watch
+            // event has not arrived yet: the object is gone, nothing is left.
+            Ok(Action::await_change())
         }
         Err(other) => Err(Error::Finalizer(Box::new(other))),
     }
@@ -186,17 +195,9 @@ async fn release_finalizer<K: Reconciler>(object: &K, ctx: &Context) -> Result<(
     Ok(())
 }
 
-/// Records a failed reconcile as `Synced=False` and a Warning Event, once per
-/// distinct failure (a kind that already wrote it with its status is
-/// skipped), unless the object is being deleted.
-async fn report_failure<K: Reconciler>(object: &K, error: &Error, ctx: &Context) -> Result<(), Error> {
-    if object.meta().deletion_timestamp.is_some() {
-        return Ok(());
-    }
-    record_failure(object, error, ctx).await
-}
-
-/// Writes `error` as `Synced=False` with a Warning Event, once per distinct failure.
+/// Writes `error` as `Synced=False` with a Warning Event, once per distinct
+/// failure (a kind that already wrote it with its status is skipped); a
+/// cleanup that cannot finish says why as well.
 pub async fn record_failure<K: Reconciler>(object: &K, error: &Error, ctx: &Context) -> Result<(), Error> {
     let existing = object.conditions();
     let merged =
@@ -222,7 +223,19 @@ pub fn controller<K: Reconciler>(
     trigger: impl Stream<Item = Arc<K>> + Send + 'static,
     store: Store<K>,
 ) -> Controller<K> {
-    Controller::for_shared_stream(super::cache::user_changes(trigger, store.clone()), store)
+    Controller::for_shared_stream(super::triggers::user_changes(trigger, store.clone()), store)
+}
+
+/// As [`controller`], with a user's change held back for as long as `hold`
+/// says, then passed if `still_due` (see [`super::triggers::held`]).
+pub fn controller_holding<K: Reconciler>(
+    trigger: impl Stream<Item = Arc<K>> + Send + 'static,
+    store: Store<K>,
+    hold: impl Fn(&K) -> Option<std::time::Duration> + Send + 'static,
+    still_due: fn(&K) -> bool,
+) -> Controller<K> {
+    let changes = super::triggers::user_changes(trigger, store.clone());
+    Controller::for_shared_stream(super::triggers::held(changes, store.clone(), hold, still_due), store)
 }
 
 /// Runs `controller` until `shutdown` resolves, forgetting the retry history

@@ -11,10 +11,12 @@ use std::time::Instant;
 use super::Context;
 use super::clusters;
 use super::snapshot::Read;
-use crate::router::{GetPipelineResponse, PipelineConfig};
+use crate::router::mapping::{PipelineRead, PipelineSummary};
 
-/// A router cluster's pipelines by id, as one `ListPipelines` returned them.
-pub type PipelineIndex = HashMap<String, PipelineConfig>;
+/// A router cluster's pipelines by id, as one `ListPipelines` returned them,
+/// each summarised: ten thousand whole configs would be most of the
+/// operator's memory.
+pub type PipelineIndex = HashMap<String, PipelineSummary>;
 
 /// The cluster's pipelines by id, from the snapshot shared by all of its
 /// pipelines, and when it was read.
@@ -31,7 +33,7 @@ pub async fn listed(
             ctx.timing.health_interval,
             || async {
                 let list = ctx.router.list_pipelines(members).await?;
-                Ok(list.into_iter().map(|config| (config.id.clone(), config)).collect())
+                Ok(list.into_iter().collect())
             },
         )
         .await
@@ -47,6 +49,6 @@ pub fn newer_read(
     members: &[String],
     id: &str,
     listed_at: Instant,
-) -> Option<Arc<Option<GetPipelineResponse>>> {
+) -> Option<Arc<Option<PipelineRead>>> {
     ctx.pipeline_reads.latest(id, members).filter(|(at, _)| *at > listed_at).map(|(_, read)| read)
 }

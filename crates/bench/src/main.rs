@@ -52,9 +52,11 @@ struct Args {
     /// Sources, transforms and sinks each (shared by the pipelines).
     #[arg(long, default_value_t = 10)]
     services_per_kind: usize,
-    /// Grow to this many pipelines at the end and sample memory again (0: skip).
-    #[arg(long, default_value_t = 10_000)]
-    large: usize,
+    /// Grow to each of these many pipelines in turn at the end, sampling
+    /// memory and time at each (`10000,20000`; 0: skip). Two or more sizes
+    /// make the report project 100,000.
+    #[arg(long, value_delimiter = ',', default_value = "10000")]
+    large: Vec<usize>,
     /// The idle window after all are Ready.
     #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
     idle: Duration,
@@ -150,6 +152,7 @@ async fn run(args: &Args, plane: &ControlPlane) -> anyhow::Result<Figures> {
     figures.to_ready = started.elapsed();
     figures.cluster_formed = phases.first_ready("EtlRouterCluster", CLUSTER).map(|at| at - started);
     figures.run_reconciles = operator.metric_sum("conveyor_reconciles_total");
+    figures.run_reconciles_by_kind = reconciles_by_kind(&operator);
     figures.run_requests = audit.take(OPERATOR_USER);
     figures.run_router_calls = total_calls(&kubelet.sim) - calls_before;
     say(&format!("all {total} Ready in {:.2} s", figures.to_ready.as_secs_f64()));
@@ -205,18 +208,19 @@ async fn run(args: &Args, plane: &ControlPlane) -> anyhow::Result<Figures> {
     figures.degraded_after = Some(killed.elapsed());
     all_ready(&phases, total, args.timeout).await?;
 
-    if args.large > args.pipelines {
-        say(&format!("growing to {} pipelines", args.large));
+    let mut sizes: Vec<usize> = args.large.iter().copied().filter(|&size| size > args.pipelines).collect();
+    sizes.sort();
+    sizes.dedup();
+    let mut from = args.pipelines;
+    for size in sizes {
+        say(&format!("growing to {size} pipelines"));
         let started = Instant::now();
-        workload::apply_all(
-            &admin,
-            NAMESPACE,
-            workload::pipelines(args.pipelines..args.large, args.services_per_kind),
-        )
-        .await?;
-        all_ready(&phases, total + args.large - args.pipelines, args.timeout).await?;
-        figures.large =
-            Some(Large { pipelines: args.large, to_ready: started.elapsed(), rss_mib: operator.rss_mib() });
+        workload::apply_all(&admin, NAMESPACE, workload::pipelines(from..size, args.services_per_kind))
+            .await?;
+        all_ready(&phases, total + size - args.pipelines, args.timeout).await?;
+        let to_ready = started.elapsed();
+        figures.large.push(Large { from, pipelines: size, to_ready, rss_mib: operator.rss_mib() });
+        from = size;
     }
     operator.stop()?;
     kubelet.stop().await;
@@ -257,7 +261,7 @@ async fn all_ready(phases: &Phases, total: usize, timeout: Duration) -> anyhow::
 }
 
 /// Disables `n` pipelines one after another, each timed from the API write
-/// until the router holds the change.
+/// until the router holds the change, then enables them again.
 async fn edits(admin: &Client, sim: &SimCluster, n: usize) -> anyhow::Result<Vec<Duration>> {
     let pipelines = workload::api(admin, NAMESPACE, "EtlPipeline");
     let mut latencies = Vec::with_capacity(n);
@@ -276,5 +280,25 @@ async fn edits(admin: &Client, sim: &SimCluster, n: usize) -> anyhow::Result<Vec
         }
         latencies.push(started.elapsed());
     }
+    // Enabled again (untimed): a disabled pipeline shows phase Disabled, and
+    // the steps after this one wait for every object to be Ready.
+    let patch = serde_json::json!({"spec": {"enabled": true}});
+    for i in 0..n {
+        pipelines.patch(&workload::pipeline_name(i), &PatchParams::default(), &Patch::Merge(&patch)).await?;
+    }
     Ok(latencies)
+}
+
+/// `EtlPipeline: 1000 (0 failed), ...` from the operator's metrics.
+fn reconciles_by_kind(operator: &OperatorProcess) -> String {
+    let failed = operator.metric_by_label("conveyor_reconcile_errors_total", "kind");
+    let kinds: Vec<String> = operator
+        .metric_by_label("conveyor_reconciles_total", "kind")
+        .into_iter()
+        .map(|(kind, count)| {
+            let failed = failed.iter().filter(|(k, _)| *k == kind).fold(0.0, |sum, (_, n)| sum + n);
+            format!("{kind}: {count:.0} ({failed:.0} failed)")
+        })
+        .collect();
+    kinds.join(", ")
 }

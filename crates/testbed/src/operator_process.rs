@@ -29,7 +29,20 @@ impl OperatorProcess {
         let binary = std::env::current_exe()?.with_file_name("conveyor-etl-operator");
         let http = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
         let log = std::fs::OpenOptions::new().create(true).append(true).open(log)?;
-        let child = Command::new(&binary)
+        // CONVEYOR_OPERATOR_WRAPPER runs the binary under another program,
+        // e.g. `heaptrack -o /tmp/heap/operator` for a heap profile (the
+        // resident memory reported is then the wrapper's).
+        let wrapper = std::env::var("CONVEYOR_OPERATOR_WRAPPER").unwrap_or_default();
+        let mut words = wrapper.split_whitespace();
+        let mut command = match words.next() {
+            Some(program) => {
+                let mut command = Command::new(program);
+                command.args(words).arg(&binary);
+                command
+            }
+            None => Command::new(&binary),
+        };
+        let child = command
             .env("KUBECONFIG", kubeconfig)
             .env("CONVEYOR_WATCH_NAMESPACE", namespace)
             .env("CONVEYOR_HTTP_ADDRESS", http.to_string())
@@ -79,6 +92,22 @@ impl OperatorProcess {
             .filter(|line| line.starts_with(name) && line[name.len()..].starts_with(['{', ' ']))
             .filter_map(|line| line.rsplit_once(' ')?.1.parse::<f64>().ok())
             .sum()
+    }
+
+    /// The sums of metric `name` by the value of its label `label`, sorted by that value.
+    pub fn metric_by_label(&self, name: &str, label: &str) -> Vec<(String, f64)> {
+        let Some((200, text)) = self.get("/metrics") else { return Vec::new() };
+        let mut sums = std::collections::BTreeMap::<String, f64>::new();
+        let prefix = format!("{label}=\"");
+        for line in text.lines().filter(|line| line.starts_with(name) && line[name.len()..].starts_with('{'))
+        {
+            let Some((labels, value)) = line.rsplit_once(' ') else { continue };
+            let Ok(value) = value.parse::<f64>() else { continue };
+            let Some(start) = labels.find(&prefix).map(|at| at + prefix.len()) else { continue };
+            let Some(len) = labels[start..].find('"') else { continue };
+            *sums.entry(labels[start..start + len].to_owned()).or_default() += value;
+        }
+        sums.into_iter().collect()
     }
 
     /// Resident memory from `/proc/<pid>/status`, in MiB.

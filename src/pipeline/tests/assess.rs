@@ -168,13 +168,16 @@ fn a_pipeline_someone_else_made_under_this_id_is_a_conflict_and_never_written() 
 #[test]
 fn a_router_copy_without_the_operators_marker_is_foreign() {
     use crate::pipeline::observe::copy_of;
-    use crate::router::mapping::pipeline_config;
+    use crate::router::mapping::{PipelineSummary, pipeline_config};
     let spec = crate::crd::EtlPipelineSpec { source: "s".into(), sink: "k".into(), ..Default::default() };
     let desired = pipeline_config("ns", "p", 3, &spec);
     let mut hand_made = desired.clone();
     hand_made.metadata.clear();
-    assert_eq!(copy_of(&hand_made, &desired), RouterCopy::Foreign);
-    assert!(matches!(copy_of(&desired, &desired), RouterCopy::Present { matches: true, .. }));
+    assert_eq!(copy_of(&PipelineSummary::of(&hand_made), &desired), RouterCopy::Foreign);
+    assert!(matches!(
+        copy_of(&PipelineSummary::of(&desired), &desired),
+        RouterCopy::Present { generation: Some(3), enabled: false, matches: true }
+    ));
 }
 
 #[test]

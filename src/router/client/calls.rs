@@ -2,8 +2,12 @@
 
 use std::collections::HashMap;
 
+use http::uri::PathAndQuery;
+use tonic::GrpcMethod;
+
 use super::RouterClient;
 use super::connection::with_deadline;
+use super::summaries::{Summaries, SummaryCodec};
 use crate::router::error::{RouterError, from_refusal};
 use crate::router::mapping::same_submission;
 use crate::router::proto::common::ServiceType;
@@ -21,6 +25,9 @@ use crate::router::proto::router::{
 /// `ListPipelines` of about 8,000 pipelines outgrows; 64 MiB holds over
 /// 100,000). The lists are the only answers that grow with the cluster.
 pub const LIST_RESPONSE_LIMIT: usize = 64 * 1024 * 1024;
+
+/// The router's admin service, as its generated client names it.
+const ROUTER_ADMIN: &str = "conveyor_etl.router.RouterAdmin";
 
 impl RouterClient {
     pub(super) async fn create_on(
@@ -194,16 +201,18 @@ impl RouterClient {
         Ok(response.services)
     }
 
-    pub(super) async fn list_pipelines_on(&self, member: &str) -> Result<Vec<PipelineConfig>, RouterError> {
+    /// `RouterAdmin.ListPipelines` as the generated client calls it, with the
+    /// answer decoded into summaries one pipeline at a time.
+    pub(super) async fn list_pipelines_on(&self, member: &str) -> Result<Summaries, RouterError> {
         let request = ListPipelinesRequest { include_disabled: true };
-        let response = self
-            .unary(member, "ListPipelines", |channel, timeout| async move {
-                RouterAdminClient::new(channel)
-                    .max_decoding_message_size(LIST_RESPONSE_LIMIT)
-                    .list_pipelines(with_deadline(request, timeout))
-                    .await
-            })
-            .await?;
-        Ok(response.pipelines)
+        self.unary(member, "ListPipelines", |channel, timeout| async move {
+            let mut grpc = tonic::client::Grpc::new(channel).max_decoding_message_size(LIST_RESPONSE_LIMIT);
+            grpc.ready().await.map_err(|e| tonic::Status::unknown(format!("Service was not ready: {e}")))?;
+            let mut request = with_deadline(request, timeout);
+            request.extensions_mut().insert(GrpcMethod::new(ROUTER_ADMIN, "ListPipelines"));
+            let path = PathAndQuery::from_static("/conveyor_etl.router.RouterAdmin/ListPipelines");
+            grpc.unary(request, path, SummaryCodec).await
+        })
+        .await
     }
 }

@@ -37,6 +37,7 @@ mod connection;
 mod leader;
 mod leased;
 mod metrics;
+mod summaries;
 #[cfg(test)]
 mod tests;
 
@@ -57,6 +58,7 @@ use connection::{lock, with_deadline};
 use leader::members_key;
 pub use leased::HeartbeatAnswers;
 pub use metrics::CallMetrics;
+pub use summaries::Summaries;
 
 /// gRPC endpoints (`host:port`) of a router cluster's members, e.g. pod IPs.
 pub type Members = [String];
@@ -87,8 +89,9 @@ pub trait Router: Send + Sync + 'static {
         members: &Members,
         pipeline_id: &str,
     ) -> Result<Option<GetPipelineResponse>, RouterError>;
-    /// Every pipeline the router holds, disabled ones included.
-    async fn list_pipelines(&self, members: &Members) -> Result<Vec<PipelineConfig>, RouterError>;
+    /// Every pipeline the router holds, disabled ones included, each as its
+    /// id and summary (decoded one at a time: the whole list is not kept).
+    async fn list_pipelines(&self, members: &Members) -> Result<Summaries, RouterError>;
     /// Enables or (without draining) disables a pipeline.
     async fn set_pipeline_enabled(
         &self,
@@ -291,7 +294,7 @@ impl Router for RouterClient {
         .await
     }
 
-    async fn list_pipelines(&self, members: &Members) -> Result<Vec<PipelineConfig>, RouterError> {
+    async fn list_pipelines(&self, members: &Members) -> Result<Summaries, RouterError> {
         self.on_leader(
             members,
             "ListPipelines",

@@ -8,7 +8,9 @@
 //! apply only what changed. The output depends only on the cluster's name,
 //! namespace, uid and spec, and on the step's replica count: the same inputs
 //! give byte-identical objects, and changes to the cluster's status, labels,
-//! annotations or resourceVersion change nothing.
+//! annotations or resourceVersion change nothing, but for one annotation:
+//! the restart request `conveyor.etl/restartedAt`, copied onto the pod
+//! template so that a new value rolls the pods.
 //!
 //! List-map keys such as `protocol` of ports are always given explicitly
 //! (server-side apply needs them to merge the list).

@@ -10,6 +10,7 @@ use k8s_openapi::api::core::v1::EnvVar;
 
 use super::{CONFIG_HASH_ANNOTATION, Ctx, config_hash, launch, selector_labels};
 use crate::crd::EtlRouterClusterSpec;
+use crate::runtime::RESTARTED_AT_ANNOTATION;
 
 /// The pod's labels: the template's, with the selector labels over them.
 pub(super) fn labels(ctx: &Ctx<'_>) -> BTreeMap<String, String> {
@@ -18,10 +19,17 @@ pub(super) fn labels(ctx: &Ctx<'_>) -> BTreeMap<String, String> {
     labels
 }
 
-/// The pod's annotations: the template's, with the config hash over them.
+/// The pod's annotations: the template's, with the config hash over them,
+/// and the cluster's restart request (`conveyor.etl/restartedAt`) when it
+/// carries one: a new value changes the template, so the pods roll.
 pub(super) fn annotations(ctx: &Ctx<'_>) -> BTreeMap<String, String> {
     let mut annotations = template_of(&ctx.cluster.spec).map(|t| t.annotations.clone()).unwrap_or_default();
     annotations.insert(CONFIG_HASH_ANNOTATION.to_owned(), config_hash(ctx.cluster));
+    if let Some(requested) =
+        ctx.cluster.metadata.annotations.as_ref().and_then(|a| a.get(RESTARTED_AT_ANNOTATION))
+    {
+        annotations.insert(RESTARTED_AT_ANNOTATION.to_owned(), requested.clone());
+    }
     annotations
 }
 

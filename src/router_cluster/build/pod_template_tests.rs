@@ -113,3 +113,38 @@ fn a_template_change_changes_the_pod_template_and_none_changes_nothing() {
 fn hash_of_sts(d: &Desired) -> String {
     d.stateful_set.metadata.annotations.as_ref().unwrap()[HASH_ANNOTATION].clone()
 }
+
+fn restarted_at(value: &str) -> EtlRouterCluster {
+    let mut cluster = seed();
+    cluster.metadata.annotations = Some(std::collections::BTreeMap::from([(
+        crate::runtime::RESTARTED_AT_ANNOTATION.to_owned(),
+        value.to_owned(),
+    )]));
+    cluster
+}
+
+#[test]
+fn a_restart_request_reaches_the_template_and_each_new_one_rolls_the_pods() {
+    let first = build(&restarted_at("2030-01-01T00:00:00Z"), 3);
+    let again = build(&restarted_at("2030-01-01T00:00:00Z"), 3);
+    let second = build(&restarted_at("2030-01-01T00:05:00Z"), 3);
+    assert_eq!(
+        pod_meta(&first).annotations.as_ref().unwrap()[crate::runtime::RESTARTED_AT_ANNOTATION],
+        "2030-01-01T00:00:00Z"
+    );
+    // Nothing else changes: the same request builds the same objects.
+    assert_eq!(first, again);
+    assert_eq!(first.config_map, seed_desired().config_map);
+    let template = |d: &Desired| d.stateful_set.spec.clone().unwrap().template;
+    assert_ne!(template(&first), template(&seed_desired()), "a first request rolls the pods");
+    assert_ne!(template(&first), template(&second), "a new request rolls them again");
+    assert_ne!(hash_of_sts(&first), hash_of_sts(&second), "the change is applied");
+    // The cluster's request wins over a template annotation of the same key.
+    let mut both = restarted_at("2030-01-01T00:05:00Z");
+    both.spec.pod_template =
+        Some(serde_json::from_value(json!({"annotations": {"conveyor.etl/restartedAt": "mine"}})).unwrap());
+    assert_eq!(
+        pod_meta(&build(&both, 3)).annotations.as_ref().unwrap()[crate::runtime::RESTARTED_AT_ANNOTATION],
+        "2030-01-01T00:05:00Z"
+    );
+}

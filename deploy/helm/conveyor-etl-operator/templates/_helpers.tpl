@@ -53,3 +53,55 @@ annotations:
 {{- define "conveyor-etl-operator.monitoringAPI" -}}
 {{- if or .Values.forceMonitoringCRDs (.Capabilities.APIVersions.Has "monitoring.coreos.com/v1") }}true{{- end }}
 {{- end }}
+
+{{/*
+The operator's rules on namespaced objects: in its ClusterRole when it
+watches every namespace, in a Role of each namespace of watchNamespaces.
+*/}}
+{{- define "conveyor-etl-operator.namespacedRules" }}
+  # Its own resources, their status and finalizers.
+  - apiGroups: ["conveyor.etl"]
+    resources: ["etlrouterclusters", "etlpipelines", "etlsources", "etltransforms", "etlsinks"]
+    verbs: ["get", "list", "watch", "patch", "update"]
+  - apiGroups: ["conveyor.etl"]
+    resources:
+      - etlrouterclusters/status
+      - etlpipelines/status
+      - etlsources/status
+      - etltransforms/status
+      - etlsinks/status
+    verbs: ["get", "patch", "update"]
+  # What a router cluster owns.
+  - apiGroups: ["apps"]
+    resources: ["statefulsets"]
+    verbs: ["get", "list", "watch", "create", "patch", "update"]
+  - apiGroups: [""]
+    resources: ["services", "configmaps"]
+    verbs: ["get", "list", "watch", "create", "patch", "update"]
+  - apiGroups: ["policy"]
+    resources: ["poddisruptionbudgets"]
+    verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
+  # Pods: watched for health; replaced one at a time to roll an update.
+  - apiGroups: [""]
+    resources: ["pods"]
+    verbs: ["get", "list", "watch", "delete"]
+  - apiGroups: [""]
+    resources: ["pods/eviction"]
+    verbs: ["create"]
+  # Data volumes, deleted only with storage.retentionPolicy: Delete.
+  - apiGroups: [""]
+    resources: ["persistentvolumeclaims"]
+    verbs: ["list", "delete"]
+  # Events that tell each resource's story in `kubectl describe`.
+  - apiGroups: ["events.k8s.io"]
+    resources: ["events"]
+    verbs: ["create", "patch"]
+{{- end }}
+
+{{/* The one cluster-wide rule: the start-up check that the CRDs are installed. */}}
+{{- define "conveyor-etl-operator.crdRules" }}
+  # Start-up check that the CRDs are installed.
+  - apiGroups: ["apiextensions.k8s.io"]
+    resources: ["customresourcedefinitions"]
+    verbs: ["get", "list"]
+{{- end }}
