@@ -103,7 +103,7 @@ async fn reconcile(pipeline: &EtlPipeline, ctx: &Context) -> Result<Action, Erro
         }
     }
     if let (Some(_), Some(_), false) = (assessment.submit, &cluster, paused) {
-        match submit(ctx, &members, &desired, generation).await {
+        match submit(ctx, &members, &desired, generation, observation.router.as_ref()).await {
             Ok(submitted) => {
                 ctx.pipeline_reads.put(&desired.id, &members, submitted.response.clone());
                 version = submitted.version.or(version);

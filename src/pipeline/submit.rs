@@ -1,8 +1,14 @@
 //! The one router write a reconcile may make, made exactly once. The
 //! router's current copy is looked up first, so a stale shared list, an
 //! operator restarted between a write and its status, or a lost reply never
-//! leads to a second create; and the result is read back before the status
+//! leads to a second write; and the result is read back before the status
 //! may call it applied. Writes are rare, so these reads are not a poll.
+//!
+//! A create needs no look-up: the router refuses a create of an id it holds,
+//! and the client takes "already exists" for success only when the stored
+//! copy is this very submission (a lost reply). So when the shared list
+//! says the pipeline is absent, the create is tried at once, and only its
+//! refusal leads to the look-up.
 
 use super::assess::{Submit, submission};
 use super::observation::RouterCopy;
@@ -24,14 +30,24 @@ pub struct Submitted {
     pub response: Option<PipelineRead>,
 }
 
-/// Brings the router's copy of `desired` to `generation` (enabled or not).
+/// Brings the router's copy of `desired` to `generation` (enabled or not);
+/// `seen` is the copy the reconcile observed (the shared list, or a newer read).
 pub async fn submit(
     ctx: &Context,
     members: &[String],
     desired: &PipelineConfig,
     generation: i64,
+    seen: Option<&RouterCopy>,
 ) -> Result<Submitted, RouterError> {
     let id = desired.id.as_str();
+    if seen == Some(&RouterCopy::Absent) {
+        match ctx.router.create_pipeline(members, desired.clone()).await {
+            Ok(_) => return read_back(ctx, members, desired, Submit::Create).await,
+            // Someone's copy is there after all: decide from a fresh look.
+            Err(RouterError::AlreadyExists { .. }) => {}
+            Err(error) => return Err(error),
+        }
+    }
     let before = ctx.router.get_pipeline(members, id).await?.as_ref().map(PipelineRead::of);
     let (copy, version) = read(before.as_ref(), desired);
     let Some(call) = submission(&copy, generation, desired.enabled) else {
@@ -43,7 +59,16 @@ pub async fn submit(
         Submit::Enable => ctx.router.set_pipeline_enabled(members, id, true).await?,
         Submit::Disable => ctx.router.set_pipeline_enabled(members, id, false).await?,
     }
-    let after = ctx.router.get_pipeline(members, id).await?.as_ref().map(PipelineRead::of);
+    read_back(ctx, members, desired, call).await
+}
+
+async fn read_back(
+    ctx: &Context,
+    members: &[String],
+    desired: &PipelineConfig,
+    call: Submit,
+) -> Result<Submitted, RouterError> {
+    let after = ctx.router.get_pipeline(members, &desired.id).await?.as_ref().map(PipelineRead::of);
     let (copy, version) = read(after.as_ref(), desired);
     Ok(Submitted { call: Some(call), copy, version, response: after })
 }

@@ -1,8 +1,8 @@
 //! Watch caches: one reflector per watched type, shared by every controller
 //! that reads or is triggered by it. Reconciles read these stores instead of
 //! GETting objects, so an unchanged object costs the API server nothing.
-//! `managedFields` are stripped before an object is stored: they are large
-//! and the operator never reads them.
+//! `managedFields` and kubectl's last-applied annotation are stripped
+//! before an object is stored (see [`trim`]).
 
 use std::hash::Hash;
 use std::sync::Arc;
@@ -23,6 +23,25 @@ use serde::de::DeserializeOwned;
 use super::namespaces::{MergedRelists, Namespaces};
 use super::subscription::Subscription;
 use crate::crd::{EtlPipeline, EtlRouterCluster, EtlSink, EtlSource, EtlTransform};
+
+/// The annotation `kubectl apply` (client-side) keeps the whole applied
+/// object in.
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// Drops what the operator never reads and what would dominate the caches'
+/// memory: `managedFields`, and the last-applied annotation, a second copy
+/// of the object for everyone who uses `kubectl apply` without
+/// `--server-side`. The operator never writes either back: its writes are
+/// status applies and JSON patches of the finalizers.
+pub fn trim<K: Resource>(object: &mut K) {
+    object.managed_fields_mut().clear();
+    if let Some(annotations) = object.meta_mut().annotations.as_mut() {
+        annotations.remove(LAST_APPLIED);
+        if annotations.is_empty() {
+            object.meta_mut().annotations = None;
+        }
+    }
+}
 
 /// How many events a slow subscriber may lag behind before the watch waits for it.
 const SUBSCRIBER_BUFFER: usize = 1024;
@@ -91,7 +110,7 @@ where
         let streams = sources.into_iter().map(|Source { namespace, api }| {
             watcher(api, config.clone())
                 .default_backoff()
-                .modify(|object| object.managed_fields_mut().clear())
+                .modify(trim)
                 .map(move |event| (namespace.clone(), event))
                 .boxed()
         });
@@ -349,6 +368,25 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn trimming_drops_managed_fields_and_the_last_applied_copy_only() {
+        let mut pipeline: EtlPipeline = serde_json::from_value(serde_json::json!({
+            "apiVersion": "conveyor.etl/v1", "kind": "EtlPipeline",
+            "metadata": {"name": "p", "namespace": "ns",
+                "annotations": {LAST_APPLIED: "{\"spec\":{}}", "team": "data"},
+                "managedFields": [{"manager": "kubectl", "operation": "Apply"}]},
+            "spec": {"source": "s", "sink": "k"},
+        }))
+        .unwrap();
+        trim(&mut pipeline);
+        assert!(pipeline.managed_fields().is_empty());
+        assert_eq!(pipeline.annotations().keys().collect::<Vec<_>>(), ["team"]);
+        pipeline.annotations_mut().remove("team");
+        pipeline.annotations_mut().insert(LAST_APPLIED.into(), "{}".into());
+        trim(&mut pipeline);
+        assert_eq!(pipeline.metadata.annotations, None, "no empty map left behind");
+    }
 
     #[tokio::test]
     async fn every_concurrent_waiter_wakes_when_the_last_watch_has_listed() {

@@ -13,6 +13,7 @@
 //! `cargo build --release && target/release/conveyor-bench --pipelines 1000`
 
 mod audit;
+mod cpu;
 mod floor;
 mod report;
 
@@ -82,6 +83,10 @@ struct Args {
     report: PathBuf,
 }
 
+/// The bench's own process in the CPU figures: it runs the simulated router
+/// nodes, the fake kubelet, the applies and the watches that time them.
+const BENCH_PROCESS: &str = "bench (routers, kubelet, applies)";
+
 fn say(line: &str) {
     eprintln!("[bench] {line}");
 }
@@ -128,9 +133,14 @@ async fn run(args: &Args, plane: &ControlPlane) -> anyhow::Result<Figures> {
         ..Figures::default()
     };
 
+    let mut processes: Vec<(String, u32)> =
+        plane.processes().into_iter().map(|(name, pid)| (name.to_owned(), pid)).collect();
+    processes.push((BENCH_PROCESS.to_owned(), std::process::id()));
     say(&format!("floor: {} sequential status applies", args.pipelines));
+    let before = cpu::Sample::take(&processes);
     figures.floor = floor::measure(&admin, args.pipelines, args.services_per_kind).await?;
-    say(&format!("floor: {:.2} s", figures.floor.as_secs_f64()));
+    figures.floor_cpu = before.until_now(&processes);
+    say(&format!("floor: {:.2} s ({})", figures.floor.as_secs_f64(), figures.floor_cpu.describe()));
 
     let kubelet = FakeKubelet::start(admin.clone(), NAMESPACE, CLUSTER, 50051).await;
     let kubeconfig = plane.dir().join("operator.kubeconfig");
@@ -140,16 +150,20 @@ async fn run(args: &Args, plane: &ControlPlane) -> anyhow::Result<Figures> {
     let phases = Phases::watch(&admin, NAMESPACE);
     let mut audit = AuditLog::from_now(plane.audit_log());
     let calls_before = total_calls(&kubelet.sim);
+    processes.push(("operator".to_owned(), operator.pid()));
 
     say(&format!("applying 1 cluster, {} services, {} pipelines", figures.services, args.pipelines));
+    let cpu_before = cpu::Sample::take(&processes);
     let started = Instant::now();
     let mut objects = vec![workload::cluster()];
     objects.extend(workload::services(args.services_per_kind));
     objects.extend(workload::pipelines(0..args.pipelines, args.services_per_kind));
     let total = objects.len();
     workload::apply_all(&admin, NAMESPACE, objects).await?;
+    figures.applied = started.elapsed();
     all_ready(&phases, total, args.timeout).await?;
     figures.to_ready = started.elapsed();
+    figures.run_cpu = cpu_before.until_now(&processes);
     figures.cluster_formed = phases.first_ready("EtlRouterCluster", CLUSTER).map(|at| at - started);
     figures.run_reconciles = operator.metric_sum("conveyor_reconciles_total");
     figures.run_reconciles_by_kind = reconciles_by_kind(&operator);
