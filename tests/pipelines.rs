@@ -710,6 +710,14 @@ async fn a_pipeline_someone_else_created_under_its_id_is_neither_updated_nor_del
     foreign.stages.truncate(2);
     foreign.edges.truncate(1);
     let client = RouterClient::new(support::operator::router_options());
+    // Right after the cluster's shared list was read (by its orphan sweep):
+    // the pipeline's reconcile then finds it absent from a list made before
+    // the hand-made create, and tries a create the router refuses.
+    let lists = s.kubelet.sim.call_count("ListPipelines");
+    eventually(FORM_TIMEOUT, "the shared list read", || async {
+        (s.kubelet.sim.call_count("ListPipelines") > lists).then_some(())
+    })
+    .await;
     client.create_pipeline(&s.kubelet.sim.endpoints(), foreign.clone()).await.unwrap();
     create(&s, &seed_pipeline()).await;
     let status = wait_pipeline(&s, "PipelineConflict", |st| {
