@@ -39,6 +39,10 @@ use report::{Figures, Large};
 use workload::{CLUSTER, Phases};
 
 const NAMESPACE: &str = "bench";
+/// Where the example set alone runs, before the benchmark's own objects.
+const EXAMPLE_NAMESPACE: &str = "bench-example";
+/// How long the example set sits idle before its memory is read.
+const EXAMPLE_IDLE: Duration = Duration::from_secs(15);
 /// The operator's default health interval (`--health-interval`).
 const HEALTH_INTERVAL: Duration = Duration::from_secs(10);
 /// The operator's default stats interval (`--stats-interval`).
@@ -119,7 +123,7 @@ async fn run(args: &Args, plane: &ControlPlane) -> anyhow::Result<Figures> {
     let admin = plane.client().await;
     install_crds(&admin).await?;
     install_rbac(&admin).await?;
-    for namespace in [NAMESPACE, floor::NAMESPACE] {
+    for namespace in [NAMESPACE, floor::NAMESPACE, EXAMPLE_NAMESPACE] {
         let object = serde_json::from_value(serde_json::json!({"metadata": {"name": namespace}}))?;
         Api::<Namespace>::all(admin.clone()).create(&PostParams::default(), &object).await?;
     }
@@ -142,9 +146,12 @@ async fn run(args: &Args, plane: &ControlPlane) -> anyhow::Result<Figures> {
     figures.floor_cpu = before.until_now(&processes);
     say(&format!("floor: {:.2} s ({})", figures.floor.as_secs_f64(), figures.floor_cpu.describe()));
 
-    let kubelet = FakeKubelet::start(admin.clone(), NAMESPACE, CLUSTER, 50051).await;
     let kubeconfig = plane.dir().join("operator.kubeconfig");
     std::fs::write(&kubeconfig, plane.kubeconfig_yaml(OPERATOR_USER))?;
+    say("the example set alone (1 cluster, 3 services, 1 pipeline): memory when idle");
+    figures.rss_example_idle_mib = Some(example_idle(plane, &admin, &kubeconfig, args.timeout).await?);
+
+    let kubelet = FakeKubelet::start(admin.clone(), NAMESPACE, CLUSTER, 50051).await;
     let log = plane.dir().join("operator.log");
     let mut operator = OperatorProcess::start(&kubeconfig, NAMESPACE, &log).await?;
     let phases = Phases::watch(&admin, NAMESPACE);
@@ -239,6 +246,32 @@ async fn run(args: &Args, plane: &ControlPlane) -> anyhow::Result<Figures> {
     operator.stop()?;
     kubelet.stop().await;
     Ok(figures)
+}
+
+/// The resident memory of an operator that watches only the example set
+/// (one cluster, a source, a transform, a sink and a pipeline), all Ready
+/// and then idle for [`EXAMPLE_IDLE`]; that operator and its routers stop after.
+async fn example_idle(
+    plane: &ControlPlane,
+    admin: &Client,
+    kubeconfig: &std::path::Path,
+    timeout: Duration,
+) -> anyhow::Result<f64> {
+    let kubelet = FakeKubelet::start(admin.clone(), EXAMPLE_NAMESPACE, CLUSTER, 50051).await;
+    let log = plane.dir().join("operator-example.log");
+    let operator = OperatorProcess::start(kubeconfig, EXAMPLE_NAMESPACE, &log).await?;
+    let phases = Phases::watch(admin, EXAMPLE_NAMESPACE);
+    let mut objects = vec![workload::cluster()];
+    objects.extend(workload::services(1));
+    objects.extend(workload::pipelines(0..1, 1));
+    let total = objects.len();
+    workload::apply_all(admin, EXAMPLE_NAMESPACE, objects).await?;
+    all_ready(&phases, total, timeout).await?;
+    tokio::time::sleep(EXAMPLE_IDLE).await; // the idle time measured
+    let rss = operator.rss_mib();
+    operator.stop()?;
+    kubelet.stop().await;
+    Ok(rss)
 }
 
 /// Router calls by method since `before` was counted (methods not called left out).

@@ -36,6 +36,8 @@ pub struct Figures {
     pub busy_requests: Requests,
     pub busy_router_calls: Vec<(String, u64)>,
     pub rss_ready_mib: f64,
+    /// An operator watching only the example set, idle.
+    pub rss_example_idle_mib: Option<f64>,
     pub edit_latencies: Vec<Duration>,
     pub degraded_after: Option<Duration>,
     pub restart_catch_up: Option<Duration>,
@@ -203,6 +205,14 @@ impl Figures {
                     secs(self.stats_interval)
                 ),
                 Some(calls as f64 <= allowed),
+            );
+        }
+        if let Some(rss) = self.rss_example_idle_mib {
+            row(
+                "RSS idle with the example set (1 cluster, 3 services, 1 pipeline)",
+                format!("{rss:.1} MiB"),
+                "≤ 20 MiB",
+                Some(rss <= 20.0),
             );
         }
         row("RSS with N Ready", format!("{:.1} MiB", self.rss_ready_mib), "", None);
