@@ -325,7 +325,7 @@ async fn run_controllers(
     let sources = service::controller(&watches.sources, cache.sources.clone(), watched(), referrers);
     let transforms = service::controller(&watches.transforms, cache.transforms.clone(), watched(), referrers);
     let sinks = service::controller(&watches.sinks, cache.sinks.clone(), watched(), referrers);
-    let pipelines = crate::pipeline::controller::controller(&watches, cache);
+    let pipelines = crate::pipeline::controller::controller(&watches, ctx);
     // One task per controller, so a busy kind never holds up another; the
     // set aborts them all when dropped.
     let mut tasks = tokio::task::JoinSet::new();

@@ -6,6 +6,7 @@
 //! of it changed ([`dependants_view`], [`service_view`]).
 
 use std::hash::Hash;
+use std::sync::Arc;
 use std::time::Duration;
 
 use kube::ResourceExt;
@@ -19,7 +20,7 @@ use crate::runtime::cache::{Cache, Watches};
 use crate::runtime::clusters::{self, Resolution, dependants, dependants_view, serves_dependants};
 use crate::runtime::references::{ServiceResource, pipelines_naming};
 use crate::runtime::triggers::on_change;
-use crate::runtime::{arrival, reconciler};
+use crate::runtime::{Context, arrival, reconciler};
 
 /// What a pipeline's reconcile reads of a service it names: whether it is
 /// usable and where it is assigned (see `observe::reference`).
@@ -76,7 +77,8 @@ fn may_move(pipeline: &EtlPipeline, cache: &Cache) -> bool {
             .all(|reference| reference.state == ServiceState::Ready)
 }
 
-pub fn controller(watches: &Watches, cache: &Cache) -> Controller<EtlPipeline> {
+pub fn controller(watches: &Watches, ctx: &Arc<Context>) -> Controller<EtlPipeline> {
+    let cache = &ctx.cache;
     let store = cache.pipelines.clone();
     let (by_cluster, by_source, by_step, by_sink) =
         (cache.clone(), cache.clone(), cache.clone(), cache.clone());
@@ -85,7 +87,7 @@ pub fn controller(watches: &Watches, cache: &Cache) -> Controller<EtlPipeline> {
     // one moved on meanwhile was reconciled and requeues itself.
     let due = |pipeline: &EtlPipeline| pipeline.status.is_none();
     let hold = move |pipeline: &EtlPipeline| first_wait(pipeline, &held);
-    reconciler::controller_holding(watches.pipelines.subscribe(), store, hold, due)
+    reconciler::controller_holding(watches.pipelines.subscribe(), store, ctx.clone(), hold, due)
         .watches_shared_stream(
             on_change(watches.router_clusters.subscribe(), cache.router_clusters.clone(), dependants_view),
             move |cluster| {

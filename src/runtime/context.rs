@@ -86,10 +86,11 @@ pub struct Context {
     pub pipeline_lists: Snapshots<PipelineIndex>,
     /// Each pipeline's config and status as the router last reported them (keyed by pipeline id).
     pub pipeline_reads: Snapshots<Option<PipelineRead>>,
-    /// Objects (by uid) whose finalizer this process added but whose cached
-    /// copy may not show it yet: a reconcile of such a copy goes ahead as if
-    /// it did, instead of testing the list again and being refused.
-    pub finalizer_added: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// Objects (by uid) whose finalizer this process added (or is adding
+    /// ahead of a held-back reconcile) but whose cached copy may not show it
+    /// yet: a reconcile of such a copy goes ahead as if it did, instead of
+    /// testing the list again and being refused.
+    pub finalizers: super::finalizers::Ledger,
     retries: Retries,
     states: KindStates,
 }
@@ -108,7 +109,7 @@ impl Context {
             registries: Snapshots::default(),
             pipeline_lists: Snapshots::default(),
             pipeline_reads: Snapshots::default(),
-            finalizer_added: Default::default(),
+            finalizers: Default::default(),
             states: KindStates::default(),
         }
     }

@@ -32,6 +32,7 @@ pub mod conditions;
 mod context;
 mod error;
 mod event_series;
+mod finalizers;
 pub mod events;
 pub mod metrics;
 pub mod namespaces;

@@ -97,16 +97,8 @@ async fn with_finalizer<K: Reconciler>(object: &Arc<K>, ctx: &Context) -> Result
     let deleting = object.meta().deletion_timestamp.is_some();
     let uid = object.uid().unwrap_or_default();
     let held = object.finalizers().iter().any(|f| f == FINALIZER);
-    let added_before_cache = {
-        let mut added = ctx.finalizer_added.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if held || deleting || !object.needs_cleanup() {
-            added.remove(&uid);
-            false
-        } else {
-            added.contains(&uid)
-        }
-    };
-    if added_before_cache {
+    let settled = held || deleting || !object.needs_cleanup();
+    if ctx.finalizers.added(&uid, settled).await {
         // Our finalizer patch landed; this cached copy predates it.
         return object.reconcile(ctx).await;
     }
@@ -133,7 +125,7 @@ async fn with_finalizer<K: Reconciler>(object: &Arc<K>, ctx: &Context) -> Result
             // The helper only added the finalizer, leaving the reconcile to the
             // patch's watch event; that event does not trigger (see
             // `triggers::user_changes`), so the reconcile runs now, on this copy.
-            ctx.finalizer_added.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(uid);
+            ctx.finalizers.mark_added(&uid);
             object.reconcile(ctx).await
         }
         Err(kube::runtime::finalizer::Error::ApplyFailed(error))
@@ -227,15 +219,21 @@ pub fn controller<K: Reconciler>(
 }
 
 /// As [`controller`], with a user's change held back for as long as `hold`
-/// says, then passed if `still_due` (see [`super::triggers::held`]).
+/// says, then passed if `still_due` (see [`super::triggers::held`]). A
+/// held object gets its cleanup finalizer while it waits.
 pub fn controller_holding<K: Reconciler>(
     trigger: impl Stream<Item = Arc<K>> + Send + 'static,
     store: Store<K>,
+    ctx: Arc<Context>,
     hold: impl Fn(&K) -> Option<std::time::Duration> + Send + 'static,
     still_due: fn(&K) -> bool,
 ) -> Controller<K> {
     let changes = super::triggers::user_changes(trigger, store.clone());
-    Controller::for_shared_stream(super::triggers::held(changes, store.clone(), hold, still_due), store)
+    let prepare = move |object: Arc<K>| {
+        let ctx = ctx.clone();
+        async move { super::finalizers::add_ahead(&ctx, object.as_ref()).await }
+    };
+    Controller::for_shared_stream(super::triggers::held(changes, store.clone(), hold, still_due, prepare), store)
 }
 
 /// Runs `controller` until `shutdown` resolves, forgetting the retry history

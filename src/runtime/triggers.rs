@@ -47,15 +47,17 @@ where
 /// The objects of `stream` that `hold` lets through now; one it holds
 /// (`Some(delay)`) passes after that delay instead, as `store` holds it by
 /// then, if `still_due` says it still needs it (something else may have
-/// moved it on meanwhile).
-pub fn held<K>(
+/// moved it on meanwhile). While it is held, `prepare` runs for it.
+pub fn held<K, P>(
     stream: impl Stream<Item = Arc<K>> + Send + 'static,
     store: Store<K>,
     hold: impl Fn(&K) -> Option<Duration> + Send + 'static,
     still_due: fn(&K) -> bool,
+    prepare: impl Fn(Arc<K>) -> P + Send + 'static,
 ) -> impl Stream<Item = Arc<K>> + Send + 'static
 where
     K: Resource<DynamicType = ()> + Clone + Send + Sync + 'static,
+    P: std::future::Future<Output = ()> + Send + 'static,
 {
     let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel::<Arc<K>>();
     let now = stream.filter_map(move |object| {
@@ -63,8 +65,11 @@ where
         if let Some(delay) = delay {
             let (sender, store) = (sender.clone(), store.clone());
             let key = ObjectRef::from_obj(object.as_ref());
+            let until = tokio::time::Instant::now() + delay;
+            let prepared = prepare(object.clone());
             tokio::spawn(async move {
-                tokio::time::sleep(delay).await; // the hold asked for
+                prepared.await;
+                tokio::time::sleep_until(until).await; // the hold asked for
                 if let Some(current) = store.get(&key).filter(|current| still_due(current)) {
                     let _ = sender.send(current);
                 }
@@ -154,7 +159,15 @@ mod tests {
         }
         let due = |map: &ConfigMap| map.name_any() != "moved-on";
         let hold = move |map: &ConfigMap| (map.name_any() != "free").then_some(delay);
-        let mut passed = Box::pin(held(input, store, hold, due));
+        let prepared = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let prepare = {
+            let prepared = prepared.clone();
+            move |map: Arc<ConfigMap>| {
+                prepared.lock().unwrap().push(map.name_any());
+                std::future::ready(())
+            }
+        };
+        let mut passed = Box::pin(held(input, store, hold, due, prepare));
         let started = tokio::time::Instant::now();
         sender.send(config_map("moved-on", "1", "x")).unwrap();
         sender.send(config_map("held", "1", "x")).unwrap();
@@ -167,6 +180,7 @@ mod tests {
         // "moved-on" was no longer due when its delay was over: nothing more
         // comes (its timer and "held"'s ran together).
         assert!(tokio::time::timeout(delay, passed.next()).await.is_err());
+        assert_eq!(*prepared.lock().unwrap(), ["moved-on", "held"], "prepared while held, and only then");
     }
 
     fn cluster(generation: i64, phase: Option<crate::crd::ClusterPhase>) -> Arc<EtlRouterCluster> {
