@@ -83,9 +83,12 @@ pub fn controller(watches: &Watches, ctx: &Arc<Context>) -> Controller<EtlPipeli
     let (by_cluster, by_source, by_step, by_sink) =
         (cache.clone(), cache.clone(), cache.clone(), cache.clone());
     let held = cache.clone();
-    // At the end of the grace only a pipeline still without a status is due:
-    // one moved on meanwhile was reconciled and requeues itself.
-    let due = |pipeline: &EtlPipeline| pipeline.status.is_none();
+    // At the end of the grace only a pipeline still waiting is due: one
+    // moved on meanwhile was reconciled and requeues itself, and one whose
+    // references became usable was triggered by that change (it may still
+    // be queued behind others when the grace ends).
+    let still_waiting = cache.clone();
+    let due = move |pipeline: &EtlPipeline| pipeline.status.is_none() && !may_move(pipeline, &still_waiting);
     let hold = move |pipeline: &EtlPipeline| first_wait(pipeline, &held);
     reconciler::controller_holding(watches.pipelines.subscribe(), store, ctx.clone(), hold, due)
         .watches_shared_stream(

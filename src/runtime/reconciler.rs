@@ -226,7 +226,7 @@ pub fn controller_holding<K: Reconciler>(
     store: Store<K>,
     ctx: Arc<Context>,
     hold: impl Fn(&K) -> Option<std::time::Duration> + Send + 'static,
-    still_due: fn(&K) -> bool,
+    still_due: impl Fn(&K) -> bool + Clone + Send + Sync + 'static,
 ) -> Controller<K> {
     let changes = super::triggers::user_changes(trigger, store.clone());
     let prepare = move |object: Arc<K>| {

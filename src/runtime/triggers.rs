@@ -52,7 +52,7 @@ pub fn held<K, P>(
     stream: impl Stream<Item = Arc<K>> + Send + 'static,
     store: Store<K>,
     hold: impl Fn(&K) -> Option<Duration> + Send + 'static,
-    still_due: fn(&K) -> bool,
+    still_due: impl Fn(&K) -> bool + Clone + Send + Sync + 'static,
     prepare: impl Fn(Arc<K>) -> P + Send + 'static,
 ) -> impl Stream<Item = Arc<K>> + Send + 'static
 where
@@ -63,7 +63,7 @@ where
     let now = stream.filter_map(move |object| {
         let delay = hold(&object);
         if let Some(delay) = delay {
-            let (sender, store) = (sender.clone(), store.clone());
+            let (sender, store, still_due) = (sender.clone(), store.clone(), still_due.clone());
             let key = ObjectRef::from_obj(object.as_ref());
             let until = tokio::time::Instant::now() + delay;
             let prepared = prepare(object.clone());

@@ -54,7 +54,25 @@ pub struct Large {
     pub rss_mib: f64,
 }
 
+/// API writes per pipeline the target allows (finalizer, status, Event).
+const WRITES_ALLOWED: f64 = 3.0;
+
 impl Figures {
+    /// From the floor's window (N creates, then N status applies, one after
+    /// another): the API server's and etcd's CPU seconds per write; and the
+    /// least time, as seconds and as a ratio to the floor, in which the
+    /// machine's cores could take the run's writes at that cost: the
+    /// bench's N applies and `writes` per pipeline, whatever the operator
+    /// does. The run's own cost per write is higher (more watchers, larger
+    /// objects), so this bound is low.
+    pub fn least_for_the_writes(&self, writes: f64) -> (f64, f64, f64) {
+        let usage = &self.floor_cpu;
+        let n = self.pipelines.max(1) as f64;
+        let per_write = (usage.of("kube-apiserver") + usage.of("etcd")) / (2.0 * n);
+        let least = (1.0 + writes) * n * per_write / self.run_cpu.cores.max(1) as f64;
+        (per_write, least, least / self.floor.as_secs_f64().max(f64::EPSILON))
+    }
+
     /// The time the run's other work (API server, etcd, the bench's routers,
     /// kubelet and applies) kept the cores busy, as seconds and as a ratio
     /// to the floor: with the machine saturated, no operator could bring
@@ -131,6 +149,19 @@ impl Figures {
             row(
                 "Time to Ready if the operator's own CPU were free: (machine busy − operator) / cores",
                 format!("{bound:.2} s ({bound_ratio:.2}× the floor)"),
+                "",
+                None,
+            );
+            let (per_write, least, least_ratio) = self.least_for_the_writes(WRITES_ALLOWED);
+            row(
+                "API server and etcd CPU per write, in the floor's window (N creates, N status applies)",
+                format!("{:.2} ms", per_write * 1000.0),
+                "",
+                None,
+            );
+            row(
+                "Least time the API server needs for N applies and 3 writes per pipeline, all cores on it",
+                format!("{least:.2} s ({least_ratio:.2}× the floor)"),
                 "",
                 None,
             );
@@ -360,6 +391,19 @@ mod tests {
         };
         // 14 s busy less the operator's 4 s, over two cores.
         assert_eq!(figures.without_operator_cpu(), (5.0, 2.5));
+        // 2 ms per write in the floor's 2,000 writes; 4,000 writes over two cores.
+        let figures = Figures {
+            pipelines: 1000,
+            floor_cpu: Usage {
+                elapsed: 3.0,
+                processes: vec![("kube-apiserver".into(), 3.0), ("etcd".into(), 1.0), ("bench".into(), 9.0)],
+                machine_busy: 5.0,
+                cores: 2,
+            },
+            ..figures
+        };
+        let (per_write, least, ratio) = figures.least_for_the_writes(3.0);
+        assert!((per_write - 0.002).abs() < 1e-9 && (least - 4.0).abs() < 1e-9 && (ratio - 2.0).abs() < 1e-9);
         let text = figures.markdown("bench", "machine");
         assert!(text.contains("| 5.00 s (2.50× the floor) |"), "{text}");
         assert!(text.contains("kube-apiserver 6.0 s, operator 4.0 s; machine busy 88 % of 2 cores"), "{text}");
