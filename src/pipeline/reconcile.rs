@@ -79,6 +79,7 @@ async fn reconcile(pipeline: &EtlPipeline, ctx: &Context) -> Result<Action, Erro
     let mut assessment = assess(&observation);
     let previous = pipeline.status.clone().unwrap_or_default();
     let current = previous.phase.unwrap_or_default();
+    tracing::debug!(status = ?previous.phase, event = ?assessment.event, "observed");
     let mut phase = step(ctx, current, &assessment);
     let span = tracing::Span::current();
     span.record("event", tracing::field::debug(assessment.event));

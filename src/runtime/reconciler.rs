@@ -233,7 +233,10 @@ pub fn controller_holding<K: Reconciler>(
         let ctx = ctx.clone();
         async move { super::finalizers::add_ahead(&ctx, object.as_ref()).await }
     };
-    Controller::for_shared_stream(super::triggers::held(changes, store.clone(), hold, still_due, prepare), store)
+    Controller::for_shared_stream(
+        super::triggers::held(changes, store.clone(), hold, still_due, prepare),
+        store,
+    )
 }
 
 /// Runs `controller` until `shutdown` resolves, forgetting the retry history

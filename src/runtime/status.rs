@@ -129,9 +129,46 @@ where
     if previous == next {
         return Ok(false);
     }
+    if tracing::enabled!(tracing::Level::DEBUG) {
+        tracing::debug!(changed = ?changed_fields(previous, next), "status changed");
+    }
     apply(ctx, object, next).await?;
     announce(ctx, object, story).await;
     Ok(true)
+}
+
+/// The top-level status fields that differ between `previous` and `next`,
+/// and the types of the conditions that differ: what a write was for.
+fn changed_fields(previous: &impl Serialize, next: &impl Serialize) -> Vec<String> {
+    let (before, after) = (serde_json::to_value(previous), serde_json::to_value(next));
+    let (Ok(serde_json::Value::Object(before)), Ok(serde_json::Value::Object(after))) = (before, after)
+    else {
+        return Vec::new();
+    };
+    let mut keys: Vec<&String> = before.keys().chain(after.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    let mut changed = Vec::new();
+    for key in keys {
+        let (old, new) = (before.get(key), after.get(key));
+        if old == new {
+            continue;
+        }
+        let conditions = |value: Option<&serde_json::Value>| -> Vec<serde_json::Value> {
+            value.and_then(|v| v.as_array().cloned()).unwrap_or_default()
+        };
+        if key == "conditions" {
+            let (old, new) = (conditions(old), conditions(new));
+            for condition in &new {
+                if !old.contains(condition) {
+                    changed.push(format!("conditions.{}", condition["type"].as_str().unwrap_or("?")));
+                }
+            }
+        } else {
+            changed.push(key.clone());
+        }
+    }
+    changed
 }
 
 /// Records the Events a written status change tells: a Warning when `Synced`
@@ -165,6 +202,15 @@ pub async fn announce<K: Resource<DynamicType = ()>>(ctx: &Context, object: &K, 
 #[cfg(test)]
 mod tests {
     use super::Story;
+
+    #[test]
+    fn the_changed_fields_name_top_level_fields_and_condition_types() {
+        let before = serde_json::json!({"phase": "Pending", "cluster": "a", "conditions": [
+            {"type": "Ready", "status": "False"}, {"type": "Synced", "status": "True"}]});
+        let after = serde_json::json!({"phase": "Ready", "cluster": "a", "health": "ok", "conditions": [
+            {"type": "Ready", "status": "True"}, {"type": "Synced", "status": "True"}]});
+        assert_eq!(super::changed_fields(&before, &after), ["conditions.Ready", "health", "phase"]);
+    }
 
     #[test]
     fn only_a_wait_from_nothing_or_within_the_same_phase_is_quiet() {

@@ -53,13 +53,13 @@ pub fn blocker(
         _ => return Some(Assessment::new(Event::NoCluster, resolution.problem(namespace)?)),
     };
     let name = kube::ResourceExt::name_any(cluster.as_ref());
-    let phase = cluster.status.as_ref().and_then(|s| s.phase);
+    // The cluster's phase is left to the cluster: naming it here rewrote
+    // every waiting service's status at each step of the cluster's forming.
     if !crate::runtime::clusters::serves_dependants(cluster) {
-        let phase = phase.map_or("new".to_owned(), |p| format!("{p:?}"));
         return Some(Assessment::new(
             Event::ClusterNotReady,
             format!(
-                "EtlRouterCluster {name} is {phase}; registering waits until it is Ready (or Degraded with a leader)"
+                "EtlRouterCluster {name} is not Ready; registering waits until it is Ready (or Degraded with a leader)"
             ),
         ));
     }

@@ -25,16 +25,15 @@ pub fn controller<K: ServiceResource + Reconciler>(
     pipelines: &Watch<EtlPipeline>,
 ) -> Controller<K> {
     let (by_cluster, deleting) = (store.clone(), store.clone());
-    // A service's condition names its cluster's phase while it waits for it.
-    let view = |cluster: &EtlRouterCluster| {
-        (dependants_view(cluster), cluster.status.as_ref().and_then(|status| status.phase))
-    };
     reconciler::controller(services.subscribe(), store)
-        .watches_shared_stream(on_change(clusters.0.subscribe(), clusters.1, view), move |cluster| {
-            dependants(&by_cluster, &cluster, K::cluster_ref, |service: &K| {
-                service.service_status()?.cluster.as_deref()
-            })
-        })
+        .watches_shared_stream(
+            on_change(clusters.0.subscribe(), clusters.1, dependants_view),
+            move |cluster| {
+                dependants(&by_cluster, &cluster, K::cluster_ref, |service: &K| {
+                    service.service_status()?.cluster.as_deref()
+                })
+            },
+        )
         .watches_shared_stream(pipelines.subscribe(), move |pipeline| deleting_in(&deleting, &pipeline))
 }
 

@@ -228,9 +228,19 @@ pub async fn reconcile<K: ServiceResource + Reconciler>(service: &K, ctx: &Conte
         ),
     };
     let warning = conditions::event_type(phase, assessment.event) == "Warning";
+    let quiet_wait = phase == Phase::Pending && assessment.event == Event::ClusterNotReady;
     let story = status::Story::new(previous.phase, phase, &previous.conditions, &next.conditions, warning)
-        .quiet_when(phase == Phase::Pending && assessment.event == Event::ClusterNotReady);
-    status::write_changed(ctx, service, &previous, &next, story).await?;
+        .quiet_when(quiet_wait);
+    // A service applied with its cluster (one `kubectl apply`, a Helm
+    // release) would write a Pending status that the cluster's Ready
+    // supersedes a moment later: its first status waits for that moment (the
+    // cluster's change triggers it) or for the end of the reference grace
+    // (the requeue below), as a new pipeline's does.
+    let first_wait_held =
+        service.service_status().is_none() && quiet_wait && grace_left(service).is_some() && outcome.is_ok();
+    if !first_wait_held {
+        status::write_changed(ctx, service, &previous, &next, story).await?;
+    }
     outcome.map_err(|error| Error::Reported(Box::new(error)))?;
     let interval = match phase {
         Phase::Provisioning => ctx.timing.progress_interval,

@@ -149,7 +149,9 @@ async fn run(args: &Args, plane: &ControlPlane) -> anyhow::Result<Figures> {
     let kubeconfig = plane.dir().join("operator.kubeconfig");
     std::fs::write(&kubeconfig, plane.kubeconfig_yaml(OPERATOR_USER))?;
     say("the example set alone (1 cluster, 3 services, 1 pipeline): memory when idle");
-    figures.rss_example_idle_mib = Some(example_idle(plane, &admin, &kubeconfig, args.timeout).await?);
+    let (rss, anon, file) = example_idle(plane, &admin, &kubeconfig, args.timeout).await?;
+    figures.rss_example_idle_mib = Some(rss);
+    figures.rss_split.push(("example idle".into(), anon, file));
 
     let kubelet = FakeKubelet::start(admin.clone(), NAMESPACE, CLUSTER, 50051).await;
     let log = plane.dir().join("operator.log");
@@ -175,6 +177,7 @@ async fn run(args: &Args, plane: &ControlPlane) -> anyhow::Result<Figures> {
     figures.run_reconciles = operator.metric_sum("conveyor_reconciles_total");
     figures.run_reconciles_by_kind = reconciles_by_kind(&operator);
     figures.run_requests = audit.take(OPERATOR_USER);
+    figures.run_pipeline_events = events_about(&admin, "EtlPipeline").await?;
     figures.run_router_calls = total_calls(&kubelet.sim) - calls_before;
     say(&format!("all {total} Ready in {:.2} s", figures.to_ready.as_secs_f64()));
 
@@ -184,6 +187,8 @@ async fn run(args: &Args, plane: &ControlPlane) -> anyhow::Result<Figures> {
     figures.idle_requests = audit.take(OPERATOR_USER);
     figures.idle_router_calls = calls_since(&kubelet.sim, &calls_before);
     figures.rss_ready_mib = operator.rss_mib();
+    let (anon, file) = operator.rss_split_mib();
+    figures.rss_split.push((format!("{} Ready", args.pipelines), anon, file));
 
     if !args.busy.is_zero() {
         say(&format!("busy window of {}: records flowing", humantime::format_duration(args.busy)));
@@ -241,6 +246,8 @@ async fn run(args: &Args, plane: &ControlPlane) -> anyhow::Result<Figures> {
         all_ready(&phases, total + size - args.pipelines, args.timeout).await?;
         let to_ready = started.elapsed();
         figures.large.push(Large { from, pipelines: size, to_ready, rss_mib: operator.rss_mib() });
+        let (anon, file) = operator.rss_split_mib();
+        figures.rss_split.push((format!("{size} watched"), anon, file));
         from = size;
     }
     operator.stop()?;
@@ -248,7 +255,7 @@ async fn run(args: &Args, plane: &ControlPlane) -> anyhow::Result<Figures> {
     Ok(figures)
 }
 
-/// The resident memory of an operator that watches only the example set
+/// The resident memory (total, anonymous, file) of an operator that watches only the example set
 /// (one cluster, a source, a transform, a sink and a pipeline), all Ready
 /// and then idle for [`EXAMPLE_IDLE`]; that operator and its routers stop after.
 async fn example_idle(
@@ -256,7 +263,7 @@ async fn example_idle(
     admin: &Client,
     kubeconfig: &std::path::Path,
     timeout: Duration,
-) -> anyhow::Result<f64> {
+) -> anyhow::Result<(f64, f64, f64)> {
     let kubelet = FakeKubelet::start(admin.clone(), EXAMPLE_NAMESPACE, CLUSTER, 50051).await;
     let log = plane.dir().join("operator-example.log");
     let operator = OperatorProcess::start(kubeconfig, EXAMPLE_NAMESPACE, &log).await?;
@@ -269,9 +276,21 @@ async fn example_idle(
     all_ready(&phases, total, timeout).await?;
     tokio::time::sleep(EXAMPLE_IDLE).await; // the idle time measured
     let rss = operator.rss_mib();
+    let (anon, file) = operator.rss_split_mib();
     operator.stop()?;
     kubelet.stop().await;
-    Ok(rss)
+    Ok((rss, anon, file))
+}
+
+/// The Events in the benchmark's namespace about objects of `kind`: each
+/// was created once (a repeat patches its series).
+async fn events_about(admin: &Client, kind: &str) -> anyhow::Result<u64> {
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(admin.clone(), NAMESPACE);
+    let list = events.list(&Default::default()).await?;
+    let about = |event: &&k8s_openapi::api::events::v1::Event| {
+        event.regarding.as_ref().and_then(|r| r.kind.as_deref()) == Some(kind)
+    };
+    Ok(list.items.iter().filter(about).count() as u64)
 }
 
 /// Router calls by method since `before` was counted (methods not called left out).

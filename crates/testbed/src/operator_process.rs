@@ -46,7 +46,8 @@ impl OperatorProcess {
             .env("KUBECONFIG", kubeconfig)
             .env("CONVEYOR_WATCH_NAMESPACE", namespace)
             .env("CONVEYOR_HTTP_ADDRESS", http.to_string())
-            .env("RUST_LOG", "warn")
+            // CONVEYOR_OPERATOR_RUST_LOG: the operator's log filter, to look into a run.
+            .env("RUST_LOG", std::env::var("CONVEYOR_OPERATOR_RUST_LOG").unwrap_or_else(|_| "warn".into()))
             .envs(env.iter().map(|(name, value)| (*name, value.as_str())))
             .stdout(Stdio::null())
             .stderr(log)
@@ -112,10 +113,20 @@ impl OperatorProcess {
 
     /// Resident memory from `/proc/<pid>/status`, in MiB.
     pub fn rss_mib(&self) -> f64 {
+        self.status_mib("VmRSS:")
+    }
+
+    /// Resident memory split into anonymous pages (heap, stacks) and pages
+    /// of files (the binary and its libraries), in MiB.
+    pub fn rss_split_mib(&self) -> (f64, f64) {
+        (self.status_mib("RssAnon:"), self.status_mib("RssFile:"))
+    }
+
+    fn status_mib(&self, field: &str) -> f64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
         let kib: f64 = status
             .lines()
-            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .find_map(|line| line.strip_prefix(field))
             .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
             .unwrap_or(0.0);
         kib / 1024.0

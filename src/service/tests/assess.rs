@@ -67,7 +67,10 @@ fn no_cluster_several_clusters_and_a_cluster_not_ready_say_so() {
     let members = ["127.0.0.1:50051".to_owned()];
     let waiting = blocker(&ok, &forming, &members, "ns", false).unwrap();
     assert_eq!(waiting.event, Event::ClusterNotReady);
-    assert!(waiting.message.contains("my-cluster is RaftForming"), "{}", waiting.message);
+    assert!(waiting.message.contains("my-cluster is not Ready"), "{}", waiting.message);
+    // The same words at every step of the forming: the status is not rewritten for each.
+    let provisioning = Resolution::Found(cluster(Some(ClusterPhase::Provisioning)));
+    assert_eq!(blocker(&ok, &provisioning, &members, "ns", false).unwrap().message, waiting.message);
     let ready = Resolution::Found(cluster(Some(ClusterPhase::Ready)));
     assert_eq!(
         blocker(&ok, &ready, MEMBERS, "ns", false).unwrap().event,
