@@ -91,6 +91,8 @@ pub struct Context {
     /// yet: a reconcile of such a copy goes ahead as if it did, instead of
     /// testing the list again and being refused.
     pub finalizers: super::finalizers::Ledger,
+    /// The statuses written whose watch events may not have arrived yet.
+    pub written: super::written::Ledger,
     retries: Retries,
     states: KindStates,
 }
@@ -110,6 +112,7 @@ impl Context {
             pipeline_lists: Snapshots::default(),
             pipeline_reads: Snapshots::default(),
             finalizers: Default::default(),
+            written: Default::default(),
             states: KindStates::default(),
         }
     }

@@ -50,6 +50,7 @@ pub mod state_table;
 pub mod status;
 pub mod subscription;
 pub mod triggers;
+mod written;
 
 pub use cache::Cache;
 pub use context::{Context, Timing};

@@ -68,7 +68,12 @@ pub async fn run<K: Reconciler>(object: Arc<K>, ctx: Arc<Context>) -> Result<Act
     if let Some(trace_id) = crate::telemetry::trace_id(&span) {
         span.record("trace_id", trace_id);
     }
-    reconcile_and_report(object, ctx).instrument(span).await
+    async move {
+        let object = ctx.written.fresher(object);
+        reconcile_and_report(object, ctx).await
+    }
+    .instrument(span)
+    .await
 }
 
 async fn reconcile_and_report<K: Reconciler>(object: Arc<K>, ctx: Arc<Context>) -> Result<Action, Error> {

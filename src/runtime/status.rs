@@ -48,6 +48,7 @@ where
     K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
         + Clone
         + serde::de::DeserializeOwned
+        + Serialize
         + std::fmt::Debug,
 {
     let namespace = object.namespace().ok_or_else(|| Error::InvalidObject("no metadata.namespace".into()))?;
@@ -57,8 +58,13 @@ where
         "kind": K::kind(&()),
         "status": status,
     });
-    api.patch_status(&object.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(body))
+    let written = api
+        .patch_status(&object.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(body))
         .await?;
+    // As the watch event will bring it, for a reconcile that comes before that event.
+    if let (Some(uid), Ok(mut value)) = (written.uid(), serde_json::to_value(&written)) {
+        ctx.written.record(&uid, written.resource_version(), value["status"].take());
+    }
     Ok(())
 }
 
@@ -123,6 +129,7 @@ where
     K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
         + Clone
         + serde::de::DeserializeOwned
+        + Serialize
         + std::fmt::Debug,
     S: Serialize + PartialEq,
 {

@@ -82,6 +82,10 @@ struct Args {
     /// Copy the API server's audit log here at the end, for a closer look.
     #[arg(long)]
     audit_log: Option<PathBuf>,
+    /// Keep everything running this long after the last size, the
+    /// operator's pid printed, to look into it (a debugger, a profiler).
+    #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
+    linger: Duration,
     /// Where the Markdown report goes.
     #[arg(long, default_value = "docs/benchmark.md")]
     report: PathBuf,
@@ -90,6 +94,10 @@ struct Args {
 /// The bench's own process in the CPU figures: it runs the simulated router
 /// nodes, the fake kubelet, the applies and the watches that time them.
 const BENCH_PROCESS: &str = "bench (routers, kubelet, applies)";
+
+fn secs_of(duration: Duration) -> String {
+    humantime::format_duration(duration).to_string()
+}
 
 fn say(line: &str) {
     eprintln!("[bench] {line}");
@@ -249,6 +257,10 @@ async fn run(args: &Args, plane: &ControlPlane) -> anyhow::Result<Figures> {
         let (anon, file) = operator.rss_split_mib();
         figures.rss_split.push((format!("{size} watched"), anon, file));
         from = size;
+    }
+    if !args.linger.is_zero() {
+        say(&format!("lingering {} with the operator (pid {})", secs_of(args.linger), operator.pid()));
+        tokio::time::sleep(args.linger).await; // asked for, to look into the operator
     }
     operator.stop()?;
     kubelet.stop().await;

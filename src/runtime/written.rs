@@ -1,0 +1,122 @@
+//! The statuses this process wrote whose watch events may not have reached
+//! the caches yet. A reconcile that starts on a cached copy older than the
+//! operator's own last status write (a second trigger right after the
+//! first reconcile wrote) would take the old status for the current one:
+//! it would write again, and a status built on the old one can drop what
+//! the first write recorded. The operator is the only writer of these
+//! statuses, so until the cache shows the status it wrote, a reconcile
+//! reads that status in place of the cached one.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use kube::{Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// How long a written status stands in for the cached one at most. Watch
+/// events arrive within moments; should one never come (a broken watch),
+/// the cache is believed again after this, and a status someone else
+/// wrote is not overridden for longer.
+const STANDS_IN_FOR: Duration = Duration::from_secs(30);
+
+struct Written {
+    /// The object's `resourceVersion` after the write.
+    version: Option<String>,
+    status: serde_json::Value,
+    at: Instant,
+}
+
+#[derive(Default)]
+pub struct Ledger {
+    by_uid: Mutex<HashMap<String, Written>>,
+}
+
+impl Ledger {
+    /// Records a status written to `uid`, the object then at `version`.
+    pub fn record(&self, uid: &str, version: Option<String>, status: serde_json::Value) {
+        let mut by_uid = self.by_uid.lock().expect("written-status ledger poisoned");
+        by_uid.retain(|_, written| written.at.elapsed() < STANDS_IN_FOR);
+        by_uid.insert(uid.to_owned(), Written { version, status, at: Instant::now() });
+    }
+
+    /// `object`, with the status this process last wrote in place of its
+    /// own when the cached copy does not show that write yet.
+    pub fn fresher<K>(&self, object: Arc<K>) -> Arc<K>
+    where
+        K: Resource + Serialize + DeserializeOwned,
+    {
+        let Some(uid) = object.uid() else { return object };
+        let mut by_uid = self.by_uid.lock().expect("written-status ledger poisoned");
+        let Some(written) = by_uid.get(&uid) else { return object };
+        if written.at.elapsed() >= STANDS_IN_FOR || object.resource_version() == written.version {
+            by_uid.remove(&uid);
+            return object;
+        }
+        let Ok(mut value) = serde_json::to_value(&*object) else { return object };
+        if value.get("status") == Some(&written.status) {
+            // The write has arrived (and something else changed since).
+            by_uid.remove(&uid);
+            return object;
+        }
+        value["status"] = written.status.clone();
+        match serde_json::from_value(value) {
+            Ok(fresher) => {
+                tracing::debug!("the cached copy predates this process's status write; reading that status");
+                Arc::new(fresher)
+            }
+            Err(_) => object,
+        }
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.by_uid.lock().unwrap().len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::api::core::v1::{Pod, PodStatus};
+
+    use super::*;
+
+    fn pod(version: &str, phase: Option<&str>) -> Arc<Pod> {
+        let mut pod = Pod::default();
+        pod.metadata.uid = Some("uid-1".into());
+        pod.metadata.resource_version = Some(version.into());
+        pod.status = phase.map(|phase| PodStatus { phase: Some(phase.into()), ..Default::default() });
+        Arc::new(pod)
+    }
+
+    fn phase(pod: &Pod) -> Option<&str> {
+        pod.status.as_ref()?.phase.as_deref()
+    }
+
+    #[test]
+    fn a_copy_older_than_the_write_reads_the_written_status_until_the_write_arrives() {
+        let ledger = Ledger::default();
+        let unwritten = pod("1", None);
+        assert!(Arc::ptr_eq(&ledger.fresher(unwritten.clone()), &unwritten), "nothing written: as cached");
+
+        ledger.record("uid-1", Some("2".into()), serde_json::json!({"phase": "Running"}));
+        // The stale copy (version 1, no status) reads the written status.
+        assert_eq!(phase(&ledger.fresher(pod("1", None))), Some("Running"));
+        assert_eq!(ledger.len(), 1, "kept until the write arrives");
+        // The write's own event: as cached, and forgotten.
+        let arrived = pod("2", Some("Running"));
+        assert!(Arc::ptr_eq(&ledger.fresher(arrived.clone()), &arrived));
+        assert_eq!(ledger.len(), 0);
+    }
+
+    #[test]
+    fn a_newer_copy_showing_the_written_status_is_taken_as_cached() {
+        let ledger = Ledger::default();
+        ledger.record("uid-1", Some("2".into()), serde_json::json!({"phase": "Running"}));
+        // A label edit after the write: another version, the same status.
+        let edited = pod("3", Some("Running"));
+        assert!(Arc::ptr_eq(&ledger.fresher(edited.clone()), &edited));
+        assert_eq!(ledger.len(), 0);
+    }
+}
