@@ -62,8 +62,8 @@ where
         .patch_status(&object.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(body))
         .await?;
     // As the watch event will bring it, for a reconcile that comes before that event.
-    if let (Some(uid), Ok(mut value)) = (written.uid(), serde_json::to_value(&written)) {
-        ctx.written.record(&uid, written.resource_version(), value["status"].take());
+    if let (Some(uid), Ok(value)) = (written.uid(), serde_json::to_value(&written)) {
+        ctx.written.record(&uid, written.resource_version(), &value["status"]);
     }
     Ok(())
 }

@@ -19,12 +19,13 @@ use serde::de::DeserializeOwned;
 /// events arrive within moments; should one never come (a broken watch),
 /// the cache is believed again after this, and a status someone else
 /// wrote is not overridden for longer.
-const STANDS_IN_FOR: Duration = Duration::from_secs(30);
+const STANDS_IN_FOR: Duration = Duration::from_secs(10);
 
 struct Written {
     /// The object's `resourceVersion` after the write.
     version: Option<String>,
-    status: serde_json::Value,
+    /// The status as written, compact JSON (a fraction of a `Value`'s memory).
+    status: String,
     at: Instant,
 }
 
@@ -35,9 +36,10 @@ pub struct Ledger {
 
 impl Ledger {
     /// Records a status written to `uid`, the object then at `version`.
-    pub fn record(&self, uid: &str, version: Option<String>, status: serde_json::Value) {
+    pub fn record(&self, uid: &str, version: Option<String>, status: &serde_json::Value) {
         let mut by_uid = self.by_uid.lock().expect("written-status ledger poisoned");
         by_uid.retain(|_, written| written.at.elapsed() < STANDS_IN_FOR);
+        let status = status.to_string();
         by_uid.insert(uid.to_owned(), Written { version, status, at: Instant::now() });
     }
 
@@ -49,18 +51,26 @@ impl Ledger {
     {
         let Some(uid) = object.uid() else { return object };
         let mut by_uid = self.by_uid.lock().expect("written-status ledger poisoned");
+        if by_uid.is_empty() {
+            return object;
+        }
+        // Reconciles come at least once per health interval: what a watch
+        // event never confirmed goes with them, idle or not.
+        by_uid.retain(|_, written| written.at.elapsed() < STANDS_IN_FOR);
         let Some(written) = by_uid.get(&uid) else { return object };
-        if written.at.elapsed() >= STANDS_IN_FOR || object.resource_version() == written.version {
+        if object.resource_version() == written.version {
             by_uid.remove(&uid);
             return object;
         }
         let Ok(mut value) = serde_json::to_value(&*object) else { return object };
-        if value.get("status") == Some(&written.status) {
+        let cached = value.get("status").map(serde_json::Value::to_string);
+        if cached.as_deref() == Some(written.status.as_str()) {
             // The write has arrived (and something else changed since).
             by_uid.remove(&uid);
             return object;
         }
-        value["status"] = written.status.clone();
+        let Ok(status) = serde_json::from_str(&written.status) else { return object };
+        value["status"] = status;
         match serde_json::from_value(value) {
             Ok(fresher) => {
                 tracing::debug!("the cached copy predates this process's status write; reading that status");
@@ -100,7 +110,7 @@ mod tests {
         let unwritten = pod("1", None);
         assert!(Arc::ptr_eq(&ledger.fresher(unwritten.clone()), &unwritten), "nothing written: as cached");
 
-        ledger.record("uid-1", Some("2".into()), serde_json::json!({"phase": "Running"}));
+        ledger.record("uid-1", Some("2".into()), &serde_json::json!({"phase": "Running"}));
         // The stale copy (version 1, no status) reads the written status.
         assert_eq!(phase(&ledger.fresher(pod("1", None))), Some("Running"));
         assert_eq!(ledger.len(), 1, "kept until the write arrives");
@@ -113,7 +123,7 @@ mod tests {
     #[test]
     fn a_newer_copy_showing_the_written_status_is_taken_as_cached() {
         let ledger = Ledger::default();
-        ledger.record("uid-1", Some("2".into()), serde_json::json!({"phase": "Running"}));
+        ledger.record("uid-1", Some("2".into()), &serde_json::json!({"phase": "Running"}));
         // A label edit after the write: another version, the same status.
         let edited = pod("3", Some("Running"));
         assert!(Arc::ptr_eq(&ledger.fresher(edited.clone()), &edited));

@@ -10,6 +10,8 @@ use anyhow::{Context, bail};
 pub struct OperatorProcess {
     child: Child,
     http: std::net::SocketAddr,
+    /// Started under CONVEYOR_OPERATOR_WRAPPER: `child` is the wrapper.
+    wrapped: bool,
 }
 
 impl OperatorProcess {
@@ -55,7 +57,7 @@ impl OperatorProcess {
             .with_context(|| {
                 format!("cannot start {} (build it with `cargo build --release`)", binary.display())
             })?;
-        let mut operator = OperatorProcess { child, http };
+        let mut operator = OperatorProcess { child, http, wrapped: !wrapper.trim().is_empty() };
         let deadline = Instant::now() + Duration::from_secs(60);
         while operator.get("/readyz").map(|(code, _)| code) != Some(200) {
             if let Some(status) = operator.child.try_wait()? {
@@ -134,6 +136,14 @@ impl OperatorProcess {
 
     /// SIGTERM, then waits for the exit (the operator drains its reconciles).
     pub fn stop(mut self) -> anyhow::Result<()> {
+        if self.wrapped {
+            // A wrapper (heaptrack's script) need not pass the signal on: the
+            // operator, its child, gets it directly, and the wrapper ends after it.
+            let parent = self.pid().to_string();
+            Command::new("pkill").args(["-TERM", "-P", &parent, "-f", "conveyor-etl-operator"]).status()?;
+            self.child.wait()?;
+            return Ok(());
+        }
         let status = Command::new("kill").arg("-TERM").arg(self.pid().to_string()).status()?;
         if !status.success() {
             bail!("kill -TERM {} failed", self.pid());
@@ -145,6 +155,11 @@ impl OperatorProcess {
 
 impl Drop for OperatorProcess {
     fn drop(&mut self) {
+        if self.wrapped {
+            let parent = self.pid().to_string();
+            let _ =
+                Command::new("pkill").args(["-KILL", "-P", &parent, "-f", "conveyor-etl-operator"]).status();
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
