@@ -10,7 +10,15 @@
 //! memory, a restart's catch-up, a router node's loss and spec-edit latency.
 //! The table is written as Markdown (default `docs/benchmark.md`).
 //!
-//! `cargo build --release && target/release/conveyor-bench --pipelines 1000`
+//! The operator is measured as the image ships it (the `dist` profile), from
+//! next to this binary:
+//!
+//! ```text
+//! cargo build --profile dist -p conveyor-etl-operator
+//! cargo build --release -p conveyor-bench -p conveyor-router-sim
+//! cp target/dist/conveyor-etl-operator target/release/
+//! target/release/conveyor-bench --pipelines 1000
+//! ```
 
 mod audit;
 mod cpu;
