@@ -16,10 +16,12 @@ use conveyor_etl_operator::crd::{
 };
 use conveyor_etl_operator::router::mapping::{self, METADATA_DLQ_ENABLED, METADATA_DLQ_MAX_RETRIES};
 use conveyor_etl_operator::router::{Router, RouterClient};
+use conveyor_etl_operator::runtime::Timing;
 use conveyor_router_sim::Mutation;
 use support::control_plane::OPERATOR_USER;
 use support::eventually;
 use support::objects::{self, SERVICE_KINDS, create, event_count, events_about, name_of};
+use support::operator::RunningOperator;
 use support::router_sim::OtherWriter;
 use support::scenario::{FORM_TIMEOUT, Scenario, seed_cluster};
 
@@ -266,7 +268,21 @@ async fn a_submission_the_router_already_holds_is_never_created_twice() {
 
 #[tokio::test]
 async fn a_pipeline_deleted_or_changed_behind_the_operators_back_is_put_back() {
-    let s = ready_example_set("pl-drift").await;
+    let mut s = ready_example_set("pl-drift").await;
+    // A Ready pipeline is reconciled again only each stats interval: with an
+    // hour, only the cluster's list read can tell it of the drift.
+    s.operator.take().unwrap().stop().await;
+    let timing = Timing { stats_interval: Duration::from_secs(3600), ..support::operator::timing() };
+    let client = support::operator::operator_client(s.plane).await;
+    let sim = &s.kubelet.sim;
+    let (reads, lists) = (sim.call_count("GetPipeline"), sim.call_count("ListPipelines"));
+    s.operator = Some(RunningOperator::start_with_timing(client, &s.namespace, timing));
+    // Its first reconcile (its stage figures read) and the first list it
+    // compares the next ones with are behind it.
+    eventually(FORM_TIMEOUT, "the new operator's first reconcile and list", || async {
+        (sim.call_count("GetPipeline") > reads && sim.call_count("ListPipelines") >= lists + 2).then_some(())
+    })
+    .await;
     let client = RouterClient::new(support::operator::router_options());
     let members = s.kubelet.sim.endpoints();
     client.delete_pipeline(&members, &id(&s), true).await.unwrap();

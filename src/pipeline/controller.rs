@@ -1,9 +1,11 @@
 //! The EtlPipeline controller: triggered by what users change on a pipeline,
 //! by changes of the router clusters it may run on, and by changes of the
 //! sources, transforms and sinks it references (a service turning Ready
-//! moves its pipelines on at once, without polling). A cluster's or a
-//! service's change triggers its pipelines only when what a pipeline reads
-//! of it changed ([`dependants_view`], [`service_view`]).
+//! moves its pipelines on at once, without polling), and by the router
+//! copies each cluster's list read shows changed behind the operator's back
+//! (`runtime::router_pipelines`). A cluster's or a service's change
+//! triggers its pipelines only when what a pipeline reads of it changed
+//! ([`dependants_view`], [`service_view`]).
 
 use std::hash::Hash;
 use std::sync::Arc;
@@ -90,7 +92,14 @@ pub fn controller(watches: &Watches, ctx: &Arc<Context>) -> Controller<EtlPipeli
     let still_waiting = cache.clone();
     let due = move |pipeline: &EtlPipeline| pipeline.status.is_none() && !may_move(pipeline, &still_waiting);
     let hold = move |pipeline: &EtlPipeline| first_wait(pipeline, &held);
+    // Taken by the one controller a process runs; a second one waits on nothing.
+    let mut list_changes = ctx.list_changes.take_changes();
+    let copies_changed = futures::stream::poll_fn(move |cx| match list_changes.as_mut() {
+        Some(changes) => changes.poll_recv(cx),
+        None => std::task::Poll::Pending,
+    });
     reconciler::controller_holding(watches.pipelines.subscribe(), store, ctx.clone(), hold, due)
+        .reconcile_on(copies_changed)
         .watches_shared_stream(
             on_change(watches.router_clusters.subscribe(), cache.router_clusters.clone(), dependants_view),
             move |cluster| {

@@ -206,8 +206,12 @@ async fn reconcile(pipeline: &EtlPipeline, ctx: &Context) -> Result<Action, Erro
         announce_write(ctx, pipeline, *call, drifted, generation, moved).await?;
     }
     outcome.map_err(|error| Error::Reported(Box::new(error)))?;
+    // A settled pipeline learns of its cluster, its services and its router
+    // copy by their changes (the cluster's list read, see
+    // `runtime::router_pipelines`); it is read again only for its stage figures.
     let interval = match phase {
         Phase::Provisioning => ctx.timing.progress_interval,
+        Phase::Ready | Phase::Disabled => ctx.timing.stats_interval,
         _ => ctx.timing.health_interval,
     };
     // A reference still absent is reported as soon as the grace is over.

@@ -18,7 +18,7 @@ use super::observe::{self, AppliedHashes, Live, Owned};
 use super::status::{next_status, write_on_change};
 use super::validate::{self, validate};
 use crate::crd::{ClusterPhase, EtlRouterCluster, EtlRouterClusterStatus, StorageRetention};
-use crate::runtime::{self, Context, Error, Reconciler};
+use crate::runtime::{self, Context, Error, Reconciler, clusters};
 
 impl Reconciler for EtlRouterCluster {
     type Status = EtlRouterClusterStatus;
@@ -99,13 +99,16 @@ impl Reconciler for EtlRouterCluster {
             assessment.message = format!("{}; {refusal}", assessment.message);
         }
         let status = next_status(self, phase, &assessment, &validation, paused, outcome.as_ref().map(|_| ()));
+        let serving = clusters::serves(Some(phase), status.leader.is_some());
         write_on_change(self, ctx, status, assessment.event).await?;
         outcome.map_err(|error| Error::Reported(Box::new(error)))?;
 
         let settled = phase == ClusterPhase::Ready;
-        // A router without RouterAdmin holds no pipelines, and is not asked for them.
-        if settled && !paused && assessment.router_admin != Some(false) {
-            runtime::orphans::sweep(self, ctx).await;
+        // The pipeline list is read while the cluster serves pipelines (its
+        // changes reach them); orphans are swept only when settled and not
+        // paused. A router without RouterAdmin holds no pipelines, and is not asked for them.
+        if serving && assessment.router_admin != Some(false) {
+            runtime::orphans::poll(self, ctx, settled && !paused).await;
         }
         Ok(Action::requeue(if settled { ctx.timing.health_interval } else { ctx.timing.progress_interval }))
     }

@@ -61,11 +61,16 @@ pub const ROUTER_ADMIN_CONDITION: &str = "RouterAdmin";
 /// quorum hold, or it would be Unavailable). Dependants of a Degraded
 /// cluster stay as they are instead of all flapping with it.
 pub fn serves_dependants(cluster: &EtlRouterCluster) -> bool {
-    use crate::crd::ClusterPhase;
     let status = cluster.status.as_ref();
-    match status.and_then(|s| s.phase) {
+    serves(status.and_then(|s| s.phase), status.is_some_and(|s| s.leader.is_some()))
+}
+
+/// Whether a cluster in `phase`, with a leader known or not, serves its dependants.
+pub fn serves(phase: Option<crate::crd::ClusterPhase>, leader_known: bool) -> bool {
+    use crate::crd::ClusterPhase;
+    match phase {
         Some(ClusterPhase::Ready) => true,
-        Some(ClusterPhase::Degraded) => status.is_some_and(|s| s.leader.is_some()),
+        Some(ClusterPhase::Degraded) => leader_known,
         _ => false,
     }
 }

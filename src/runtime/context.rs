@@ -86,6 +86,9 @@ pub struct Context {
     pub pipeline_lists: Snapshots<PipelineIndex>,
     /// Each pipeline's config and status as the router last reported them (keyed by pipeline id).
     pub pipeline_reads: Snapshots<Option<PipelineRead>>,
+    /// The pipelines each new `ListPipelines` shows changed behind this
+    /// operator's back, for the pipeline controller to reconcile.
+    pub list_changes: super::router_pipelines::ListChanges,
     /// Objects (by uid) whose finalizer this process added (or is adding
     /// ahead of a held-back reconcile) but whose cached copy may not show it
     /// yet: a reconcile of such a copy goes ahead as if it did, instead of
@@ -111,6 +114,7 @@ impl Context {
             registries: Snapshots::default(),
             pipeline_lists: Snapshots::default(),
             pipeline_reads: Snapshots::default(),
+            list_changes: Default::default(),
             finalizers: Default::default(),
             written: Default::default(),
             states: KindStates::default(),

@@ -3,7 +3,9 @@
 //! cluster's namespace, carrying the generation it writes into every
 //! submission, with no EtlPipeline of that name. Swept from the cluster's
 //! periodic reconcile, reading the same shared list the pipelines read
-//! ([`super::router_pipelines`]).
+//! ([`super::router_pipelines`]); that read is also what tells a Ready
+//! pipeline its copy changed, so it is made while the cluster serves its
+//! pipelines even when nothing may be swept.
 
 use kube::ResourceExt;
 use kube::runtime::reflector::Store;
@@ -31,9 +33,10 @@ pub fn orphans<'a>(
         .collect()
 }
 
-/// Deletes `cluster`'s orphans, each with an Event on the cluster. Best
-/// effort: a router that cannot list or delete is left for the next pass.
-pub async fn sweep(cluster: &EtlRouterCluster, ctx: &Context) {
+/// Reads `cluster`'s pipeline list and, when `sweep`, deletes its orphans,
+/// each with an Event on the cluster. Best effort: a router that cannot
+/// list or delete is left for the next pass.
+pub async fn poll(cluster: &EtlRouterCluster, ctx: &Context, sweep: bool) {
     let (Some(namespace), name) = (cluster.namespace(), cluster.name_any()) else { return };
     let members = clusters::members(&ctx.cache, cluster);
     if members.is_empty() {
@@ -46,6 +49,9 @@ pub async fn sweep(cluster: &EtlRouterCluster, ctx: &Context) {
             return;
         }
     };
+    if !sweep {
+        return;
+    }
     for id in orphans(list.iter(), &namespace, &ctx.cache.pipelines) {
         // Deleted (by a pipeline's cleanup or an earlier sweep) since the list was read.
         if newer_read(ctx, &members, &id, listed_at).is_some_and(|read| read.is_none()) {
