@@ -214,7 +214,9 @@ async fn reconcile(pipeline: &EtlPipeline, ctx: &Context) -> Result<Action, Erro
         Phase::Ready | Phase::Disabled => ctx.timing.stats_interval,
         _ => ctx.timing.health_interval,
     };
-    // A reference still absent is reported as soon as the grace is over.
+    // A reference still absent is reported as soon as the grace is over;
+    // a pipeline not waiting has nothing to report then.
+    let grace_left = grace_left.filter(|_| assessment.event.is_wait());
     Ok(Action::requeue(grace_left.map_or(interval, |left| interval.min(left))))
 }
 

@@ -5,149 +5,192 @@
 //! object (per phase for `conveyor_object_phase`), and nothing labelled with
 //! values that move, such as the leader's name.
 
+//!
+//! At ten thousand pipelines a scrape holds tens of thousands of series, so
+//! they are written straight from the cached objects as they are read, not
+//! gathered into gauge families first (which doubled the scrape's memory).
+
+use std::sync::Arc;
+
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
-use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::encoding::DescriptorEncoder;
+use prometheus_client::metrics::MetricType;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
-use kube::ResourceExt;
+use kube::{Resource, ResourceExt};
 
 use super::Cache;
 use super::metrics::{CLUSTER_PHASES, PHASES, PIPELINE_PHASES};
-use crate::crd::EtlRouterCluster;
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ObjectLabels {
-    kind: &'static str,
-    namespace: String,
-    name: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ObjectPhaseLabels {
-    kind: &'static str,
-    namespace: String,
-    name: String,
-    phase: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ClusterLabels {
-    namespace: String,
-    name: String,
-}
-
-/// The gauges of one scrape, filled object by object.
-#[derive(Clone, Debug, Default)]
-pub struct ObjectGauges {
-    phase: Family<ObjectPhaseLabels, Gauge>,
-    ready: Family<ObjectLabels, Gauge>,
-    members: Family<ClusterLabels, Gauge>,
-    members_healthy: Family<ClusterLabels, Gauge>,
-    leader: Family<ClusterLabels, Gauge>,
-    term: Family<ClusterLabels, Gauge>,
-}
+use crate::crd::{EtlPipeline, EtlRouterCluster, EtlSink, EtlSource, EtlTransform};
 
 fn ready_is_true(conditions: &[Condition]) -> bool {
     conditions.iter().any(|c| c.type_ == super::conditions::READY && c.status == "True")
 }
 
-impl ObjectGauges {
-    /// Phase (every known phase, 1 for the current one; an object without a
-    /// status yet is Pending, as its reconcile sees it) and Ready of one object.
-    pub fn object<P>(
-        &self,
-        kind: &'static str,
-        object: &impl ResourceExt,
-        known: &[P],
-        phase: Option<P>,
-        conditions: &[Condition],
-    ) where
-        P: PartialEq + Default + std::fmt::Debug + Copy,
-    {
-        let namespace = object.namespace().unwrap_or_default();
-        let name = object.name_any();
-        let current = phase.unwrap_or_default();
-        for known in known {
-            let labels = ObjectPhaseLabels {
-                kind,
-                namespace: namespace.clone(),
-                name: name.clone(),
-                phase: format!("{known:?}"),
-            };
-            self.phase.get_or_create(&labels).set(i64::from(*known == current));
-        }
-        self.ready
-            .get_or_create(&ObjectLabels { kind, namespace, name })
-            .set(i64::from(ready_is_true(conditions)));
-    }
+/// The objects one scrape reports, as the caches hold them.
+#[derive(Debug, Default)]
+pub struct Objects {
+    pub clusters: Vec<Arc<EtlRouterCluster>>,
+    pub pipelines: Vec<Arc<EtlPipeline>>,
+    pub sources: Vec<Arc<EtlSource>>,
+    pub transforms: Vec<Arc<EtlTransform>>,
+    pub sinks: Vec<Arc<EtlSink>>,
+}
 
-    /// An EtlRouterCluster: its phase and Ready, and what its status says of
-    /// its members, leader and term.
-    pub fn cluster(&self, cluster: &EtlRouterCluster) {
-        let status = cluster.status.clone().unwrap_or_default();
-        self.object("EtlRouterCluster", cluster, &CLUSTER_PHASES, status.phase, &status.conditions);
-        let labels =
-            ClusterLabels { namespace: cluster.namespace().unwrap_or_default(), name: cluster.name_any() };
-        self.members.get_or_create(&labels).set(status.members.len() as i64);
-        let healthy = status.members.iter().filter(|m| m.healthy).count();
-        self.members_healthy.get_or_create(&labels).set(healthy as i64);
-        self.leader.get_or_create(&labels).set(i64::from(status.leader_id.is_some()));
-        self.term.get_or_create(&labels).set(status.term.unwrap_or_default() as i64);
-    }
-
-    /// Every object in the caches.
-    fn of(cache: &Cache) -> ObjectGauges {
-        let gauges = ObjectGauges::default();
-        for cluster in cache.router_clusters.state() {
-            gauges.cluster(&cluster);
+impl Objects {
+    fn of(cache: &Cache) -> Objects {
+        Objects {
+            clusters: cache.router_clusters.state(),
+            pipelines: cache.pipelines.state(),
+            sources: cache.sources.state(),
+            transforms: cache.transforms.state(),
+            sinks: cache.sinks.state(),
         }
-        for pipeline in cache.pipelines.state() {
-            let status = pipeline.status.clone().unwrap_or_default();
-            gauges.object(
-                "EtlPipeline",
-                pipeline.as_ref(),
-                &PIPELINE_PHASES,
-                status.phase,
-                &status.conditions,
-            );
-        }
-        macro_rules! services {
-            ($($store:ident => $kind:literal),*) => {$(
-                for service in cache.$store.state() {
-                    let status = service.status.clone().unwrap_or_default();
-                    gauges.object($kind, service.as_ref(), &PHASES, status.phase, &status.conditions);
-                }
-            )*};
-        }
-        services!(sources => "EtlSource", transforms => "EtlTransform", sinks => "EtlSink");
-        gauges
     }
 }
 
-impl Collector for ObjectGauges {
-    fn encode(&self, mut encoder: DescriptorEncoder) -> std::fmt::Result {
-        let families: [(&str, &str, &dyn EncodeMetric); 6] = [
-            ("object_phase", "1 for each object's current phase, 0 for its other phases", &self.phase),
-            ("object_ready", "1 while an object's Ready condition is True", &self.ready),
-            ("router_cluster_members", "Raft members a router cluster's status lists", &self.members),
-            (
-                "router_cluster_members_healthy",
-                "Members the router reports healthy, by router cluster",
-                &self.members_healthy,
-            ),
-            ("router_cluster_leader", "1 while a router cluster's status names a Raft leader", &self.leader),
-            ("router_cluster_term", "A router cluster's Raft term (0: not known)", &self.term),
-        ];
-        for (name, help, family) in families {
-            family.encode(encoder.encode_descriptor(name, help, None, family.metric_type())?)?;
-        }
-        Ok(())
+/// One object's series: its phase among its kind's (`phases`, `current`;
+/// an object without a status yet is Pending, as its reconcile sees it) and Ready.
+struct Row<'a> {
+    kind: &'static str,
+    namespace: &'a str,
+    name: &'a str,
+    phases: &'a [String],
+    current: Option<usize>,
+    ready: bool,
+}
+
+impl<'a> Row<'a> {
+    fn labels(&self) -> Vec<(&'static str, &'a str)> {
+        vec![("kind", self.kind), ("namespace", self.namespace), ("name", self.name)]
     }
 }
 
-/// Registered once; builds [`ObjectGauges`] from the caches at each scrape.
+fn service_status(status: Option<&crate::crd::ServiceStatus>) -> (Option<crate::crd::Phase>, &[Condition]) {
+    (status.and_then(|s| s.phase), status.map(|s| s.conditions.as_slice()).unwrap_or_default())
+}
+
+fn phase_names<P: std::fmt::Debug>(known: &[P]) -> Vec<String> {
+    known.iter().map(|phase| format!("{phase:?}")).collect()
+}
+
+fn row<'a, P: PartialEq + Default + Copy>(
+    kind: &'static str,
+    object: &'a impl ResourceExt,
+    (known, phases): (&[P], &'a [String]),
+    phase: Option<P>,
+    conditions: &[Condition],
+) -> Row<'a> {
+    let current = phase.unwrap_or_default();
+    Row {
+        kind,
+        namespace: object.meta().namespace.as_deref().unwrap_or_default(),
+        name: object.meta().name.as_deref().unwrap_or_default(),
+        phases,
+        current: known.iter().position(|known| *known == current),
+        ready: ready_is_true(conditions),
+    }
+}
+
+/// Writes a gauge family `name` with one series per item of `series`.
+fn gauges<'a, I>(encoder: &mut DescriptorEncoder, name: &str, help: &str, series: I) -> std::fmt::Result
+where
+    I: IntoIterator<Item = (Vec<(&'static str, &'a str)>, i64)>,
+{
+    let mut family = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+    for (labels, value) in series {
+        family.encode_family(&labels)?.encode_gauge(&value)?;
+    }
+    Ok(())
+}
+
+/// Writes every per-object gauge of `objects`.
+pub fn encode(objects: &Objects, mut encoder: DescriptorEncoder) -> std::fmt::Result {
+    let (cluster_phases, pipeline_phases, service_phases) =
+        (phase_names(&CLUSTER_PHASES), phase_names(&PIPELINE_PHASES), phase_names(&PHASES));
+    let mut rows = Vec::with_capacity(objects.clusters.len() + objects.pipelines.len());
+    for cluster in &objects.clusters {
+        let status = cluster.status.as_ref();
+        let conditions = status.map(|s| s.conditions.as_slice()).unwrap_or_default();
+        let known = (&CLUSTER_PHASES[..], &cluster_phases[..]);
+        rows.push(row("EtlRouterCluster", cluster.as_ref(), known, status.and_then(|s| s.phase), conditions));
+    }
+    for pipeline in &objects.pipelines {
+        let status = pipeline.status.as_ref();
+        let conditions = status.map(|s| s.conditions.as_slice()).unwrap_or_default();
+        let known = (&PIPELINE_PHASES[..], &pipeline_phases[..]);
+        rows.push(row("EtlPipeline", pipeline.as_ref(), known, status.and_then(|s| s.phase), conditions));
+    }
+    let known = (&PHASES[..], &service_phases[..]);
+    for source in &objects.sources {
+        let (phase, conditions) = service_status(source.status.as_ref());
+        rows.push(row("EtlSource", source.as_ref(), known, phase, conditions));
+    }
+    for transform in &objects.transforms {
+        let (phase, conditions) = service_status(transform.status.as_ref());
+        rows.push(row("EtlTransform", transform.as_ref(), known, phase, conditions));
+    }
+    for sink in &objects.sinks {
+        let (phase, conditions) = service_status(sink.status.as_ref());
+        rows.push(row("EtlSink", sink.as_ref(), known, phase, conditions));
+    }
+
+    gauges(
+        &mut encoder,
+        "object_phase",
+        "1 for each object's current phase, 0 for its other phases",
+        rows.iter().flat_map(|row| {
+            row.phases.iter().enumerate().map(move |(index, phase)| {
+                let mut labels = row.labels();
+                labels.push(("phase", phase.as_str()));
+                (labels, i64::from(row.current == Some(index)))
+            })
+        }),
+    )?;
+    gauges(
+        &mut encoder,
+        "object_ready",
+        "1 while an object's Ready condition is True",
+        rows.iter().map(|row| (row.labels(), i64::from(row.ready))),
+    )?;
+
+    let clusters: Vec<_> = objects
+        .clusters
+        .iter()
+        .map(|cluster| {
+            let status = cluster.status.as_ref();
+            let members = status.map(|s| s.members.as_slice()).unwrap_or_default();
+            let labels = vec![
+                ("namespace", cluster.meta().namespace.as_deref().unwrap_or_default()),
+                ("name", cluster.meta().name.as_deref().unwrap_or_default()),
+            ];
+            let figures = [
+                members.len() as i64,
+                members.iter().filter(|m| m.healthy).count() as i64,
+                i64::from(status.is_some_and(|s| s.leader_id.is_some())),
+                status.and_then(|s| s.term).unwrap_or_default() as i64,
+            ];
+            (labels, figures)
+        })
+        .collect();
+    let families = [
+        ("router_cluster_members", "Raft members a router cluster's status lists"),
+        ("router_cluster_members_healthy", "Members the router reports healthy, by router cluster"),
+        ("router_cluster_leader", "1 while a router cluster's status names a Raft leader"),
+        ("router_cluster_term", "A router cluster's Raft term (0: not known)"),
+    ];
+    for (index, (name, help)) in families.into_iter().enumerate() {
+        gauges(
+            &mut encoder,
+            name,
+            help,
+            clusters.iter().map(|(labels, figures)| (labels.clone(), figures[index])),
+        )?;
+    }
+    Ok(())
+}
+
+/// Registered once; writes the per-object gauges from the caches at each scrape.
 pub struct PerObject {
     pub cache: Cache,
 }
@@ -160,7 +203,7 @@ impl std::fmt::Debug for PerObject {
 
 impl Collector for PerObject {
     fn encode(&self, encoder: DescriptorEncoder) -> std::fmt::Result {
-        ObjectGauges::of(&self.cache).encode(encoder)
+        encode(&Objects::of(&self.cache), encoder)
     }
 }
 
@@ -169,9 +212,23 @@ mod tests {
     use super::*;
     use crate::crd::{ClusterPhase, EtlRouterClusterStatus, MemberStatus};
 
-    fn encoded(gauges: ObjectGauges) -> String {
+    #[derive(Debug)]
+    struct Scrape(Objects);
+
+    impl Collector for Scrape {
+        fn encode(&self, encoder: DescriptorEncoder) -> std::fmt::Result {
+            super::encode(&self.0, encoder)
+        }
+    }
+
+    fn encoded(clusters: Vec<EtlRouterCluster>) -> String {
+        let clusters = clusters.into_iter().map(Arc::new).collect();
+        encoded_objects(Objects { clusters, ..Default::default() })
+    }
+
+    fn encoded_objects(objects: Objects) -> String {
         let mut registry = prometheus_client::registry::Registry::with_prefix("conveyor");
-        registry.register_collector(Box::new(gauges));
+        registry.register_collector(Box::new(Scrape(objects)));
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
         text
@@ -202,9 +259,7 @@ mod tests {
             members: vec![member(1, true), member(2, true), member(3, false)],
             ..Default::default()
         });
-        let gauges = ObjectGauges::default();
-        gauges.cluster(&cluster);
-        let text = encoded(gauges);
+        let text = encoded(vec![cluster]);
         let object = r#"kind="EtlRouterCluster",namespace="ns",name="c""#;
         for line in [
             format!(r#"conveyor_object_phase{{{object},phase="Degraded"}} 1"#),
@@ -222,12 +277,56 @@ mod tests {
     #[test]
     fn an_object_without_status_is_pending_and_not_ready() {
         let cluster = seed_cluster("new");
-        let gauges = ObjectGauges::default();
-        gauges.cluster(&cluster);
-        let text = encoded(gauges);
+        let text = encoded(vec![cluster]);
         let object = r#"kind="EtlRouterCluster",namespace="ns",name="new""#;
         assert!(text.contains(&format!(r#"conveyor_object_phase{{{object},phase="Pending"}} 1"#)), "{text}");
         assert!(text.contains(&format!(r#"conveyor_object_ready{{{object}}} 0"#)), "{text}");
         assert!(text.contains(r#"conveyor_router_cluster_leader{namespace="ns",name="new"} 0"#), "{text}");
+    }
+
+    #[test]
+    fn pipelines_and_services_show_their_kinds_phases_and_ready() {
+        use crate::crd::{EtlPipelineSpec, EtlPipelineStatus, Phase};
+        let mut pipeline = EtlPipeline::new("p", EtlPipelineSpec::default());
+        pipeline.metadata.namespace = Some("ns".into());
+        let ready = Condition {
+            type_: "Ready".into(),
+            status: "True".into(),
+            reason: "PipelineRunning".into(),
+            message: String::new(),
+            last_transition_time: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
+            ),
+            observed_generation: Some(1),
+        };
+        pipeline.status = Some(EtlPipelineStatus {
+            phase: Some(Phase::Disabled),
+            conditions: vec![ready],
+            ..Default::default()
+        });
+        let mut source: EtlSource = serde_json::from_value(serde_json::json!({
+            "apiVersion": "conveyor.etl/v1", "kind": "EtlSource",
+            "metadata": {"name": "s", "namespace": "ns"},
+            "spec": {"grpc": {"endpoint": "s:50051"}},
+        }))
+        .unwrap();
+        source.status = None;
+        let text = encoded_objects(Objects {
+            pipelines: vec![Arc::new(pipeline)],
+            sources: vec![Arc::new(source)],
+            ..Default::default()
+        });
+        let pipeline = r#"kind="EtlPipeline",namespace="ns",name="p""#;
+        let source = r#"kind="EtlSource",namespace="ns",name="s""#;
+        for line in [
+            format!(r#"conveyor_object_phase{{{pipeline},phase="Disabled"}} 1"#),
+            format!(r#"conveyor_object_phase{{{pipeline},phase="Pending"}} 0"#),
+            format!(r#"conveyor_object_ready{{{pipeline}}} 1"#),
+            format!(r#"conveyor_object_phase{{{source},phase="Pending"}} 1"#),
+            format!(r#"conveyor_object_ready{{{source}}} 0"#),
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} not in\n{text}");
+        }
+        assert!(!text.contains(&format!(r#"{source},phase="Disabled""#)), "services have no Disabled phase");
     }
 }

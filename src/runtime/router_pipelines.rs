@@ -122,6 +122,13 @@ impl ListChanges {
             );
             changed
         };
+        if !changed.is_empty() {
+            tracing::debug!(
+                cluster = key,
+                changed = changed.len(),
+                "router copies changed behind the operator's back"
+            );
+        }
         for id in changed {
             if let Some((namespace, name)) = id.split_once('/') {
                 let _ = self.sender.send(ObjectRef::new(name).within(namespace));

@@ -246,8 +246,10 @@ pub async fn reconcile<K: ServiceResource + Reconciler>(service: &K, ctx: &Conte
         Phase::Provisioning => ctx.timing.progress_interval,
         _ => ctx.timing.health_interval,
     };
-    // A cluster still absent is reported as soon as the grace is over.
-    Ok(Action::requeue(grace_left(service).map_or(interval, |left| interval.min(left))))
+    // A cluster still absent is reported as soon as the grace is over; a
+    // service not waiting has nothing to report then.
+    let grace = grace_left(service).filter(|_| quiet_wait);
+    Ok(Action::requeue(grace.map_or(interval, |left| interval.min(left))))
 }
 
 async fn register<K: ServiceResource>(
