@@ -29,18 +29,44 @@ struct Written {
     at: Instant,
 }
 
+/// How often expired entries are looked for: a scan of every entry on
+/// every write and reconcile would cost O(entries) each time.
+const PRUNE_EVERY: Duration = Duration::from_secs(1);
+
 #[derive(Default)]
 pub struct Ledger {
-    by_uid: Mutex<HashMap<String, Written>>,
+    entries: Mutex<Entries>,
+}
+
+#[derive(Default)]
+struct Entries {
+    by_uid: HashMap<String, Written>,
+    pruned_at: Option<Instant>,
+}
+
+impl Entries {
+    /// Drops what a watch event never confirmed within [`STANDS_IN_FOR`],
+    /// at most once per [`PRUNE_EVERY`].
+    fn prune(&mut self) {
+        if self.pruned_at.is_some_and(|at| at.elapsed() < PRUNE_EVERY) {
+            return;
+        }
+        self.by_uid.retain(|_, written| written.at.elapsed() < STANDS_IN_FOR);
+        self.pruned_at = Some(Instant::now());
+    }
 }
 
 impl Ledger {
+    fn entries(&self) -> std::sync::MutexGuard<'_, Entries> {
+        self.entries.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// Records a status written to `uid`, the object then at `version`.
     pub fn record(&self, uid: &str, version: Option<String>, status: &serde_json::Value) {
-        let mut by_uid = self.by_uid.lock().expect("written-status ledger poisoned");
-        by_uid.retain(|_, written| written.at.elapsed() < STANDS_IN_FOR);
+        let mut entries = self.entries();
+        entries.prune();
         let status = status.to_string();
-        by_uid.insert(uid.to_owned(), Written { version, status, at: Instant::now() });
+        entries.by_uid.insert(uid.to_owned(), Written { version, status, at: Instant::now() });
     }
 
     /// `object`, with the status this process last wrote in place of its
@@ -50,14 +76,17 @@ impl Ledger {
         K: Resource + Serialize + DeserializeOwned,
     {
         let Some(uid) = object.uid() else { return object };
-        let mut by_uid = self.by_uid.lock().expect("written-status ledger poisoned");
-        if by_uid.is_empty() {
+        let mut entries = self.entries();
+        if entries.by_uid.is_empty() {
             return object;
         }
-        // Reconciles come at least once per health interval: what a watch
-        // event never confirmed goes with them, idle or not.
-        by_uid.retain(|_, written| written.at.elapsed() < STANDS_IN_FOR);
-        let Some(written) = by_uid.get(&uid) else { return object };
+        // A cluster is reconciled at least once per health interval: what a
+        // watch event never confirmed goes with it, idle or not.
+        entries.prune();
+        let by_uid = &mut entries.by_uid;
+        let Some(written) = by_uid.get(&uid).filter(|written| written.at.elapsed() < STANDS_IN_FOR) else {
+            return object;
+        };
         if object.resource_version() == written.version {
             by_uid.remove(&uid);
             return object;
@@ -82,7 +111,7 @@ impl Ledger {
 
     #[cfg(test)]
     fn len(&self) -> usize {
-        self.by_uid.lock().unwrap().len()
+        self.entries().by_uid.len()
     }
 }
 
