@@ -90,9 +90,11 @@ fn candidates(
                 ("CONVEYOR_LEASE_DURATION", timing[0].to_owned()),
                 ("CONVEYOR_RENEW_DEADLINE", timing[1].to_owned()),
                 ("CONVEYOR_RETRY_PERIOD", timing[2].to_owned()),
-                // Settled objects are checked every second, so a takeover
-                // is followed by several rounds of checks in a short test.
+                // Settled objects are checked every second (a Ready
+                // pipeline each stats interval), so a takeover is followed
+                // by several rounds of checks in a short test.
                 ("CONVEYOR_HEALTH_INTERVAL", "1s".to_owned()),
+                ("CONVEYOR_STATS_INTERVAL", "1s".to_owned()),
             ],
             &["--log-format", "text"],
         )
