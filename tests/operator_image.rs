@@ -168,11 +168,17 @@ fn the_docker_engine_leaves_the_pod_network_alone() {
         assert!(cmdline.split_whitespace().any(|arg| arg == flag), "dockerd runs without {flag}: {cmdline}");
     }
     // Its own containerd: a child of dockerd, on the socket under its exec root.
-    let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
-    let own_containerd = children.split_whitespace().any(|child| {
-        let cmdline = std::fs::read(format!("/proc/{child}/cmdline")).unwrap_or_default();
+    // Found by each process's parent, not by `/proc/<pid>/task/<tid>/children`:
+    // that lists only the children one thread forked, and any of dockerd's
+    // threads may have started containerd.
+    let own_containerd = std::fs::read_dir("/proc").unwrap().flatten().any(|entry| {
+        let status = std::fs::read_to_string(entry.path().join("status")).unwrap_or_default();
+        let parent = status.lines().find_map(|line| line.strip_prefix("PPid:")).map(str::trim);
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
         let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-        cmdline.starts_with("containerd ") && cmdline.contains("/var/run/docker/containerd/")
+        parent == Some(&pid.to_string())
+            && cmdline.starts_with("containerd ")
+            && cmdline.contains("/var/run/docker/containerd/")
     });
     assert!(own_containerd, "dockerd ({pid}) runs no containerd of its own");
 
