@@ -51,6 +51,14 @@ pub async fn listed(
             .latest(id, members)
             .is_some_and(|(_, read)| read.as_ref().as_ref().and_then(|read| read.copy.as_ref()) == now)
     });
+    let clusters = ctx.cache.router_clusters.state();
+    ctx.list_changes.forget_all_but(|key| {
+        clusters.iter().any(|cluster| {
+            cluster.metadata.namespace.as_deref().is_some_and(|namespace| {
+                key == clusters::snapshot_key(namespace, cluster.metadata.name.as_deref().unwrap_or_default())
+            })
+        })
+    });
     (read, at)
 }
 
@@ -96,6 +104,11 @@ impl ListChanges {
         self.receiver.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take()
     }
 
+    /// Drops the lists seen of clusters `live` no longer holds (deleted ones).
+    fn forget_all_but(&self, live: impl Fn(&str) -> bool) {
+        self.seen.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).retain(|key, _| live(key));
+    }
+
     /// Records `read` as `key`'s list, and passes on the pipelines it changed
     /// that `known` (id, copy now) does not already account for.
     fn note(
@@ -128,6 +141,11 @@ impl ListChanges {
                 changed = changed.len(),
                 "router copies changed behind the operator's back"
             );
+        }
+        // Until a controller takes them, nobody would: a process that runs no
+        // pipeline controller (a tool, a test's context) keeps nothing.
+        if self.receiver.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).is_some() {
+            return;
         }
         for id in changed {
             if let Some((namespace, name)) = id.split_once('/') {
@@ -223,6 +241,30 @@ mod tests {
         changes.note("ns/c", &first, |_, _| false);
         changes.note("ns/c", &first, |_, _| panic!("the same list is not compared"));
         changes.note("ns/c", &index(&[]), |_, _| false);
+        assert_eq!(receiver.try_recv().unwrap(), ObjectRef::new("a").within("ns"));
+        assert!(receiver.try_recv().is_err());
+    }
+
+    #[test]
+    fn changes_are_kept_only_for_a_controller_that_took_them() {
+        let changes = ListChanges::default();
+        changes.note("ns/c", &index(&[("ns/a", summary(1, true))]), |_, _| false);
+        changes.note("ns/c", &index(&[]), |_, _| false);
+        let mut receiver = changes.take_changes().expect("taken once");
+        assert!(receiver.try_recv().is_err(), "nothing queued before the controller took them");
+    }
+
+    #[test]
+    fn a_deleted_clusters_list_is_forgotten() {
+        let changes = ListChanges::default();
+        let mut receiver = changes.take_changes().expect("taken once");
+        changes.note("ns/kept", &index(&[("ns/a", summary(1, true))]), |_, _| false);
+        changes.note("ns/gone", &index(&[("ns/b", summary(1, true))]), |_, _| false);
+        changes.forget_all_but(|key| key == "ns/kept");
+        assert_eq!(changes.seen.lock().unwrap().keys().collect::<Vec<_>>(), ["ns/kept"]);
+        // A cluster of that name made again starts afresh: its first list changes nothing.
+        changes.note("ns/gone", &index(&[]), |_, _| false);
+        changes.note("ns/kept", &index(&[]), |_, _| false);
         assert_eq!(receiver.try_recv().unwrap(), ObjectRef::new("a").within("ns"));
         assert!(receiver.try_recv().is_err());
     }
