@@ -2,6 +2,8 @@ use clap::{Parser, Subcommand};
 
 use conveyor_etl_operator::{controller, crd, telemetry};
 
+mod allocator;
+
 /// Kubernetes operator for Conveyor ETL router clusters, pipelines and services.
 #[derive(Parser)]
 #[command(version, about, args_conflicts_with_subcommands = true)]
@@ -33,31 +35,16 @@ fn main() -> anyhow::Result<()> {
                 Some(Command::Run(settings)) => *settings,
                 _ => cli.run,
             };
-            tune_malloc();
+            allocator::tune();
             let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
             runtime.block_on(run(settings, cli.log_format))
         }
     }
 }
 
-/// glibc's allocator, left to itself, gives each busy thread an arena of
-/// its own and raises its threshold for mapping large blocks each time one
-/// is freed; a scrape of tens of thousands of series or a list of ten
-/// thousand pipelines then stays in the heap after it is freed, and the
-/// operator's resident memory at 10,000 pipelines is about a seventh higher
-/// (docs/benchmark.md). Two arenas, and blocks over 128 KiB always mapped
-/// (and so given back when freed). Set before the runtime's threads start.
-fn tune_malloc() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only sets allocator parameters; no other thread runs yet.
-    unsafe {
-        libc::mallopt(libc::M_ARENA_MAX, 2);
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
-    }
-}
-
 async fn run(settings: controller::Settings, log_format: telemetry::LogFormat) -> anyhow::Result<()> {
     let _telemetry = telemetry::init(log_format)?;
+    tokio::spawn(allocator::give_back_freed_memory());
     let result = controller::run(settings).await;
     if let Err(error) = &result {
         tracing::error!(%error, "operator stopped");

@@ -444,11 +444,8 @@ async fn a_service_in_use_is_held_with_a_condition_until_its_pipeline_goes() {
 async fn the_status_shows_each_stage_with_its_service_and_endpoint() {
     let s = ready_example_set("pl-stages").await;
     let status = wait_ready(&s, 1).await;
-    let services: Vec<(&str, &str, Option<&str>)> = status
-        .stages
-        .iter()
-        .map(|st| (st.id.as_str(), st.service.as_str(), st.endpoint.as_deref()))
-        .collect();
+    let services: Vec<(&str, &str, Option<&str>)> =
+        status.stages.iter().map(|st| (&*st.id, &*st.service, st.endpoint.as_deref())).collect();
     assert_eq!(
         services,
         [

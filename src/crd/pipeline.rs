@@ -1,3 +1,5 @@
+use std::sync::Arc;
+
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::CustomResource;
 use schemars::JsonSchema;
@@ -106,23 +108,29 @@ pub struct EtlPipelineStatus {
     pub conditions: Vec<Condition>,
 }
 
+// Its texts and partitions are shared with every other stage that repeats
+// them: the operator's cache holds one copy (`runtime::intern`).
 /// One stage of a pipeline as the router runs it.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct PipelineStage {
     /// The router's stage id: `source`, `step-0`, `step-1`, ..., `sink`.
-    pub id: String,
+    pub id: Arc<str>,
     /// The EtlSource, EtlTransform or EtlSink it runs on.
-    pub service: String,
+    pub service: Arc<str>,
     /// `host:port` the router routes the stage's records to, once registered.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub endpoint: Option<String>,
+    pub endpoint: Option<Arc<str>>,
     /// Partitions the router assigned to the service.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub assigned_partitions: Vec<u32>,
+    #[serde(default, skip_serializing_if = "no_partitions")]
+    pub assigned_partitions: Arc<[u32]>,
     /// True while the router's error count for the stage rises from one
     /// stats read to the next; false again once a read finds it unchanged.
     /// The counts themselves are the router's metrics, not status.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub errors_rising: bool,
+}
+
+fn no_partitions(partitions: &Arc<[u32]>) -> bool {
+    partitions.is_empty()
 }

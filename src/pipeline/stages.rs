@@ -10,6 +10,7 @@ use super::observation::Reference;
 use crate::crd::PipelineStage;
 use crate::router::PipelineConfig;
 use crate::router::mapping::PipelineRead;
+use crate::runtime::intern;
 
 /// Two successive stats reads of the pipeline: the one before (`None` when
 /// there is none to compare with) and the new one.
@@ -29,8 +30,8 @@ pub fn stages(
         .iter()
         .zip(references)
         .map(|(stage, reference)| {
-            let before = previous.iter().find(|p| p.id == stage.id && p.service == stage.name);
-            let assignment = reference.assignment.clone().unwrap_or_default();
+            let before = previous.iter().find(|p| *p.id == *stage.id && *p.service == *stage.name);
+            let assignment = reference.assignment.as_ref();
             let errors_rising = match &reads {
                 Some(Reads { before: Some(earlier), now }) => {
                     now.errors(&stage.id) > earlier.errors(&stage.id)
@@ -38,10 +39,10 @@ pub fn stages(
                 _ => before.is_some_and(|b| b.errors_rising),
             };
             PipelineStage {
-                id: stage.id.clone(),
-                service: stage.name.clone(),
-                endpoint: reference.assignment.as_ref().map(|_| assignment.endpoint),
-                assigned_partitions: assignment.partitions,
+                id: intern::text(&stage.id),
+                service: intern::text(&stage.name),
+                endpoint: assignment.map(|assignment| intern::text(&assignment.endpoint)),
+                assigned_partitions: intern::partitions(assignment.map_or(&[], |a| &a.partitions)),
                 errors_rising,
             }
         })
@@ -112,10 +113,10 @@ mod tests {
             reference("out", Some(Assignment { endpoint: "out-svc:2".into(), partitions: vec![] })),
         ];
         let first = stages(&desired(), &references, None, &[]);
-        let ids: Vec<&str> = first.iter().map(|s| s.id.as_str()).collect();
+        let ids: Vec<&str> = first.iter().map(|s| &*s.id).collect();
         assert_eq!(ids, ["source", "step-0", "sink"]);
         assert_eq!(first[0].endpoint.as_deref(), Some("in-svc:1"));
-        assert_eq!(first[0].assigned_partitions, [0, 1]);
+        assert_eq!(*first[0].assigned_partitions, [0, 1]);
         assert_eq!(first[1].endpoint, None, "not registered");
         assert!(first.iter().all(|s| !s.errors_rising));
     }

@@ -4,6 +4,7 @@
 //! `managedFields` and kubectl's last-applied annotation are stripped
 //! before an object is stored (see [`trim`]).
 
+use std::any::Any;
 use std::hash::Hash;
 use std::sync::Arc;
 
@@ -20,6 +21,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use serde::de::DeserializeOwned;
 
+use super::intern;
 use super::namespaces::{MergedRelists, Namespaces};
 use super::subscription::Subscription;
 use crate::crd::{EtlPipeline, EtlRouterCluster, EtlSink, EtlSource, EtlTransform};
@@ -33,12 +35,24 @@ const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 /// of the object for everyone who uses `kubectl apply` without
 /// `--server-side`. The operator never writes either back: its writes are
 /// status applies and JSON patches of the finalizers.
-pub fn trim<K: Resource>(object: &mut K) {
+/// A pipeline's stages take the shared copies of their texts and partitions
+/// ([`intern`]): ten thousand pipelines repeat the same few.
+pub fn trim<K: Resource + 'static>(object: &mut K) {
     object.managed_fields_mut().clear();
     if let Some(annotations) = object.meta_mut().annotations.as_mut() {
         annotations.remove(LAST_APPLIED);
         if annotations.is_empty() {
             object.meta_mut().annotations = None;
+        }
+    }
+    if let Some(status) =
+        (object as &mut dyn Any).downcast_mut::<EtlPipeline>().and_then(|p| p.status.as_mut())
+    {
+        for stage in &mut status.stages {
+            stage.id = intern::text(&stage.id);
+            stage.service = intern::text(&stage.service);
+            stage.endpoint = stage.endpoint.as_deref().map(intern::text);
+            stage.assigned_partitions = intern::partitions(&stage.assigned_partitions);
         }
     }
 }
@@ -386,6 +400,32 @@ mod tests {
         pipeline.annotations_mut().insert(LAST_APPLIED.into(), "{}".into());
         trim(&mut pipeline);
         assert_eq!(pipeline.metadata.annotations, None, "no empty map left behind");
+    }
+
+    #[test]
+    fn two_cached_pipelines_share_their_stages_texts_and_partitions() {
+        let cached = || {
+            let mut pipeline: EtlPipeline = serde_json::from_value(serde_json::json!({
+                "apiVersion": "conveyor.etl/v1", "kind": "EtlPipeline",
+                "metadata": {"name": "p", "namespace": "ns"},
+                "spec": {"source": "s", "sink": "k"},
+                "status": {"stages": [
+                    {"id": "source", "service": "s", "endpoint": "s.ns:50051", "assignedPartitions": [0, 1]},
+                    {"id": "sink", "service": "k"},
+                ]},
+            }))
+            .unwrap();
+            trim(&mut pipeline);
+            pipeline.status.unwrap().stages
+        };
+        let (first, second) = (cached(), cached());
+        assert_eq!(first, second);
+        for (a, b) in first.iter().zip(&second) {
+            assert!(Arc::ptr_eq(&a.id, &b.id) && Arc::ptr_eq(&a.service, &b.service));
+            assert!(Arc::ptr_eq(&a.assigned_partitions, &b.assigned_partitions));
+        }
+        assert!(Arc::ptr_eq(first[0].endpoint.as_ref().unwrap(), second[0].endpoint.as_ref().unwrap()));
+        assert_eq!(*first[0].assigned_partitions, [0, 1]);
     }
 
     #[tokio::test]

@@ -34,6 +34,7 @@ mod error;
 mod event_series;
 pub mod events;
 mod finalizers;
+pub mod intern;
 pub mod metrics;
 pub mod namespaces;
 mod object_metrics;

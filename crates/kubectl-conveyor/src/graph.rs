@@ -61,18 +61,20 @@ pub fn graph(snapshot: &Snapshot, pipeline: &EtlPipeline) -> Graph {
             let service = snapshot.service(&namespace, kind, &name);
             let service_status = service.and_then(|s| s.status);
             // The pipeline's status describes the stage as the router runs it, once it does.
-            let reported =
-                status.into_iter().flat_map(|s| s.stages.iter()).find(|s| s.id == id && s.service == name);
+            let reported = status
+                .into_iter()
+                .flat_map(|s| s.stages.iter())
+                .find(|s| *s.id == *id && *s.service == *name);
             Stage {
                 id,
                 kind: kind.name().to_owned(),
                 phase: service_status.and_then(|s| s.phase).map(|p| format!("{p:?}")),
                 health: service_status.and_then(|s| s.health.clone()),
                 endpoint: reported
-                    .and_then(|r| r.endpoint.clone())
+                    .and_then(|r| r.endpoint.as_deref().map(str::to_owned))
                     .or_else(|| service.map(|s| s.endpoint.to_owned())),
                 partitions: reported
-                    .map(|r| r.assigned_partitions.clone())
+                    .map(|r| r.assigned_partitions.to_vec())
                     .filter(|p| !p.is_empty())
                     .or_else(|| service_status.map(|s| s.assigned_partitions.clone()))
                     .unwrap_or_default(),
