@@ -4,7 +4,8 @@
 //! Layout: `crd` holds the resource types; each kind has its own module with
 //! its state machine, its reconciler and their tests (`router_cluster`,
 //! `pipeline`, and `service` for the three service kinds); `router` is the
-//! gRPC client of the router; `runtime` is what every kind stands on
+//! gRPC client of the router; `intern` keeps one copy of the texts cached
+//! objects and router reads repeat; `runtime` is what every kind stands on
 //! (context, caches, errors, finalizer, status, retries, and what kinds
 //! share: reference lookups, the router's per-cluster snapshots, the orphan
 //! sweep); `controller` wires the kinds to the API server on top, each kind
@@ -17,6 +18,7 @@
 
 pub mod controller;
 pub mod crd;
+pub mod intern;
 pub mod pipeline;
 pub mod router;
 pub mod router_cluster;

@@ -2,6 +2,7 @@ use clap::{Parser, Subcommand};
 
 use conveyor_etl_operator::{controller, crd, telemetry};
 
+#[cfg(feature = "jemalloc")]
 mod allocator;
 
 /// Kubernetes operator for Conveyor ETL router clusters, pipelines and services.
@@ -35,7 +36,6 @@ fn main() -> anyhow::Result<()> {
                 Some(Command::Run(settings)) => *settings,
                 _ => cli.run,
             };
-            allocator::tune();
             let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
             runtime.block_on(run(settings, cli.log_format))
         }
@@ -44,7 +44,6 @@ fn main() -> anyhow::Result<()> {
 
 async fn run(settings: controller::Settings, log_format: telemetry::LogFormat) -> anyhow::Result<()> {
     let _telemetry = telemetry::init(log_format)?;
-    tokio::spawn(allocator::give_back_freed_memory());
     let result = controller::run(settings).await;
     if let Err(error) = &result {
         tracing::error!(%error, "operator stopped");

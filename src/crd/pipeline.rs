@@ -109,7 +109,7 @@ pub struct EtlPipelineStatus {
 }
 
 // Its texts and partitions are shared with every other stage that repeats
-// them: the operator's cache holds one copy (`runtime::intern`).
+// them: the operator's cache holds one copy (`crate::intern`).
 /// One stage of a pipeline as the router runs it.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]

@@ -8,9 +8,9 @@
 
 use super::observation::Reference;
 use crate::crd::PipelineStage;
+use crate::intern;
 use crate::router::PipelineConfig;
 use crate::router::mapping::PipelineRead;
-use crate::runtime::intern;
 
 /// Two successive stats reads of the pipeline: the one before (`None` when
 /// there is none to compare with) and the new one.

@@ -18,8 +18,10 @@
 //!   `spec.grpc.endpoint`, labels [`LABEL_NAMESPACE`] and [`LABEL_KIND`].
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use crate::crd::{EtlPipelineSpec, GrpcSpec};
+use crate::intern;
 
 use super::proto::common::{Endpoint, ServiceIdentity, ServiceType};
 use super::proto::registry::{RegisterRequest, ServiceMetadata};
@@ -215,7 +217,8 @@ impl PipelineSummary {
 pub struct PipelineRead {
     pub copy: Option<PipelineSummary>,
     pub version: Option<u64>,
-    pub stage_errors: Vec<(String, u64)>,
+    /// The router's error count of each stage that has any.
+    pub stage_errors: Vec<(Arc<str>, u64)>,
 }
 
 impl PipelineRead {
@@ -224,15 +227,19 @@ impl PipelineRead {
         PipelineRead {
             copy: response.config.as_ref().map(PipelineSummary::of),
             version: response.config.as_ref().and(status).map(|status| status.version),
+            // Stages without errors are left out: the usual read then holds none.
             stage_errors: status
-                .map(|status| status.stage_statuses.iter().map(|(id, f)| (id.clone(), f.errors)).collect())
+                .map(|status| {
+                    let erring = status.stage_statuses.iter().filter(|(_, figures)| figures.errors > 0);
+                    erring.map(|(id, figures)| (intern::text(id), figures.errors)).collect()
+                })
                 .unwrap_or_default(),
         }
     }
 
     /// The router's error count for `stage` (none reported: 0).
     pub fn errors(&self, stage: &str) -> u64 {
-        self.stage_errors.iter().find(|(id, _)| id == stage).map_or(0, |(_, errors)| *errors)
+        self.stage_errors.iter().find(|(id, _)| **id == *stage).map_or(0, |(_, errors)| *errors)
     }
 }
 

@@ -21,10 +21,10 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use serde::de::DeserializeOwned;
 
-use super::intern;
 use super::namespaces::{MergedRelists, Namespaces};
 use super::subscription::Subscription;
 use crate::crd::{EtlPipeline, EtlRouterCluster, EtlSink, EtlSource, EtlTransform};
+use crate::intern;
 
 /// The annotation `kubectl apply` (client-side) keeps the whole applied
 /// object in.

@@ -34,7 +34,6 @@ mod error;
 mod event_series;
 pub mod events;
 mod finalizers;
-pub mod intern;
 pub mod metrics;
 pub mod namespaces;
 mod object_metrics;

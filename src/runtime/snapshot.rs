@@ -11,6 +11,7 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::intern;
 use crate::router::RouterError;
 
 /// What a read gave: the value, or the error every reader of it sees.
@@ -28,8 +29,9 @@ pub const STALE_GRACE: u32 = 3;
 
 struct Taken<T> {
     at: Instant,
-    /// The members it was read from: another member set is another cluster state.
-    members: Vec<String>,
+    /// The members it was read from: another member set is another cluster
+    /// state. One copy shared by every snapshot of the same members.
+    members: Arc<[String]>,
     read: Read<T>,
     /// The last successful read and when it was made.
     good: Option<(Instant, Arc<T>)>,
@@ -94,7 +96,7 @@ impl<T> Snapshots<T> {
     pub fn latest(&self, key: &str, members: &[String]) -> Option<(Instant, Arc<T>)> {
         let slot = self.slots().by_key.get(key)?.clone();
         let taken = slot.try_lock().ok()?;
-        taken.as_ref().filter(|t| t.members == members).and_then(|t| t.good.clone())
+        taken.as_ref().filter(|t| *t.members == *members).and_then(|t| t.good.clone())
     }
 
     /// As [`Snapshots::get`], with when the value given was read.
@@ -121,10 +123,10 @@ impl<T> Snapshots<T> {
             slots.by_key.entry(key.to_owned()).or_default().clone()
         };
         let mut taken = slot.lock().await;
-        if let Some(taken) = taken.as_ref().filter(|t| t.members == members && t.at.elapsed() < ttl) {
+        if let Some(taken) = taken.as_ref().filter(|t| *t.members == *members && t.at.elapsed() < ttl) {
             return (taken.read.clone(), taken.value_at());
         }
-        let last_good = taken.as_ref().filter(|t| t.members == members).and_then(|t| t.good.clone());
+        let last_good = taken.as_ref().filter(|t| *t.members == *members).and_then(|t| t.good.clone());
         let now = Instant::now();
         let (fresh, good) = match read().await {
             Ok(value) => {
@@ -138,7 +140,7 @@ impl<T> Snapshots<T> {
                 _ => (Err(Arc::new(error)), None),
             },
         };
-        let fresh = Taken { at: now, members: members.to_vec(), read: fresh, good };
+        let fresh = Taken { at: now, members: intern::members(members), read: fresh, good };
         let answer = (fresh.read.clone(), fresh.value_at());
         *taken = Some(fresh);
         answer
@@ -148,8 +150,12 @@ impl<T> Snapshots<T> {
     pub fn put(&self, key: &str, members: &[String], value: T) {
         let value = Arc::new(value);
         let now = Instant::now();
-        let taken =
-            Taken { at: now, members: members.to_vec(), read: Ok(value.clone()), good: Some((now, value)) };
+        let taken = Taken {
+            at: now,
+            members: intern::members(members),
+            read: Ok(value.clone()),
+            good: Some((now, value)),
+        };
         let slot = Arc::new(tokio::sync::Mutex::new(Some(taken)));
         self.slots().by_key.insert(key.to_owned(), slot);
     }

@@ -1,6 +1,6 @@
-//! One copy of each text and partition list that many cached objects
-//! repeat: ten thousand pipelines name the same few services, endpoints and
-//! stage ids, and as separate allocations those copies were a sixth of the
+//! One copy of each text, partition list and member list that many cached
+//! objects repeat: ten thousand pipelines name the same few services,
+//! endpoints, stage ids and router members, and as separate allocations those copies were a sixth of the
 //! operator's memory at that scale (docs/heap-profile.md).
 //!
 //! A value no object holds any more is dropped when the set has doubled
@@ -16,6 +16,7 @@ const PRUNE_ABOVE: usize = 256;
 
 static TEXTS: LazyLock<Mutex<Interned<str>>> = LazyLock::new(Default::default);
 static PARTITIONS: LazyLock<Mutex<Interned<[u32]>>> = LazyLock::new(Default::default);
+static MEMBERS: LazyLock<Mutex<Interned<[String]>>> = LazyLock::new(Default::default);
 
 /// The shared copy of `text`.
 pub fn text(text: &str) -> Arc<str> {
@@ -25,6 +26,12 @@ pub fn text(text: &str) -> Arc<str> {
 /// The shared copy of `partitions`.
 pub fn partitions(partitions: &[u32]) -> Arc<[u32]> {
     lock(&PARTITIONS).get(partitions)
+}
+
+/// The shared copy of a router cluster's `members` (each router read of a
+/// pipeline remembers the members it was read from).
+pub fn members(members: &[String]) -> Arc<[String]> {
+    lock(&MEMBERS).get(members)
 }
 
 fn lock<T: ?Sized>(set: &Mutex<Interned<T>>) -> std::sync::MutexGuard<'_, Interned<T>> {
@@ -72,6 +79,8 @@ mod tests {
         assert!(Arc::ptr_eq(&a, &b));
         assert!(!Arc::ptr_eq(&a, &text("intern-test-other:50051")));
         assert!(Arc::ptr_eq(&partitions(&[7, 8, 9]), &partitions(&[7, 8, 9])));
+        let routers = ["intern-test-0:50051".to_owned(), "intern-test-1:50051".to_owned()];
+        assert!(Arc::ptr_eq(&members(&routers), &members(&routers.clone())));
     }
 
     #[test]
