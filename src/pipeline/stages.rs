@@ -141,5 +141,9 @@ mod tests {
         // Records moving with no new errors leave the stages as they were.
         let busier = read_buffered(&[("step-0", 2)], 50);
         assert_eq!(at(&two, &busier, &calm), calm);
+        // A read keeps only the stages with errors; one without counts as none.
+        let none = read(&[("source", 0), ("step-0", 0)]);
+        assert!(none.stage_errors.is_empty());
+        assert_eq!(at(&none, &one, &calm), rising, "from no errors to one");
     }
 }
