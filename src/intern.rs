@@ -1,7 +1,8 @@
 //! One copy of each text, partition list and member list that many cached
 //! objects repeat: ten thousand pipelines name the same few services,
-//! endpoints, stage ids and router members, and as separate allocations those copies were a sixth of the
-//! operator's memory at that scale (docs/heap-profile.md).
+//! endpoints, stage ids and router members, and as separate allocations
+//! those copies were about a tenth of the operator's memory at that scale
+//! (docs/heap-profile.md).
 //!
 //! A value no object holds any more is dropped when the set has doubled
 //! since it was last pruned, so churn (endpoints that move) does not grow it
